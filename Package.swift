@@ -1,0 +1,51 @@
+// swift-tools-version:6.0
+// Dependency direction (each module imports only those listed after it):
+//   swift-train (CLI) → Training → Distributed, Data, Models, Optimizers → Tensors → CBLAS
+//   Distributed → SwiftMPI → CMPI         Data → Tensors (RNG), CZlib
+// Optimizers never import MPI: they update a contiguous range of the flat buffer and nothing else.
+import PackageDescription
+
+let release: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "swift-train",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "swift-train", targets: ["SwiftTrain"]),
+        .executable(name: "swift-train-mpi-checks", targets: ["MPIChecks"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+    ],
+    targets: [
+        // C APIs, each behind a small module map; nothing above Tensors/SwiftMPI/Data sees them.
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c",
+                       providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+
+        .target(name: "SwiftMPI", dependencies: ["CMPI"], swiftSettings: release),
+        .target(name: "Tensors", dependencies: ["CBLAS"], swiftSettings: release),
+        .target(name: "Models", dependencies: ["Tensors"], swiftSettings: release),
+        .target(name: "Optimizers", dependencies: ["Tensors"], swiftSettings: release),
+        .target(name: "Distributed", dependencies: ["SwiftMPI", "Tensors", "Optimizers"], swiftSettings: release),
+        .target(name: "Data", dependencies: ["CZlib", "Tensors"], swiftSettings: release),
+        .target(name: "Training",
+                dependencies: ["Distributed", "Data", "Models", "Optimizers", "Tensors", "SwiftMPI",
+                               .product(name: "Yams", package: "Yams")],
+                swiftSettings: release),
+        .executableTarget(name: "SwiftTrain",
+                          dependencies: ["Training", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          swiftSettings: release),
+        // Multi-rank checks that need real MPI collectives; run under `mpirun -n 4` by launch/test.
+        .executableTarget(name: "MPIChecks", dependencies: ["Training", "Distributed", "SwiftMPI"],
+                          swiftSettings: release),
+
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "Tensors"]),
+        .testTarget(name: "OptimizersTests", dependencies: ["Optimizers", "Tensors"]),
+        .testTarget(name: "DataTests", dependencies: ["Data"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Distributed", "SwiftMPI"]),
+    ]
+)

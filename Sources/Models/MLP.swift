@@ -1,0 +1,127 @@
+import Tensors
+
+public enum Activation: String, CaseIterable, Sendable {
+    case relu, gelu
+}
+
+/// A multilayer perceptron classifier: widths [I, H1, …, Hk, C], Linear → activation between layers, softmax
+/// cross-entropy on the last. Parameters: `layerL.weight` [out, in] and `layerL.bias` [out] for each layer.
+///
+/// Workspace (activations) is owned by the model and grows to the largest batch seen; a model instance is not
+/// thread-safe.
+public final class MLP: Model {
+    public let widths: [Int]
+    public let activation: Activation
+    public let table: ParameterTable
+    public var predictionsPerRow: Int { 1 }
+    private var weights: [TensorEntry] = []
+    private var biases: [TensorEntry] = []
+
+    // Workspace for a batch of `capacity` rows. preActivations[l], outputs[l]: [B, widths[l+1]] for layer l.
+    private var capacity = 0
+    private var preActivations: [FloatBuffer] = []
+    private var outputs: [FloatBuffer] = []
+    private var dOutputs: [FloatBuffer] = []
+    private var probs = FloatBuffer(count: 0)
+
+    public init(widths: [Int], activation: Activation) {
+        precondition(widths.count >= 2 && widths.allSatisfy { $0 > 0 }, "MLP needs at least input and output widths")
+        self.widths = widths
+        self.activation = activation
+        var t = ParameterTable()
+        for l in 0..<(widths.count - 1) {
+            let last = l == widths.count - 2
+            weights.append(t.add("layer\(l).weight", shape: [widths[l + 1], widths[l]], role: last ? .head : .matrix))
+            biases.append(t.add("layer\(l).bias", shape: [widths[l + 1]], role: .bias))
+        }
+        table = t
+    }
+
+    public var layerCount: Int { widths.count - 1 }
+    public var classes: Int { widths.last! }
+
+    /// PyTorch's nn.Linear default: weight and bias ~ U(−1/√in, 1/√in).
+    public func initializeParameters(_ params: UnsafeMutableBufferPointer<Float>, seed: UInt64) {
+        var rng = SplitMix64(seed: seed, stream: 0x1417)
+        for l in 0..<layerCount {
+            let bound = 1 / Float(widths[l]).squareRoot()
+            for i in weights[l].range { params[i] = rng.uniform(-bound, bound) }
+            for i in biases[l].range { params[i] = rng.uniform(-bound, bound) }
+        }
+    }
+
+    private func reserve(rows: Int) {
+        guard rows > capacity else { return }
+        capacity = rows
+        preActivations = (0..<layerCount).map { FloatBuffer(count: rows * widths[$0 + 1]) }
+        outputs = (0..<layerCount).map { FloatBuffer(count: rows * widths[$0 + 1]) }
+        dOutputs = (0..<layerCount).map { FloatBuffer(count: rows * widths[$0 + 1]) }
+        probs = FloatBuffer(count: rows * classes)
+    }
+
+    public func forward(params: UnsafePointer<Float>, batch: ModelBatch) -> BatchResult {
+        reserve(rows: batch.rows)
+        return runForward(params: params, batch: batch)
+    }
+
+    private func runForward(params: UnsafePointer<Float>, batch: ModelBatch) -> BatchResult {
+        guard let features = batch.features else { preconditionFailure("MLP needs dense features") }
+        let rows = batch.rows
+        var input = features
+        for l in 0..<layerCount {
+            let z = preActivations[l].pointer
+            linearForward(z, input, params + weights[l].offset, params + biases[l].offset,
+                          batch: rows, inFeatures: widths[l], outFeatures: widths[l + 1])
+            if l < layerCount - 1 {
+                let n = rows * widths[l + 1]
+                switch activation {
+                case .relu: reluForward(outputs[l].pointer, z, count: n)
+                case .gelu: geluForward(outputs[l].pointer, z, count: n)
+                }
+                input = UnsafePointer(outputs[l].pointer)
+            }
+        }
+        var correct = 0
+        let loss = softmaxCrossEntropyForward(probs.pointer, preActivations[layerCount - 1].pointer, targets: batch.targets,
+                                              batch: rows, classes: classes, correct: &correct)
+        return BatchResult(lossSum: loss, correct: correct, predictions: rows)
+    }
+
+    public func forwardBackward(params: UnsafePointer<Float>, grads: UnsafeMutablePointer<Float>, batch: ModelBatch,
+                                lossScale: Float) -> BatchResult {
+        reserve(rows: batch.rows)
+        let result = runForward(params: params, batch: batch)
+        let rows = batch.rows
+        // dOutputs[l] holds dLoss/d(preActivation of layer l) once its activation backward has run.
+        let dLogits = dOutputs[layerCount - 1]
+        dLogits.slice(0..<(rows * classes)).update(repeating: 0)
+        softmaxCrossEntropyBackward(dLogits.pointer, probs.pointer, targets: batch.targets, batch: rows, classes: classes,
+                                    scale: lossScale)
+        for l in stride(from: layerCount - 1, through: 0, by: -1) {
+            let input: UnsafePointer<Float> = l == 0 ? batch.features! : UnsafePointer(outputs[l - 1].pointer)
+            // d(output of layer l−1) goes to a zeroed scratch buffer; the input layer needs no input gradient.
+            let n = rows * widths[l]
+            let dInput: UnsafeMutablePointer<Float>? = l > 0 ? scratch(zeroed: n) : nil
+            linearBackward(dInput, grads + weights[l].offset, grads + biases[l].offset, dOutputs[l].pointer,
+                           input, params + weights[l].offset, batch: rows, inFeatures: widths[l], outFeatures: widths[l + 1])
+            if let dInput {
+                // Through layer l−1's activation into d(pre-activation of layer l−1).
+                let dPre = dOutputs[l - 1].pointer
+                dPre.update(repeating: 0, count: n)
+                switch activation {
+                case .relu: reluBackward(dPre, dInput, preActivations[l - 1].pointer, count: n)
+                case .gelu: geluBackward(dPre, dInput, preActivations[l - 1].pointer, count: n)
+                }
+            }
+        }
+        return result
+    }
+
+    // One scratch buffer for d(activation output), grown to the widest hidden layer × batch.
+    private var scratchBuffer = FloatBuffer(count: 0)
+    private func scratch(zeroed n: Int) -> UnsafeMutablePointer<Float> {
+        if scratchBuffer.count < n { scratchBuffer = FloatBuffer(count: n) }
+        scratchBuffer.pointer.update(repeating: 0, count: n)
+        return scratchBuffer.pointer
+    }
+}

@@ -1,0 +1,60 @@
+import Tensors
+
+/// One batch as a model sees it: pointers into the data loader's buffers, valid for the duration of a call.
+public struct ModelBatch {
+    /// Dense features [rows, featureCount] (classifiers), or nil.
+    public var features: UnsafePointer<Float>?
+    /// Token ids [rows, sequence] (language models), or nil.
+    public var tokens: UnsafePointer<Int32>?
+    /// Targets: one class per row for classifiers, one token per position for language models.
+    public var targets: UnsafePointer<Int32>
+    /// Rows (examples or sequences) in the batch.
+    public var rows: Int
+
+    public init(features: UnsafePointer<Float>? = nil, tokens: UnsafePointer<Int32>? = nil,
+                targets: UnsafePointer<Int32>, rows: Int) {
+        self.features = features
+        self.tokens = tokens
+        self.targets = targets
+        self.rows = rows
+    }
+}
+
+/// Loss statistics of one batch. Sums, not means, so they add across micro-batches and ranks.
+public struct BatchResult: Equatable, Sendable {
+    public var lossSum: Double
+    /// Correct arg-max predictions.
+    public var correct: Int
+    /// Predictions the loss was summed over (rows for a classifier, rows × positions for a language model).
+    public var predictions: Int
+
+    public init(lossSum: Double = 0, correct: Int = 0, predictions: Int = 0) {
+        self.lossSum = lossSum
+        self.correct = correct
+        self.predictions = predictions
+    }
+
+    public static func += (a: inout BatchResult, b: BatchResult) {
+        a.lossSum += b.lossSum
+        a.correct += b.correct
+        a.predictions += b.predictions
+    }
+
+    public var meanLoss: Double { predictions > 0 ? lossSum / Double(predictions) : .nan }
+    public var accuracy: Double { predictions > 0 ? Double(correct) / Double(predictions) : .nan }
+}
+
+/// A differentiable model over a flat parameter buffer laid out by `table`.
+public protocol Model: AnyObject {
+    var table: ParameterTable { get }
+    /// Predictions one row contributes to `BatchResult.predictions`.
+    var predictionsPerRow: Int { get }
+    /// Writes initial parameters (deterministic in `seed`).
+    func initializeParameters(_ params: UnsafeMutableBufferPointer<Float>, seed: UInt64)
+    /// Forward only (evaluation).
+    func forward(params: UnsafePointer<Float>, batch: ModelBatch) -> BatchResult
+    /// Forward, then backward with `dLoss/dLossSum = lossScale` (pass 1/N to differentiate the mean over N
+    /// predictions); gradients are accumulated into `grads` (+=).
+    func forwardBackward(params: UnsafePointer<Float>, grads: UnsafeMutablePointer<Float>, batch: ModelBatch,
+                         lossScale: Float) -> BatchResult
+}

@@ -1,0 +1,95 @@
+import CBLAS
+
+// Dimension letters used in this file:
+//   B  rows in the batch        I  input features        O  output features
+// Layout is row-major throughout; weights are [O, I] as in PyTorch, so y = x·Wᵀ + b.
+// Backward kernels accumulate (+=) into gradients, so zeroing is one fill and accumulation needs no extra code.
+
+/// y[B, O] = x[B, I] · W[O, I]ᵀ + b[O]   (GEMM through OpenBLAS).
+public func linearForward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
+                          _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
+                          batch: Int, inFeatures: Int, outFeatures: Int) {
+    if let bias {
+        for row in 0..<batch { (y + row * outFeatures).update(from: bias, count: outFeatures) }
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(batch), Int32(outFeatures), Int32(inFeatures),
+                1, x, Int32(inFeatures), weight, Int32(inFeatures), bias == nil ? 0 : 1, y, Int32(outFeatures))
+}
+
+/// Gradients of `linearForward`, accumulated:
+///   dx[B, I] += dy[B, O] · W[O, I]      (skipped when dx is nil: the input layer needs no input gradient)
+///   dW[O, I] += dy[B, O]ᵀ · x[B, I]
+///   db[O]    += Σ_B dy[B, O]
+public func linearBackward(_ dx: UnsafeMutablePointer<Float>?, _ dWeight: UnsafeMutablePointer<Float>,
+                           _ dBias: UnsafeMutablePointer<Float>?, _ dy: UnsafePointer<Float>,
+                           _ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
+                           batch: Int, inFeatures: Int, outFeatures: Int) {
+    if let dx {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(batch), Int32(inFeatures), Int32(outFeatures),
+                    1, dy, Int32(outFeatures), weight, Int32(inFeatures), 1, dx, Int32(inFeatures))
+    }
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(outFeatures), Int32(inFeatures), Int32(batch),
+                1, dy, Int32(outFeatures), x, Int32(inFeatures), 1, dWeight, Int32(inFeatures))
+    if let dBias {
+        for row in 0..<batch {
+            let r = dy + row * outFeatures
+            for o in 0..<outFeatures { dBias[o] += r[o] }
+        }
+    }
+}
+
+/// Naive twin of `linearForward` (triple loop, double accumulation) for tests.
+public func linearForwardNaive(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
+                               _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
+                               batch: Int, inFeatures: Int, outFeatures: Int) {
+    for b in 0..<batch {
+        for o in 0..<outFeatures {
+            var acc = Double(bias?[o] ?? 0)
+            for i in 0..<inFeatures { acc += Double(x[b * inFeatures + i]) * Double(weight[o * inFeatures + i]) }
+            y[b * outFeatures + o] = Float(acc)
+        }
+    }
+}
+
+/// Naive twin of `linearBackward`.
+public func linearBackwardNaive(_ dx: UnsafeMutablePointer<Float>?, _ dWeight: UnsafeMutablePointer<Float>,
+                                _ dBias: UnsafeMutablePointer<Float>?, _ dy: UnsafePointer<Float>,
+                                _ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
+                                batch: Int, inFeatures: Int, outFeatures: Int) {
+    if let dx {
+        for b in 0..<batch {
+            for i in 0..<inFeatures {
+                var acc = 0.0
+                for o in 0..<outFeatures { acc += Double(dy[b * outFeatures + o]) * Double(weight[o * inFeatures + i]) }
+                dx[b * inFeatures + i] += Float(acc)
+            }
+        }
+    }
+    for o in 0..<outFeatures {
+        for i in 0..<inFeatures {
+            var acc = 0.0
+            for b in 0..<batch { acc += Double(dy[b * outFeatures + o]) * Double(x[b * inFeatures + i]) }
+            dWeight[o * inFeatures + i] += Float(acc)
+        }
+        if let dBias {
+            var acc = 0.0
+            for b in 0..<batch { acc += Double(dy[b * outFeatures + o]) }
+            dBias[o] += Float(acc)
+        }
+    }
+}
+
+/// Plain C = alpha·op(A)·op(B) + beta·C through OpenBLAS, row-major; for kernels outside this file (Newton–Schulz,
+/// attention) that need a general GEMM. `m×k` times `k×n`.
+public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                  _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
+                  beta: Float, _ c: UnsafeMutablePointer<Float>, ldc: Int) {
+    cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+                Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
+/// BLAS threading: with as many ranks as cores, each rank must use one thread or they fight over cores.
+public enum BLASThreads {
+    public static func set(_ n: Int) { openblas_set_num_threads(Int32(Swift.max(1, n))) }
+    public static var current: Int { Int(openblas_get_num_threads()) }
+}

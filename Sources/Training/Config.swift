@@ -1,0 +1,233 @@
+import Foundation
+import Models
+import Optimizers
+import Yams
+
+/// A configuration error: names the key (or file) and what is wrong, and how to fix it.
+public struct ConfigError: Error, CustomStringConvertible, Equatable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// A resolved configuration: every schema key with its value, after the file and the `--set` overrides.
+public struct ResolvedConfig: Equatable, Sendable {
+    public private(set) var values: [String: ConfigValue]
+    /// Short name for run directories: the config file's stem, or "fashion-mlp" for the built-in defaults.
+    public var name: String
+
+    public init(name: String = "fashion-mlp") {
+        values = ConfigSchema.defaults
+        self.name = name
+    }
+
+    /// Loads `path` over the defaults.
+    public static func load(path: String) throws -> ResolvedConfig {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ConfigError("config file \(path) cannot be read: check the path (configs/ has the shipped configs)")
+        }
+        var config = ResolvedConfig(name: URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent)
+        try config.merge(yaml: text, source: path)
+        return config
+    }
+
+    /// Merges a YAML mapping (nested sections) into the values; unknown keys and bad values are errors.
+    public mutating func merge(yaml text: String, source: String) throws {
+        let document: Any?
+        do { document = try Yams.load(yaml: text) } catch {
+            throw ConfigError("\(source): not valid YAML: \(error)")
+        }
+        guard let document else { return }  // an empty file changes nothing
+        guard let mapping = document as? [String: Any] else {
+            throw ConfigError("\(source): the top level must be a mapping of sections (model:, train:, optimizer:, …)")
+        }
+        for (path, raw) in flatten(mapping, prefix: "").sorted(by: { $0.key < $1.key }) {
+            try set(path, raw: raw, source: source)
+        }
+    }
+
+    /// Applies one `key=value` override; the value is parsed as YAML.
+    public mutating func override(_ assignment: String) throws {
+        guard let eq = assignment.firstIndex(of: "="), eq != assignment.startIndex else {
+            throw ConfigError("--set \(assignment): expected section.key=value, e.g. --set optimizer.lr=0.01")
+        }
+        let path = String(assignment[..<eq]).trimmingCharacters(in: .whitespaces)
+        let text = String(assignment[assignment.index(after: eq)...])
+        let raw: Any
+        do { raw = try Yams.load(yaml: text) ?? "" } catch { raw = text }
+        try set(path, raw: raw, source: "--set")
+    }
+
+    private func flatten(_ mapping: [String: Any], prefix: String) -> [String: Any] {
+        var out: [String: Any] = [:]
+        for (k, v) in mapping {
+            let path = prefix.isEmpty ? k : "\(prefix).\(k)"
+            if let nested = v as? [String: Any] { out.merge(flatten(nested, prefix: path)) { $1 } } else { out[path] = v }
+        }
+        return out
+    }
+
+    /// Sets one key from a raw YAML value, converting and range-checking it.
+    public mutating func set(_ path: String, raw: Any, source: String) throws {
+        guard let key = ConfigSchema.byPath[path] else {
+            var message = "\(source): unknown configuration key '\(path)'"
+            if let hint = ConfigSchema.suggestion(for: path) { message += " (did you mean '\(hint)'?)" }
+            message += "; docs/configuration.md lists every key"
+            throw ConfigError(message)
+        }
+        values[path] = try Self.convert(raw, for: key, source: source)
+    }
+
+    static func convert(_ raw: Any, for key: ConfigKey, source: String) throws -> ConfigValue {
+        func bad(_ why: String) -> ConfigError {
+            ConfigError("\(source): invalid value \(describe(raw)) for '\(key.path)': \(why) (expected \(key.kind.typeName))")
+        }
+        switch key.kind {
+        case .int(let range):
+            let v: Int
+            if let i = raw as? Int { v = i } else if let d = raw as? Double, d == d.rounded(), abs(d) < 9e18 { v = Int(d) }
+            else if let s = raw as? String, let i = Int(s) { v = i } else { throw bad("not an integer") }
+            guard range.contains(v) else { throw bad("out of range") }
+            return .int(v)
+        case .double(let range):
+            let v: Double
+            if let d = raw as? Double { v = d } else if let i = raw as? Int { v = Double(i) }
+            else if let s = raw as? String, let d = Double(s) { v = d } else { throw bad("not a number") }
+            guard v.isFinite, range.contains(v) else { throw bad("out of range") }
+            return .double(v)
+        case .string(let allowed):
+            let v: String
+            if let s = raw as? String { v = s } else if raw is Int || raw is Double || raw is Bool { v = "\(raw)" }
+            else { throw bad("not a string") }
+            if let allowed, !allowed.contains(v) { throw bad("not one of the choices") }
+            return .string(v)
+        case .bool:
+            if let b = raw as? Bool { return .bool(b) }
+            if let s = raw as? String, ["true", "false"].contains(s.lowercased()) { return .bool(s.lowercased() == "true") }
+            throw bad("not a boolean")
+        case .intList(let element, let minCount):
+            var items: [Any]
+            if let list = raw as? [Any] { items = list } else if let i = raw as? Int { items = [i] }
+            else if let s = raw as? String, s.trimmingCharacters(in: .whitespaces).isEmpty { items = [] }
+            else { throw bad("not a list") }
+            let ints = items.compactMap { $0 as? Int }
+            guard ints.count == items.count else { throw bad("every element must be an integer") }
+            guard ints.count >= minCount, ints.allSatisfy({ element.contains($0) }) else { throw bad("out of range") }
+            return .intList(ints)
+        }
+    }
+
+    // Typed accessors; the schema guarantees presence and type.
+    public func int(_ path: String) -> Int { if case .int(let v) = values[path] { return v }; fatalError("\(path) is not an int key") }
+    public func double(_ path: String) -> Double { if case .double(let v) = values[path] { return v }; fatalError("\(path) is not a number key") }
+    public func string(_ path: String) -> String { if case .string(let v) = values[path] { return v }; fatalError("\(path) is not a string key") }
+    public func bool(_ path: String) -> Bool { if case .bool(let v) = values[path] { return v }; fatalError("\(path) is not a bool key") }
+    public func intList(_ path: String) -> [Int] { if case .intList(let v) = values[path] { return v }; fatalError("\(path) is not a list key") }
+
+    /// Nested YAML in schema order, loadable again with `--config`.
+    public func yaml(header: String? = nil) -> String {
+        var out = header.map { $0.split(separator: "\n").map { "# \($0)" }.joined(separator: "\n") + "\n" } ?? ""
+        var section = ""
+        for key in ConfigSchema.keys {
+            let parts = key.path.split(separator: ".", maxSplits: 1).map(String.init)
+            if parts[0] != section { section = parts[0]; out += "\(section):\n" }
+            out += "  \(parts[1]): \(values[key.path]!)\n"
+        }
+        return out
+    }
+}
+
+private func describe(_ raw: Any) -> String {
+    if let s = raw as? String { return "'\(s)'" }
+    return "\(raw)"
+}
+
+/// The typed training configuration, validated for a given world size. Built before MPI starts, so an error here
+/// stops every rank before the first collective.
+public struct TrainConfig: Sendable {
+    public var resolved: ResolvedConfig
+    public var worldSize: Int
+    public var hidden: [Int]
+    public var activation: Activation
+    public var dataDirectory: String
+    public var globalBatch: Int
+    public var gradAccum: Int
+    public var epochs: Double
+    public var steps: Int
+    public var seed: UInt64
+    public var logEvery: Int
+    public var evalEvery: Int
+    public var gradClip: Double?
+    public var optimizerName: String
+    public var lr: Double
+    public var weightDecay: Double
+    public var adam: Adam.Hyper
+    public var sgd: SGD.Hyper
+    public var scheduleKind: String
+    public var warmupSteps: Int
+    public var minLRRatio: Double
+    public var outputDirectory: String
+    public var saveModel: Bool
+
+    /// Examples per rank per optimizer step.
+    public var perRankBatch: Int { globalBatch / worldSize }
+    /// Examples per rank per micro-batch.
+    public var microBatch: Int { perRankBatch / gradAccum }
+
+    public init(_ c: ResolvedConfig, worldSize: Int) throws {
+        resolved = c
+        self.worldSize = worldSize
+        hidden = c.intList("model.hidden")
+        activation = Activation(rawValue: c.string("model.activation"))!
+        dataDirectory = c.string("data.dir")
+        globalBatch = c.int("train.global_batch")
+        gradAccum = c.int("train.grad_accum")
+        epochs = c.double("train.epochs")
+        steps = c.int("train.steps")
+        seed = UInt64(c.int("train.seed"))
+        logEvery = c.int("train.log_every")
+        evalEvery = c.int("train.eval_every")
+        gradClip = c.double("train.grad_clip") > 0 ? c.double("train.grad_clip") : nil
+        optimizerName = c.string("optimizer.name")
+        lr = c.double("optimizer.lr")
+        weightDecay = c.double("optimizer.weight_decay")
+        adam = Adam.Hyper(beta1: Float(c.double("optimizer.beta1")), beta2: Float(c.double("optimizer.beta2")),
+                          eps: Float(c.double("optimizer.eps")), decoupled: optimizerName != "adam")
+        sgd = SGD.Hyper(momentum: Float(c.double("optimizer.momentum")), dampening: Float(c.double("optimizer.dampening")),
+                        nesterov: c.bool("optimizer.nesterov"))
+        scheduleKind = c.string("schedule.kind")
+        warmupSteps = c.int("schedule.warmup_steps")
+        minLRRatio = c.double("schedule.min_lr_ratio")
+        outputDirectory = c.string("output.dir")
+        saveModel = c.bool("output.save_model")
+
+        guard globalBatch % worldSize == 0 else {
+            throw ConfigError("train.global_batch = \(globalBatch) is not divisible by the world size \(worldSize): " +
+                              "choose a multiple of \(worldSize) (e.g. \(max(worldSize, globalBatch / worldSize * worldSize))) or run on a different number of ranks")
+        }
+        guard perRankBatch % gradAccum == 0 else {
+            throw ConfigError("train.grad_accum = \(gradAccum) does not divide the per-rank batch \(perRankBatch) " +
+                              "(train.global_batch \(globalBatch) / \(worldSize) ranks)")
+        }
+        if optimizerName == "sgd" && sgd.nesterov && (sgd.momentum <= 0 || sgd.dampening != 0) {
+            throw ConfigError("optimizer.nesterov = true needs optimizer.momentum > 0 and optimizer.dampening = 0")
+        }
+        if steps == 0 && epochs == 0 {
+            throw ConfigError("train.steps and train.epochs are both 0: set one of them to say how long to train")
+        }
+    }
+
+    /// Total optimizer steps for a training set of `datasetSize` examples.
+    public func totalSteps(datasetSize: Int) throws -> Int {
+        guard globalBatch <= datasetSize else {
+            throw ConfigError("train.global_batch = \(globalBatch) exceeds the \(datasetSize) training examples")
+        }
+        if steps > 0 { return steps }
+        return max(1, Int((epochs * Double(datasetSize / globalBatch)).rounded()))
+    }
+
+    public func schedule(totalSteps: Int) -> LRSchedule {
+        scheduleKind == "constant" ? .constant
+            : .warmupCosine(warmup: warmupSteps, total: totalSteps, minRatio: minLRRatio)
+    }
+}

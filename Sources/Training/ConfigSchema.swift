@@ -1,0 +1,164 @@
+/// A configuration value as written in YAML or on the command line.
+public enum ConfigValue: Equatable, Sendable, CustomStringConvertible {
+    case int(Int)
+    case double(Double)
+    case string(String)
+    case bool(Bool)
+    case intList([Int])
+
+    /// YAML rendering (also the form accepted back by `--set`).
+    public var description: String {
+        switch self {
+        case .int(let v): return String(v)
+        case .double(let v): return formatDouble(v)
+        case .string(let v): return v.isEmpty || v.contains(where: { ":#{}[],&*!|>'\"%@`".contains($0) }) ? "\"\(v)\"" : v
+        case .bool(let v): return v ? "true" : "false"
+        case .intList(let v): return "[" + v.map(String.init).joined(separator: ", ") + "]"
+        }
+    }
+}
+
+func formatDouble(_ v: Double) -> String {
+    if v == v.rounded(), abs(v) < 1e15 { return String(format: "%.1f", v) }
+    return "\(v)"
+}
+
+/// The type and admissible values of one key.
+public enum ConfigKind: Sendable {
+    case int(ClosedRange<Int>)
+    case double(ClosedRange<Double>)
+    case string(allowed: [String]?)
+    case bool
+    case intList(element: ClosedRange<Int>, minCount: Int)
+
+    var typeName: String {
+        switch self {
+        case .int(let r): return "integer in \(r.lowerBound)…\(r.upperBound == Int.max ? "∞" : String(r.upperBound))"
+        case .double(let r): return "number in \(formatDouble(r.lowerBound))…\(r.upperBound == .infinity ? "∞" : formatDouble(r.upperBound))"
+        case .string(let allowed): return allowed.map { "one of " + $0.joined(separator: ", ") } ?? "string"
+        case .bool: return "true or false"
+        case .intList(let e, let n): return "list of ≥ \(n) integers in \(e.lowerBound)…\(e.upperBound == Int.max ? "∞" : String(e.upperBound))"
+        }
+    }
+}
+
+/// One documented configuration key.
+public struct ConfigKey: Sendable {
+    public let path: String
+    public let kind: ConfigKind
+    public let defaultValue: ConfigValue
+    public let doc: String
+}
+
+/// Every key swift-train understands, in the order they are printed. The defaults *are* the built-in configuration
+/// (`configs/fashion-mlp.yaml` spells the same values out, and a test keeps the two equal).
+public enum ConfigSchema {
+    public static let keys: [ConfigKey] = [
+        ConfigKey(path: "model.kind", kind: .string(allowed: ["mlp"]), defaultValue: .string("mlp"),
+                  doc: "Model family. `mlp`: multilayer perceptron classifier on flattened images."),
+        ConfigKey(path: "model.hidden", kind: .intList(element: 1...65_536, minCount: 0), defaultValue: .intList([1024, 1024]),
+                  doc: "Hidden layer widths of the MLP, input to output (e.g. `[1024, 1024]` gives 784-1024-1024-10)."),
+        ConfigKey(path: "model.activation", kind: .string(allowed: ["relu", "gelu"]), defaultValue: .string("relu"),
+                  doc: "Activation between MLP layers: `relu`, or `gelu` (tanh approximation)."),
+        ConfigKey(path: "data.dataset", kind: .string(allowed: ["fashion-mnist"]), defaultValue: .string("fashion-mnist"),
+                  doc: "Dataset. `fashion-mnist`: 60,000 training and 10,000 test images, 28×28, 10 classes."),
+        ConfigKey(path: "data.dir", kind: .string(allowed: nil), defaultValue: .string("/usr/share/datasets/fashion-mnist"),
+                  doc: "Folder with the MNIST-format IDX files (`train-images-idx3-ubyte[.gz]` etc.); Debian's `dataset-fashion-mnist` installs them here."),
+        ConfigKey(path: "train.global_batch", kind: .int(1...1 << 24), defaultValue: .int(256),
+                  doc: "Examples per optimizer step summed over all ranks. Must be divisible by world size × `train.grad_accum`; the per-rank batch is derived."),
+        ConfigKey(path: "train.grad_accum", kind: .int(1...65_536), defaultValue: .int(1),
+                  doc: "Micro-batches accumulated per rank before one communication and one optimizer step."),
+        ConfigKey(path: "train.epochs", kind: .double(0...1e6), defaultValue: .double(8),
+                  doc: "Training length in passes over the training set (used when `train.steps` is 0)."),
+        ConfigKey(path: "train.steps", kind: .int(0...Int.max), defaultValue: .int(0),
+                  doc: "Training length in optimizer steps; 0 means derive it from `train.epochs`."),
+        ConfigKey(path: "train.seed", kind: .int(0...Int.max), defaultValue: .int(0),
+                  doc: "Seed for initialisation and shuffling; a run is reproducible for a given seed and world size."),
+        ConfigKey(path: "train.log_every", kind: .int(1...Int.max), defaultValue: .int(25),
+                  doc: "Steps between metrics lines; the logged loss is the mean training loss since the previous line."),
+        ConfigKey(path: "train.eval_every", kind: .int(0...Int.max), defaultValue: .int(0),
+                  doc: "Steps between test-set evaluations; 0 evaluates once, at the end."),
+        ConfigKey(path: "train.grad_clip", kind: .double(0...1e30), defaultValue: .double(0),
+                  doc: "Global-norm gradient clipping threshold on the averaged raw gradient; 0 disables clipping."),
+        ConfigKey(path: "optimizer.name", kind: .string(allowed: ["adamw", "adam", "sgd"]), defaultValue: .string("adamw"),
+                  doc: "`adamw` (decoupled decay), `adam` (L2 decay added to the gradient), or `sgd` (with optional momentum / Nesterov)."),
+        ConfigKey(path: "optimizer.lr", kind: .double(0...1e6), defaultValue: .double(1e-3),
+                  doc: "Peak learning rate γ (the schedule scales it)."),
+        ConfigKey(path: "optimizer.weight_decay", kind: .double(0...1e6), defaultValue: .double(0.01),
+                  doc: "Weight decay λ. Applied to weight matrices and embeddings only, never to biases or norm gains."),
+        ConfigKey(path: "optimizer.beta1", kind: .double(0...0.999_999_9), defaultValue: .double(0.9),
+                  doc: "Adam/AdamW first-moment decay β₁."),
+        ConfigKey(path: "optimizer.beta2", kind: .double(0...0.999_999_9), defaultValue: .double(0.999),
+                  doc: "Adam/AdamW second-moment decay β₂."),
+        ConfigKey(path: "optimizer.eps", kind: .double(0...1), defaultValue: .double(1e-8),
+                  doc: "Adam/AdamW ε, added to √v̂ (PyTorch placement)."),
+        ConfigKey(path: "optimizer.momentum", kind: .double(0...0.999_999), defaultValue: .double(0.9),
+                  doc: "SGD momentum μ (0 disables the momentum buffer)."),
+        ConfigKey(path: "optimizer.dampening", kind: .double(0...1), defaultValue: .double(0),
+                  doc: "SGD dampening τ: b ← μb + (1−τ)g (not applied on the first step, as in PyTorch)."),
+        ConfigKey(path: "optimizer.nesterov", kind: .bool, defaultValue: .bool(false),
+                  doc: "SGD Nesterov momentum (needs momentum > 0 and dampening 0)."),
+        ConfigKey(path: "schedule.kind", kind: .string(allowed: ["cosine", "constant"]), defaultValue: .string("cosine"),
+                  doc: "`cosine`: linear warmup then cosine decay to `min_lr_ratio`·lr at the last step; `constant`: lr throughout (warmup ignored)."),
+        ConfigKey(path: "schedule.warmup_steps", kind: .int(0...Int.max), defaultValue: .int(100),
+                  doc: "Linear warmup length in steps (lr·t/warmup for step t ≤ warmup)."),
+        ConfigKey(path: "schedule.min_lr_ratio", kind: .double(0...1), defaultValue: .double(0),
+                  doc: "Final learning rate as a fraction of `optimizer.lr` for the cosine schedule."),
+        ConfigKey(path: "output.dir", kind: .string(allowed: nil), defaultValue: .string(""),
+                  doc: "Run directory (also `--out`). Empty: `runs/<config name>-<UTC time>`. An existing run directory is never overwritten."),
+        ConfigKey(path: "output.save_model", kind: .bool, defaultValue: .bool(true),
+                  doc: "Write the final parameters to `model.safetensors` in the run directory."),
+    ]
+
+    public static let byPath: [String: ConfigKey] = Dictionary(uniqueKeysWithValues: keys.map { ($0.path, $0) })
+
+    /// The built-in configuration (used when no `--config` is given).
+    public static var defaults: [String: ConfigValue] {
+        Dictionary(uniqueKeysWithValues: keys.map { ($0.path, $0.defaultValue) })
+    }
+
+    /// The closest known key, for "did you mean" hints (edit distance ≤ a third of the length).
+    static func suggestion(for path: String) -> String? {
+        let scored = keys.map { ($0.path, editDistance(path, $0.path)) }.min { $0.1 < $1.1 }
+        guard let (best, d) = scored, d <= max(2, path.count / 3) else {
+            // Same leaf under another section ("optim.lr" → "optimizer.lr") is also worth suggesting.
+            let leaf = path.split(separator: ".").last.map(String.init) ?? path
+            return keys.first { $0.path.hasSuffix("." + leaf) }?.path
+        }
+        return best
+    }
+
+    /// docs/configuration.md, generated from this table so the documentation cannot drift from the code.
+    public static func markdown() -> String {
+        var out = """
+        # Configuration reference
+
+        Every key swift-train accepts, generated by `swift-train config --markdown` (a test checks this file is current).
+        Keys are set in a YAML file (`--config FILE`, nested sections as below) and overridden on the command line with
+        `--set section.key=value` (repeatable; the value is parsed as YAML, so `--set model.hidden=[512,256]` works).
+        Unknown keys and invalid values are rejected before any rank communicates, with a message naming the key.
+        With no `--config`, the defaults below are used; they equal `configs/fashion-mlp.yaml`.
+
+        | key | type | default | meaning |
+        |---|---|---|---|
+
+        """
+        for k in keys {
+            out += "| `\(k.path)` | \(k.kind.typeName) | `\(k.defaultValue)` | \(k.doc) |\n"
+        }
+        return out
+    }
+}
+
+func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a), b = Array(b)
+    var previous = Array(0...b.count)
+    for i in 1...max(a.count, 1) where !a.isEmpty {
+        var current = [i] + Array(repeating: 0, count: b.count)
+        for j in 1...max(b.count, 1) where !b.isEmpty {
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+        }
+        previous = current
+    }
+    return a.isEmpty ? b.count : previous[b.count]
+}

@@ -1,0 +1,147 @@
+import Foundation
+
+/// A JSON object with keys in insertion order (readable metrics lines) and numbers formatted losslessly.
+public struct JSONObject {
+    private var fields: [(String, String)] = []
+    public init() {}
+
+    public mutating func add(_ key: String, _ value: Int) { fields.append((key, String(value))) }
+    public mutating func add(_ key: String, _ value: Double) {
+        fields.append((key, value.isFinite ? "\(value)" : "null"))
+    }
+    public mutating func add(_ key: String, _ value: String) { fields.append((key, Self.quote(value))) }
+    public mutating func add(_ key: String, _ value: Bool) { fields.append((key, value ? "true" : "false")) }
+    public mutating func add(_ key: String, _ values: [Int]) {
+        fields.append((key, "[" + values.map(String.init).joined(separator: ",") + "]"))
+    }
+    public mutating func add(_ key: String, raw json: String) { fields.append((key, json)) }
+
+    public var line: String { "{" + fields.map { "\(Self.quote($0.0)):\($0.1)" }.joined(separator: ",") + "}" }
+    public var pretty: String { "{\n" + fields.map { "  \(Self.quote($0.0)): \($0.1)" }.joined(separator: ",\n") + "\n}\n" }
+
+    static func quote(_ s: String) -> String {
+        var out = "\""
+        for ch in s.unicodeScalars {
+            switch ch {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\t": out += "\\t"
+            case _ where ch.value < 0x20: out += String(format: "\\u%04x", ch.value)
+            default: out.unicodeScalars.append(ch)
+            }
+        }
+        return out + "\""
+    }
+}
+
+/// Writes `data` to `path` atomically: a temporary file in the same folder, fsync, then rename over the target,
+/// so a crash leaves either the old file or the new one, never a torn one.
+public func writeAtomically(_ data: Data, to path: String) throws {
+    let temporary = path + ".tmp-\(getpid())"
+    guard FileManager.default.createFile(atPath: temporary, contents: nil) else {
+        throw ConfigError("cannot create \(temporary): check that the run directory is writable")
+    }
+    let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: temporary))
+    try handle.write(contentsOf: data)
+    try handle.synchronize()
+    try handle.close()
+    guard rename(temporary, path) == 0 else {
+        let reason = String(cString: strerror(errno))
+        unlink(temporary)
+        throw ConfigError("cannot rename \(temporary) to \(path): \(reason)")
+    }
+}
+
+/// The run directory (rank 0 only): resolved config, metrics stream, summary and final model.
+public final class RunDirectory {
+    public let path: String
+    private let metrics: FileHandle
+
+    /// Creates the directory. Refuses a directory that already holds a run, so no result is ever overwritten.
+    public init(path: String) throws {
+        self.path = path
+        let fm = FileManager.default
+        for existing in ["metrics.jsonl", "summary.json"] where fm.fileExists(atPath: "\(path)/\(existing)") {
+            throw ConfigError("run directory \(path) already holds a run (\(existing)); choose another --out or delete it")
+        }
+        do { try fm.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
+            throw ConfigError("cannot create run directory \(path): \(error.localizedDescription)")
+        }
+        let metricsPath = "\(path)/metrics.jsonl"
+        guard fm.createFile(atPath: metricsPath, contents: nil), let handle = FileHandle(forWritingAtPath: metricsPath) else {
+            throw ConfigError("cannot write \(metricsPath): check permissions")
+        }
+        metrics = handle
+    }
+
+    /// Default location: runs/<name>-<UTC yyyyMMdd-HHmmss>.
+    public static func defaultPath(name: String, date: Date = Date()) -> String {
+        let f = DateFormatter()
+        f.dateFormat = "yyyyMMdd-HHmmss"
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.locale = Locale(identifier: "en_US_POSIX")
+        return "runs/\(name)-\(f.string(from: date))"
+    }
+
+    /// Appends one line to metrics.jsonl (written through, so a crash loses at most the line being written).
+    public func appendMetrics(_ object: JSONObject) throws {
+        try metrics.write(contentsOf: Data((object.line + "\n").utf8))
+    }
+
+    public func write(_ name: String, _ data: Data) throws { try writeAtomically(data, to: "\(path)/\(name)") }
+    public func write(_ name: String, text: String) throws { try write(name, Data(text.utf8)) }
+
+    deinit { try? metrics.close() }
+}
+
+/// Rank 0's console: a live progress line on a terminal, plain lines otherwise.
+public final class Console {
+    public let isTerminal: Bool
+    private var liveLineShown = false
+    private var lastDraw = 0.0
+
+    public init(isTerminal: Bool = isatty(STDOUT_FILENO) != 0) { self.isTerminal = isTerminal }
+
+    /// A permanent line.
+    public func line(_ text: String) {
+        if liveLineShown { print("\r\u{1B}[K", terminator: "") ; liveLineShown = false }
+        print(text)
+        fflush(nil)
+    }
+
+    /// The live progress line (terminals only; redrawn at most 10 times a second unless `force`).
+    public func progress(_ text: String, now: Double, force: Bool = false) {
+        guard isTerminal, force || now - lastDraw >= 0.1 else { return }
+        lastDraw = now
+        print("\r\u{1B}[K" + text, terminator: "")
+        fflush(nil)
+        liveLineShown = true
+    }
+}
+
+/// "1h02m", "3m05s", "42s".
+public func formatDuration(_ seconds: Double) -> String {
+    guard seconds.isFinite, seconds >= 0 else { return "?" }
+    let s = Int(seconds.rounded())
+    if s >= 3600 { return String(format: "%dh%02dm", s / 3600, s % 3600 / 60) }
+    if s >= 60 { return String(format: "%dm%02ds", s / 60, s % 60) }
+    return "\(s)s"
+}
+
+/// Peak resident set size of this process in bytes (getrusage; ru_maxrss is KiB on Linux).
+public func peakResidentBytes() -> Int {
+    var usage = rusage()
+    #if os(Linux)
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    return Int(usage.ru_maxrss) * 1024
+    #else
+    getrusage(RUSAGE_SELF, &usage)
+    return Int(usage.ru_maxrss)
+    #endif
+}
+
+/// Writes one line to standard error (unbuffered, so it is not lost if the process is then aborted).
+public func printError(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}

@@ -1,0 +1,242 @@
+import Data
+import Distributed
+import Foundation
+import Models
+import Optimizers
+import SwiftMPI
+import Tensors
+
+/// The result of a training run (also written to summary.json by rank 0).
+public struct TrainSummary: Sendable {
+    public var worldSize: Int
+    public var globalBatch: Int
+    public var perRankBatch: Int
+    public var gradAccum: Int
+    public var steps: Int
+    public var epochs: Double
+    public var finalTrainLoss: Double
+    public var evalLoss: Double
+    public var evalAccuracy: Double
+    public var samplesPerSecond: Double
+    public var trainSeconds: Double
+    public var wallSeconds: Double
+    public var paramCount: Int
+    public var skippedSteps: Int
+    public var optimizerStateBytes: Int
+    public var gradientBytes: Int
+    public var peakRSSBytes: Int
+
+    public func json(config: TrainConfig, mpiLibrary: String) -> JSONObject {
+        var o = JSONObject()
+        o.add("world_size", worldSize)
+        o.add("global_batch", globalBatch)
+        o.add("per_rank_batch", perRankBatch)
+        o.add("grad_accum", gradAccum)
+        o.add("steps", steps)
+        o.add("epochs", epochs)
+        o.add("final_train_loss", finalTrainLoss)
+        o.add("eval_loss", evalLoss)
+        o.add("eval_accuracy", evalAccuracy)
+        o.add("samples_per_sec", samplesPerSecond)
+        o.add("train_seconds", trainSeconds)
+        o.add("wall_seconds", wallSeconds)
+        o.add("param_count", paramCount)
+        o.add("skipped_steps", skippedSteps)
+        o.add("optimizer", config.optimizerName)
+        o.add("optimizer_state_bytes_per_rank", Array(repeating: optimizerStateBytes, count: worldSize))
+        o.add("gradient_bytes_per_rank", Array(repeating: gradientBytes, count: worldSize))
+        o.add("peak_rss_bytes_rank0", peakRSSBytes)
+        o.add("mpi_library", mpiLibrary)
+        return o
+    }
+}
+
+/// Data-parallel training of a classifier on an image dataset.
+///
+/// Per step, on every rank: take this rank's disjoint slice of the global batch (split into `grad_accum`
+/// micro-batches), accumulate the gradient of the mean loss over the per-rank batch, then let the data-parallel
+/// engine average gradients across ranks and apply the update. Every rank executes the same sequence of
+/// collectives: logging and evaluation steps are functions of the step index alone.
+public final class Trainer {
+    public let config: TrainConfig
+    public let comm: Communicator
+    public let model: MLP
+    public let params: FloatBuffer
+    public let grads: FloatBuffer
+    public let engine: ReplicatedDataParallel
+    public let totalSteps: Int
+    private let train: ImageDataset
+    private let test: ImageDataset
+    private var sampler: BatchSampler
+    private let schedule: LRSchedule
+    private let output: RunDirectory?
+    private let console: Console?
+
+    // Micro-batch buffers: features [microBatch, featureCount], labels [microBatch].
+    private let batchFeatures: FloatBuffer
+    private var batchLabels: [Int32]
+    private var indices: [Int32] = []
+
+    /// - Parameters:
+    ///   - output: rank 0's run directory (nil on other ranks, and in tests that write nothing).
+    ///   - console: rank 0's console (nil elsewhere).
+    public init(config: TrainConfig, comm: Communicator, train: ImageDataset, test: ImageDataset,
+                output: RunDirectory? = nil, console: Console? = nil) throws {
+        precondition(comm.size == config.worldSize, "config validated for \(config.worldSize) ranks, world has \(comm.size)")
+        self.config = config
+        self.comm = comm
+        self.train = train
+        self.test = test
+        self.output = output
+        self.console = console
+        totalSteps = try config.totalSteps(datasetSize: train.count)
+        model = MLP(widths: [train.featureCount] + config.hidden + [train.classes], activation: config.activation)
+        params = FloatBuffer(count: model.table.count)
+        grads = FloatBuffer(count: model.table.count)
+        // Every rank initialises from the same seed, so parameters start identical without a broadcast.
+        model.initializeParameters(params.buffer, seed: config.seed)
+        let optimizer = Self.makeOptimizer(config, count: model.table.count)
+        let wd = Float(config.weightDecay)
+        let segments = makeSegments(table: model.table, owned: 0..<model.table.count,
+                                    weightDecay: { defaultDecays($0) ? wd : 0 })
+        engine = ReplicatedDataParallel(comm: comm, table: model.table, optimizer: optimizer, segments: segments,
+                                        clipNorm: config.gradClip)
+        sampler = BatchSampler(datasetSize: train.count, globalBatch: config.globalBatch, seed: config.seed)
+        schedule = config.schedule(totalSteps: totalSteps)
+        batchFeatures = FloatBuffer(count: config.microBatch * train.featureCount)
+        batchLabels = [Int32](repeating: 0, count: config.microBatch)
+    }
+
+    static func makeOptimizer(_ config: TrainConfig, count: Int) -> Optimizer {
+        switch config.optimizerName {
+        case "sgd": return SGD(count: count, hyper: config.sgd)
+        default: return Adam(count: count, hyper: config.adam)
+        }
+    }
+
+    /// Runs training to the end and returns the summary (identical on every rank).
+    public func run() throws -> TrainSummary {
+        let start = Date()
+        var trainSeconds = 0.0
+        var windowLoss = 0.0, windowPredictions = 0, windowSamples = 0, windowSeconds = 0.0
+        var lastLoss = Double.nan
+        var skipped = 0
+        var last: (loss: Double, accuracy: Double) = (.nan, .nan)
+        let micro = config.microBatch
+
+        for step in 0..<totalSteps {
+            let stepStart = Date()
+            let lr = schedule.lr(base: config.lr, step: step + 1)
+            grads.zero()
+            var local = BatchResult()
+            for m in 0..<config.gradAccum {
+                sampler.indices(step: step, offset: comm.rank * config.perRankBatch + m * micro, rows: micro, into: &indices)
+                batchLabels.withUnsafeMutableBufferPointer {
+                    gatherRows(train, indices: indices, features: batchFeatures.pointer, labels: $0.baseAddress!)
+                }
+                local += batchLabels.withUnsafeBufferPointer { labels in
+                    model.forwardBackward(params: params.pointer, grads: grads.pointer,
+                                          batch: ModelBatch(features: batchFeatures.pointer, targets: labels.baseAddress!, rows: micro),
+                                          lossScale: 1 / Float(config.perRankBatch))
+                }
+            }
+            let report = try engine.step(params: params, grads: grads, lr: Float(lr))
+            if report.skipped { skipped += 1 }
+            let seconds = Date().timeIntervalSince(stepStart)
+            trainSeconds += seconds
+            windowSeconds += seconds
+            windowLoss += local.lossSum
+            windowPredictions += local.predictions
+            windowSamples += config.globalBatch
+
+            let done = step + 1
+            if done % config.logEvery == 0 || done == totalSteps {
+                var sums = [windowLoss, Double(windowPredictions)]
+                try comm.allReduce(&sums, op: .sum)
+                lastLoss = sums[0] / sums[1]
+                let rate = Double(windowSamples) / max(windowSeconds, 1e-9)
+                try logStep(done, loss: lastLoss, lr: lr, gradNorm: report.gradNorm, samplesPerSecond: rate,
+                            elapsed: Date().timeIntervalSince(start), trainSeconds: trainSeconds)
+                windowLoss = 0; windowPredictions = 0; windowSamples = 0; windowSeconds = 0
+            }
+            if done == totalSteps || (config.evalEvery > 0 && done % config.evalEvery == 0) {
+                let result = try evaluate()
+                last = (result.meanLoss, result.accuracy)
+                try logEval(done, result)
+            }
+        }
+
+        return TrainSummary(
+            worldSize: comm.size, globalBatch: config.globalBatch, perRankBatch: config.perRankBatch,
+            gradAccum: config.gradAccum, steps: totalSteps,
+            epochs: Double(totalSteps * config.globalBatch) / Double(train.count),
+            finalTrainLoss: lastLoss, evalLoss: last.loss, evalAccuracy: last.accuracy,
+            samplesPerSecond: Double(totalSteps * config.globalBatch) / max(trainSeconds, 1e-9),
+            trainSeconds: trainSeconds, wallSeconds: Date().timeIntervalSince(start), paramCount: model.table.count,
+            skippedSteps: skipped, optimizerStateBytes: engine.optimizer.stateBytes, gradientBytes: grads.byteCount,
+            peakRSSBytes: peakResidentBytes())
+    }
+
+    /// Test-set loss and accuracy: each rank evaluates a contiguous share, then one all-reduce of the sums.
+    public func evaluate() throws -> BatchResult {
+        let n = test.count
+        let lo = n * comm.rank / comm.size, hi = n * (comm.rank + 1) / comm.size
+        var total = BatchResult()
+        let chunk = 1000
+        let features = FloatBuffer(count: chunk * test.featureCount)
+        var labels = [Int32](repeating: 0, count: chunk)
+        var start = lo
+        while start < hi {
+            let rows = min(chunk, hi - start)
+            indices = (Int32(start)..<Int32(start + rows)).map { $0 }
+            labels.withUnsafeMutableBufferPointer { gatherRows(test, indices: indices, features: features.pointer, labels: $0.baseAddress!) }
+            total += labels.withUnsafeBufferPointer {
+                model.forward(params: params.pointer, batch: ModelBatch(features: features.pointer, targets: $0.baseAddress!, rows: rows))
+            }
+            start += rows
+        }
+        var sums = [total.lossSum, Double(total.correct), Double(total.predictions)]
+        try comm.allReduce(&sums, op: .sum)
+        return BatchResult(lossSum: sums[0], correct: Int(sums[1]), predictions: Int(sums[2]))
+    }
+
+    private func logStep(_ step: Int, loss: Double, lr: Double, gradNorm: Double, samplesPerSecond: Double,
+                         elapsed: Double, trainSeconds: Double) throws {
+        guard comm.rank == 0 else { return }
+        var o = JSONObject()
+        o.add("step", step)
+        o.add("epoch", Double(step * config.globalBatch) / Double(train.count))
+        o.add("loss", loss)
+        o.add("lr", lr)
+        o.add("grad_norm", gradNorm)
+        o.add("samples_per_sec", samplesPerSecond)
+        o.add("elapsed_sec", elapsed)
+        try output?.appendMetrics(o)
+        let eta = trainSeconds / Double(step) * Double(totalSteps - step)
+        let text = String(format: "step %\(String(totalSteps).count)d/%d  loss %.4f  lr %.2e  %.0f samples/s  ETA %@",
+                          step, totalSteps, loss, lr, samplesPerSecond, formatDuration(eta))
+        if let console {
+            if console.isTerminal { console.progress(text, now: elapsed, force: step == totalSteps) } else { console.line(text) }
+        }
+    }
+
+    private func logEval(_ step: Int, _ r: BatchResult) throws {
+        guard comm.rank == 0 else { return }
+        var o = JSONObject()
+        o.add("step", step)
+        o.add("eval_loss", r.meanLoss)
+        o.add("eval_accuracy", r.accuracy)
+        try output?.appendMetrics(o)
+        console?.line(String(format: "eval @ step %d: loss %.4f  accuracy %.4f", step, r.meanLoss, r.accuracy))
+    }
+}
+
+extension Trainer {
+    /// The current parameters as safetensors bytes (names and shapes from the parameter table).
+    public func modelSafeTensors() -> Foundation.Data {
+        SafeTensors.encode(model.table.safeTensors(from: UnsafeBufferPointer(params.buffer)),
+                           metadata: ["format": "swift-train", "model": "mlp",
+                                      "widths": model.widths.map(String.init).joined(separator: ","),
+                                      "activation": config.activation.rawValue])
+    }
+}
