@@ -8,14 +8,17 @@ public struct ParamSegment: Equatable, Sendable {
     public var range: Range<Int>
     /// The tensor these elements belong to (absolute offsets in the flat buffer).
     public var tensor: TensorEntry
+    /// Position of `tensor` in the parameter table (indexes per-tensor norm vectors).
+    public var tensorIndex: Int
     /// Weight-decay coefficient λ for these elements (0 for biases and norm gains by default).
     public var weightDecay: Float
     /// Multiplier on the scheduled learning rate (per-group learning rates).
     public var lrScale: Float
 
-    public init(range: Range<Int>, tensor: TensorEntry, weightDecay: Float, lrScale: Float = 1) {
+    public init(range: Range<Int>, tensor: TensorEntry, tensorIndex: Int, weightDecay: Float, lrScale: Float = 1) {
         self.range = range
         self.tensor = tensor
+        self.tensorIndex = tensorIndex
         self.weightDecay = weightDecay
         self.lrScale = lrScale
     }
@@ -60,7 +63,8 @@ public func makeSegments(table: ParameterTable, owned: Range<Int>, weightDecay: 
                          lrScale: (TensorRole) -> Float = { _ in 1 }) -> [ParamSegment] {
     table.entries(overlapping: owned).map { entry, overlap in
         ParamSegment(range: (overlap.lowerBound - owned.lowerBound)..<(overlap.upperBound - owned.lowerBound),
-                     tensor: entry, weightDecay: weightDecay(entry.role), lrScale: lrScale(entry.role))
+                     tensor: entry, tensorIndex: table.entries.firstIndex(of: entry)!,
+                     weightDecay: weightDecay(entry.role), lrScale: lrScale(entry.role))
     }
 }
 
@@ -70,5 +74,38 @@ public func defaultDecays(_ role: TensorRole) -> Bool {
     switch role {
     case .matrix, .embedding, .head: return true
     case .bias, .norm: return false
+    }
+}
+
+/// Optimizers whose update needs norms over whole tensors (LARS, LAMB): the update is split in two phases so a
+/// sharded owner of a slice can contribute partial sums and receive exact totals (one all-reduce of a vector of
+/// length 2 × tensors) without the optimizer itself communicating.
+///
+/// Norm vectors have layout [2·i] = Σθ², [2·i + 1] = Σd² for table entry i (`ParamSegment.tensorIndex`), where d is
+/// the optimizer's pre-trust-ratio direction.
+public protocol TensorNormOptimizer: Optimizer {
+    /// Phase 1: advances internal state (moments) and computes the direction for the owned range (kept in the
+    /// optimizer's scratch), adding each segment's partial sums of squares into `partialSquares`
+    /// (length 2 × table entries, zeroed by the caller).
+    func prepare(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
+                 segments: [ParamSegment], context: StepContext, partialSquares: UnsafeMutableBufferPointer<Double>)
+    /// Phase 2: applies the direction scaled by each tensor's trust ratio, computed from `totalSquares`
+    /// (the partial sums added over every owner of each tensor).
+    func apply(params: UnsafeMutableBufferPointer<Float>, segments: [ParamSegment], context: StepContext,
+               totalSquares: UnsafeBufferPointer<Double>)
+}
+
+extension TensorNormOptimizer {
+    /// Unsharded use: the owned range holds whole tensors, so the partial sums are already the totals.
+    /// `tensorCount` is the number of entries in the parameter table.
+    public func updateWholeTensors(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
+                                   segments: [ParamSegment], context: StepContext, tensorCount: Int) {
+        var squares = [Double](repeating: 0, count: 2 * tensorCount)
+        squares.withUnsafeMutableBufferPointer {
+            prepare(params: params, grads: grads, segments: segments, context: context, partialSquares: $0)
+        }
+        squares.withUnsafeBufferPointer {
+            apply(params: params, segments: segments, context: context, totalSquares: $0)
+        }
     }
 }

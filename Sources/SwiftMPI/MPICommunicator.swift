@@ -1,4 +1,5 @@
 import CMPI
+import Foundation
 
 /// The MPI runtime of this process. `initialize()` once, before any `MPICommunicator` is used; `finalize()` at exit.
 /// A binary started without `mpirun` is a 1-rank world.
@@ -37,7 +38,8 @@ public enum MPIRuntime {
         var buffer = [CChar](repeating: 0, count: Int(swt_max_library_version_string()) + 1)
         var length: Int32 = 0
         MPI_Get_library_version(&buffer, &length)
-        let line = String(decoding: buffer.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        buffer[min(Int(length), buffer.count - 1)] = 0
+        let line = String(cString: buffer).trimmingCharacters(in: .whitespacesAndNewlines.union(.controlCharacters))
         return line.split(whereSeparator: \.isNewline).first.map(String.init) ?? line
     }
 

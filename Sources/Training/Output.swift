@@ -101,7 +101,26 @@ public final class Console {
     private var liveLineShown = false
     private var lastDraw = 0.0
 
-    public init(isTerminal: Bool = isatty(STDOUT_FILENO) != 0) { self.isTerminal = isTerminal }
+    public init(isTerminal: Bool = Console.stdoutIsTerminal()) { self.isTerminal = isTerminal }
+
+    /// Whether a person is watching standard output. `SWIFT_TRAIN_PROGRESS=live|lines` decides explicitly.
+    /// Under mpirun a rank's stdout is always a pseudo-terminal (Open MPI forwards output through one), so the
+    /// answer is read from the launching mpirun's own stdout instead: a terminal there means a person is watching.
+    public static func stdoutIsTerminal(_ env: [String: String] = ProcessInfo.processInfo.environment) -> Bool {
+        switch env["SWIFT_TRAIN_PROGRESS"] {
+        case "live": return true
+        case "lines": return false
+        default: break
+        }
+        guard env["OMPI_COMM_WORLD_SIZE"] != nil else { return isatty(STDOUT_FILENO) != 0 }
+        #if os(Linux)
+        // The rank's parent is mpirun (or orted on another node, whose stdout is not a terminal).
+        let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(getppid())/fd/1")) ?? ""
+        return target.hasPrefix("/dev/pts/") || target.hasPrefix("/dev/tty")
+        #else
+        return false
+        #endif
+    }
 
     /// A permanent line.
     public func line(_ text: String) {
