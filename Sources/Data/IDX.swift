@@ -14,6 +14,12 @@ public struct IDXArray: Equatable {
     public var shape: [Int]
     public var bytes: [UInt8]
 
+    public init(shape: [Int], bytes: [UInt8]) {
+        precondition(shape.reduce(1, *) == bytes.count, "IDX shape \(shape) needs \(shape.reduce(1, *)) bytes, got \(bytes.count)")
+        self.shape = shape
+        self.bytes = bytes
+    }
+
     public var count: Int { shape.first ?? 0 }
     /// Elements per item (product of the trailing dimensions).
     public var itemSize: Int { shape.dropFirst().reduce(1, *) }
