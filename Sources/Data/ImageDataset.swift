@@ -1,8 +1,9 @@
 import Foundation
+import Tensors
 
 /// A labelled image set in memory: features normalised to zero mean / unit variance with the *training* split's
 /// statistics, labels as Int32 class ids.
-public struct ImageDataset {
+public struct ImageDataset: Sendable {
     /// [count, featureCount], row-major.
     public var features: [Float]
     public var labels: [Int32]
@@ -10,6 +11,33 @@ public struct ImageDataset {
     public var classes: Int
 
     public var count: Int { labels.count }
+
+    public init(features: [Float], labels: [Int32], featureCount: Int, classes: Int) {
+        precondition(features.count == labels.count * featureCount, "features must be labels.count × featureCount")
+        self.features = features
+        self.labels = labels
+        self.featureCount = featureCount
+        self.classes = classes
+    }
+
+    /// A learnable synthetic problem for tests and benchmarks: standard-normal features, labels from the arg-max of
+    /// a random linear teacher. Deterministic in `seed`.
+    public static func synthetic(count: Int, featureCount: Int, classes: Int, seed: UInt64) -> ImageDataset {
+        var rng = SplitMix64(seed: seed, stream: 0xDA7A)
+        let teacher = (0..<(classes * featureCount)).map { _ in Float(rng.normal()) }
+        var features = [Float](repeating: 0, count: count * featureCount)
+        var labels = [Int32](repeating: 0, count: count)
+        for n in 0..<count {
+            for f in 0..<featureCount { features[n * featureCount + f] = Float(rng.normal()) }
+            var best = -Float.infinity
+            for c in 0..<classes {
+                var z: Float = 0
+                for f in 0..<featureCount { z += teacher[c * featureCount + f] * features[n * featureCount + f] }
+                if z > best { best = z; labels[n] = Int32(c) }
+            }
+        }
+        return ImageDataset(features: features, labels: labels, featureCount: featureCount, classes: classes)
+    }
 
     /// Pixel mean and standard deviation (in [0, 1] units) used for normalisation.
     public struct Normalisation: Equatable, Sendable {

@@ -1,1 +1,173 @@
-// placeholder
+// swift-train-mpi-checks: multi-rank checks that need real MPI collectives. Run by launch/test as
+//   launch/mpirun -n 4 .build/release/swift-train-mpi-checks     (and with other rank counts)
+// Every rank runs every check (so every rank calls every collective in the same order); results are combined
+// with an all-reduce and rank 0 prints one line per check and a closing "N passed, M failed" line.
+import Data
+import Distributed
+import Foundation
+import SwiftMPI
+import Tensors
+import Training
+
+final class Checks {
+let comm: MPICommunicator
+let world: Int, rank: Int
+var passed = 0, failed = 0
+let counts: [Int], total: Int, offsets: [Int]
+
+init(comm: MPICommunicator) {
+    self.comm = comm
+    world = comm.size
+    rank = comm.rank
+    // Uneven counts with a zero: e.g. 4 ranks → [3, 0, 5, 2]. Ranks past the pattern get varied sizes too.
+    counts = (0..<world).map { r in [3, 0, 5, 2, 7, 1][r % 6] }
+    total = counts.reduce(0, +)
+    offsets = displacements(of: counts)
+}
+
+/// Records a check; `ok` is this rank's verdict, combined over ranks (a check passes only if it passed everywhere).
+func check(_ name: String, _ ok: Bool, _ detail: @autoclosure () -> String = "") {
+    let failures = (try? comm.allReduce(Int32(ok ? 0 : 1), op: .sum)) ?? 1
+    if failures == 0 { passed += 1 } else { failed += 1 }
+    if !ok { printError("rank \(rank): FAIL \(name) \(detail())") }
+    if rank == 0 { print("\(failures == 0 ? "ok  " : "FAIL") \(name)\(failures == 0 ? "" : " (\(failures) ranks)")") }
+}
+
+/// A value each rank contributes for element i, so the expected reduction is known in closed form.
+func contribution(_ r: Int, _ i: Int) -> Float { Float((r + 1) * 1000 + i) }
+
+
+func runChecks() throws {
+    // all-reduce, sum and max, three element types
+    var floats = (0..<13).map { contribution(rank, $0) }
+    try comm.allReduce(&floats, op: .sum)
+    let expectedSum = (0..<13).map { i in (0..<world).reduce(Float(0)) { $0 + contribution($1, i) } }
+    check("allReduce sum float32 (13 elements)", floats == expectedSum, "\(floats) vs \(expectedSum)")
+    var doubles = (0..<7).map { Double(rank) * 0.5 + Double($0) }
+    try comm.allReduce(&doubles, op: .max)
+    check("allReduce max float64", doubles == (0..<7).map { Double(world - 1) * 0.5 + Double($0) })
+    let minimum = try comm.allReduce(Int64(rank - 3), op: .min)
+    check("allReduce min int64 scalar", minimum == -3)
+
+    // reduce-scatter with per-rank counts that do not divide evenly (one rank receives nothing)
+    let send = (0..<total).map { contribution(rank, $0) }
+    var receive = [Float](repeating: -1, count: counts[rank])
+    try send.withUnsafeBufferPointer { s in
+        try receive.withUnsafeMutableBufferPointer { try comm.reduceScatter(s, into: $0, counts: counts, op: .sum) }
+    }
+    let expectedBlock = (0..<counts[rank]).map { expectedSumAt(offsets[rank] + $0) }
+    check("reduceScatter uneven counts \(counts)", receive == expectedBlock, "\(receive) vs \(expectedBlock)")
+
+    // all-gather(v) with uneven counts
+    let mine = (0..<counts[rank]).map { Float(rank * 100 + $0) }
+    var gathered = [Float](repeating: -1, count: total)
+    try mine.withUnsafeBufferPointer { m in
+        try gathered.withUnsafeMutableBufferPointer { try comm.allGather(m, into: $0, counts: counts) }
+    }
+    let expectedGather = (0..<world).flatMap { r in (0..<counts[r]).map { Float(r * 100 + $0) } }
+    check("allGatherv uneven counts", gathered == expectedGather, "\(gathered)")
+
+    // in-place all-gather (the sharded optimizer's parameter all-gather)
+    var buffer = [Float](repeating: -1, count: total)
+    for i in 0..<counts[rank] { buffer[offsets[rank] + i] = Float(rank * 100 + i) }
+    try buffer.withUnsafeMutableBufferPointer { try comm.allGatherInPlace($0, counts: counts) }
+    check("allGatherv in place", buffer == expectedGather)
+
+    // broadcast from the last rank
+    var message = (0..<5).map { Int32(rank == world - 1 ? 40 + $0 : -1) }
+    try message.withUnsafeMutableBufferPointer { try comm.broadcast($0, root: world - 1) }
+    check("broadcast from rank \(world - 1)", message == [40, 41, 42, 43, 44])
+    try comm.barrier()
+
+    // non-blocking variants: start, poll with test() while "computing", then wait
+    let big = 1 << 16
+    let a = FloatBuffer(count: big)
+    for i in 0..<big { a[i] = Float(rank + 1) }
+    let request = try comm.iAllReduce(a.buffer, op: .sum)
+    var polls = 0
+    while try !request.test() { polls += 1; if polls > 10_000_000 { break } }
+    try request.wait()
+    let triangle = Float(world * (world + 1) / 2)
+    check("iAllReduce completes via test()/wait()", (0..<big).allSatisfy { a[$0] == triangle })
+
+    let rsSend = FloatBuffer(count: total), rsReceive = FloatBuffer(count: counts[rank])
+    for i in 0..<total { rsSend[i] = contribution(rank, i) }
+    let r1 = try comm.iReduceScatter(UnsafeBufferPointer(rsSend.buffer), into: rsReceive.buffer, counts: counts, op: .sum)
+    let gatherBuffer = FloatBuffer(count: total)
+    for i in 0..<counts[rank] { gatherBuffer[offsets[rank] + i] = Float(rank) }
+    let r2 = try comm.iAllGatherInPlace(gatherBuffer.buffer, counts: counts)
+    try r1.wait()
+    try r2.wait()
+    check("iReduceScatter uneven counts", rsReceive.array == expectedBlock)
+    check("iAllGatherv in place, two requests in flight",
+          (0..<world).allSatisfy { r in (0..<counts[r]).allSatisfy { gatherBuffer[offsets[r] + $0] == Float(r) } })
+
+    // A layout error is thrown before any communication, identically on every rank, so nothing hangs.
+    var wrong = [Float](repeating: 0, count: counts[rank] + 1)
+    var threw = false
+    do {
+        try send.withUnsafeBufferPointer { s in
+            try wrong.withUnsafeMutableBufferPointer { try comm.reduceScatter(s, into: $0, counts: counts, op: .sum) }
+        }
+    } catch { threw = "\(error)".contains("receive buffer") }
+    check("wrong receive size is reported, not corrupted", threw)
+
+    try dataParallelEquivalence(optimizer: "sgd", tolerance: 1e-6)
+    try dataParallelEquivalence(optimizer: "adamw", tolerance: 1e-5)
+}
+
+func expectedSumAt(_ i: Int) -> Float { (0..<world).reduce(Float(0)) { $0 + contribution($1, i) } }
+
+/// k steps on `world` ranks with per-rank batch b give the same parameters as k steps on one rank with batch
+/// world·b. The two differ only in float summation order (per-rank means then an all-reduce, vs one mean), so
+/// parameters agree to a few float32 ulps per step; the tolerance (max |Δθ| over max(1, |θ|)) is stated per
+/// optimizer: SGD is smooth in g; Adam's g/√v amplifies relative gradient differences where |g| is tiny.
+func dataParallelEquivalence(optimizer: String, tolerance: Float) throws {
+    let train = ImageDataset.synthetic(count: 512, featureCount: 20, classes: 5, seed: 3)
+    let test = ImageDataset.synthetic(count: 100, featureCount: 20, classes: 5, seed: 4)
+    let steps = 8, perRank = 8
+    func config(worldSize: Int) throws -> TrainConfig {
+        var c = ResolvedConfig(name: "equivalence")
+        for s in ["model.hidden=[16, 12]", "model.activation=gelu", "train.steps=\(steps)", "train.global_batch=\(perRank * world)",
+                  "train.log_every=4", "optimizer.name=\(optimizer)", "optimizer.lr=0.01", "schedule.warmup_steps=3",
+                  "optimizer.momentum=0.9", "optimizer.nesterov=true", "train.seed=5"] { try c.override(s) }
+        return try TrainConfig(c, worldSize: worldSize)
+    }
+    let distributed = try Trainer(config: config(worldSize: world), comm: comm, train: train, test: test)
+    let summary = try distributed.run()
+
+    // Identical on every rank (bitwise): max and min over ranks agree element by element.
+    var highs = distributed.params.array, lows = distributed.params.array
+    try comm.allReduce(&highs, op: .max)
+    try comm.allReduce(&lows, op: .min)
+    check("\(optimizer): parameters bit-identical on all \(world) ranks", highs == lows)
+
+    var worst: Float = 0
+    if rank == 0 {
+        let soloConfig = try config(worldSize: 1)
+        let soloParams = try SimulatedWorld.run(size: 1) { solo -> [Float] in
+            let trainer = try Trainer(config: soloConfig, comm: solo, train: train, test: test)
+            _ = try trainer.run()
+            return trainer.params.array
+        }[0]
+        for (a, b) in zip(distributed.params.array, soloParams) { worst = max(worst, abs(a - b) / max(1, abs(b))) }
+    }
+    worst = try comm.allReduce(worst, op: .max)
+    check("\(optimizer): \(steps) steps on \(world) ranks × batch \(perRank) = 1 rank × batch \(perRank * world) " +
+          "(max rel. diff \(worst) ≤ \(tolerance))", worst <= tolerance && summary.skippedSteps == 0)
+}
+
+}
+
+let launch = LaunchEnvironment.current()
+_ = launch.configureBLASThreads()
+do { try MPIRuntime.initialize() } catch { printError("MPI_Init failed: \(error)"); exit(1) }
+let checks: Checks
+do { checks = Checks(comm: try MPICommunicator()) } catch { printError("\(error)"); MPIRuntime.abort(code: 1) }
+do { try checks.runChecks() } catch {
+    printError("rank \(checks.rank): error: \(error)")
+    MPIRuntime.abort(code: 1)
+}
+if checks.rank == 0 { print("mpi-checks (\(checks.world) ranks): \(checks.passed) passed, \(checks.failed) failed") }
+MPIRuntime.finalize()
+exit(checks.failed == 0 ? 0 : 1)

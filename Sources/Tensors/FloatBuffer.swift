@@ -6,7 +6,8 @@ import Darwin
 
 /// One contiguous, 64-byte-aligned float32 allocation: the storage for parameters, gradients, optimizer state and
 /// activations. Reference semantics (a class) because kernels and communication write into it in place.
-public final class FloatBuffer {
+/// `@unchecked Sendable`: like any raw memory, concurrent writers must coordinate (simulated ranks never share one).
+public final class FloatBuffer: @unchecked Sendable {
     public let count: Int
     public let pointer: UnsafeMutablePointer<Float>
 

@@ -1,0 +1,133 @@
+import Foundation
+import Optimizers
+import Training
+import XCTest
+
+/// The repository root, found from this file's path (tests run from anywhere).
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().path
+
+final class ConfigTests: XCTestCase {
+    private func message(_ body: () throws -> Void) -> String {
+        do { try body(); return "" } catch { return "\(error)" }
+    }
+
+    func testShippedDefaultConfigEqualsBuiltInDefaults() throws {
+        let file = try ResolvedConfig.load(path: "\(repositoryRoot)/configs/fashion-mlp.yaml")
+        XCTAssertEqual(file.values, ResolvedConfig().values,
+                       "configs/fashion-mlp.yaml and the built-in defaults (ConfigSchema) have drifted apart")
+    }
+
+    func testEveryShippedConfigLoadsAndValidates() throws {
+        let dir = "\(repositoryRoot)/configs"
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".yaml") }
+        XCTAssertFalse(files.isEmpty)
+        for f in files {
+            let c = try ResolvedConfig.load(path: "\(dir)/\(f)")
+            for world in [1, 2, 4] { XCTAssertNoThrow(try TrainConfig(c, worldSize: world), "\(f) on \(world) ranks") }
+        }
+    }
+
+    func testConfigurationDocIsGeneratedFromTheSchema() throws {
+        let doc = try String(contentsOfFile: "\(repositoryRoot)/docs/configuration.md", encoding: .utf8)
+        XCTAssertEqual(doc, ConfigSchema.markdown(), "regenerate with: swift-train config --markdown > docs/configuration.md")
+        for key in ConfigSchema.keys { XCTAssertTrue(doc.contains("`\(key.path)`"), key.path) }
+    }
+
+    func testUnknownKeyIsNamedWithASuggestion() {
+        var c = ResolvedConfig()
+        let m = message { try c.override("optimizer.learning_rate=0.1") }
+        XCTAssertTrue(m.contains("'optimizer.learning_rate'") && m.contains("unknown"), m)
+        let m2 = message { try c.override("optimizer.lrr=0.1") }
+        XCTAssertTrue(m2.contains("did you mean 'optimizer.lr'"), m2)
+        let m3 = message { try c.merge(yaml: "train:\n  batch_size: 64\n", source: "x.yaml") }
+        XCTAssertTrue(m3.contains("x.yaml") && m3.contains("'train.batch_size'"), m3)
+    }
+
+    func testInvalidValuesNameTheKey() {
+        var c = ResolvedConfig()
+        for (assignment, needle) in [("optimizer.lr=-1", "optimizer.lr"), ("optimizer.name=adamax9", "optimizer.name"),
+                                     ("train.global_batch=12.5", "train.global_batch"), ("model.hidden=[64, x]", "model.hidden"),
+                                     ("optimizer.nesterov=maybe", "optimizer.nesterov"), ("schedule.min_lr_ratio=2", "schedule.min_lr_ratio"),
+                                     ("optimizer.lr", "section.key=value")] {
+            let m = message { try c.override(assignment) }
+            XCTAssertTrue(m.contains(needle), "\(assignment): \(m)")
+        }
+    }
+
+    func testOverridesParseAsYAML() throws {
+        var c = ResolvedConfig()
+        try c.override("optimizer.lr=0.01")
+        try c.override("model.hidden=[512, 256]")
+        try c.override("optimizer.nesterov=true")
+        try c.override("optimizer.eps=1e-6")
+        let t = try TrainConfig(c, worldSize: 1)
+        XCTAssertEqual(t.lr, 0.01)
+        XCTAssertEqual(t.hidden, [512, 256])
+        XCTAssertTrue(t.sgd.nesterov)
+        XCTAssertEqual(t.adam.eps, 1e-6)
+    }
+
+    func testResolvedYAMLRoundTrips() throws {
+        var c = ResolvedConfig()
+        try c.override("optimizer.eps=1e-08")
+        try c.override("output.dir=runs/a b:c")
+        var again = ResolvedConfig()
+        try again.merge(yaml: c.yaml(header: "comment"), source: "round-trip")
+        XCTAssertEqual(again.values, c.values)
+    }
+
+    func testBatchMustDivideAcrossRanksAndMicroBatches() {
+        var c = ResolvedConfig()
+        try? c.override("train.global_batch=100")
+        let m = message { _ = try TrainConfig(c, worldSize: 3) }
+        XCTAssertTrue(m.contains("train.global_batch") && m.contains("not divisible by the world size 3"), m)
+        try? c.override("train.grad_accum=3")
+        let m2 = message { _ = try TrainConfig(c, worldSize: 4) }
+        XCTAssertTrue(m2.contains("train.grad_accum"), m2)
+        try? c.override("train.grad_accum=5")
+        XCTAssertNoThrow(try TrainConfig(c, worldSize: 4))  // 100 / 4 = 25 = 5 × 5
+    }
+
+    func testNesterovNeedsMomentum() {
+        var c = ResolvedConfig()
+        try? c.override("optimizer.name=sgd")
+        try? c.override("optimizer.nesterov=true")
+        try? c.override("optimizer.momentum=0")
+        XCTAssertTrue(message { _ = try TrainConfig(c, worldSize: 1) }.contains("optimizer.nesterov"))
+    }
+
+    func testStepsDerivedFromEpochs() throws {
+        var c = ResolvedConfig()
+        try c.override("train.epochs=2")
+        XCTAssertEqual(try TrainConfig(c, worldSize: 1).totalSteps(datasetSize: 60_000), 2 * (60_000 / 256))
+        try c.override("train.steps=7")
+        XCTAssertEqual(try TrainConfig(c, worldSize: 1).totalSteps(datasetSize: 60_000), 7)
+        try c.override("train.global_batch=100000")
+        XCTAssertThrowsError(try TrainConfig(c, worldSize: 1).totalSteps(datasetSize: 60_000))
+    }
+}
+
+final class ScheduleTests: XCTestCase {
+    func testWarmupCosineValues() {
+        let s = LRSchedule.warmupCosine(warmup: 10, total: 110, minRatio: 0.1)
+        XCTAssertEqual(s.lr(base: 1, step: 1), 0.1, accuracy: 1e-12)
+        XCTAssertEqual(s.lr(base: 1, step: 5), 0.5, accuracy: 1e-12)
+        XCTAssertEqual(s.lr(base: 1, step: 10), 1.0, accuracy: 1e-12)
+        // Halfway through the decay: min + (1 − min)·½ = 0.55.
+        XCTAssertEqual(s.lr(base: 1, step: 60), 0.55, accuracy: 1e-12)
+        XCTAssertEqual(s.lr(base: 1, step: 110), 0.1, accuracy: 1e-12)
+        XCTAssertEqual(s.lr(base: 1, step: 500), 0.1, accuracy: 1e-12, "held at the floor after the end")
+        // Monotone non-increasing after warmup.
+        let values = (10...110).map { s.lr(base: 2, step: $0) }
+        XCTAssertTrue(zip(values, values.dropFirst()).allSatisfy { $0 >= $1 })
+    }
+
+    func testConstantAndNoWarmup() {
+        XCTAssertEqual(LRSchedule.constant.lr(base: 0.3, step: 1000), 0.3)
+        let s = LRSchedule.warmupCosine(warmup: 0, total: 100, minRatio: 0)
+        XCTAssertEqual(s.lr(base: 1, step: 0), 1, accuracy: 1e-12)
+        XCTAssertEqual(s.lr(base: 1, step: 50), 0.5, accuracy: 1e-12)
+        XCTAssertEqual(s.lr(base: 1, step: 100), 0, accuracy: 1e-12)
+    }
+}

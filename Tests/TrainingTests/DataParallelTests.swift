@@ -1,0 +1,108 @@
+import Data
+import Distributed
+import Optimizers
+import SwiftMPI
+import Tensors
+import Training
+import XCTest
+
+/// Multi-rank logic in one process, with `SimulatedWorld` (threads) standing in for MPI. The same properties are
+/// checked with real MPI under `mpirun -n 4` by swift-train-mpi-checks (launch/test runs both).
+final class DataParallelTests: XCTestCase {
+    func testSimulatedCollectivesWithUnevenCounts() throws {
+        let counts = [3, 0, 5, 2]
+        let results = try SimulatedWorld.run(size: 4) { comm -> ([Float], [Float], [Float]) in
+            var sum = (0..<4).map { Float(comm.rank * 10 + $0) }
+            try comm.allReduce(&sum, op: .sum)
+            let send = (0..<10).map { Float(comm.rank + $0) }
+            var block = [Float](repeating: 0, count: counts[comm.rank])
+            try send.withUnsafeBufferPointer { s in try block.withUnsafeMutableBufferPointer {
+                try comm.reduceScatter(s, into: $0, counts: counts, op: .sum) } }
+            var gathered = [Float](repeating: -1, count: 10)
+            let start = displacements(of: counts)[comm.rank]
+            for i in 0..<counts[comm.rank] { gathered[start + i] = Float(comm.rank) }
+            try gathered.withUnsafeMutableBufferPointer { try comm.allGatherInPlace($0, counts: counts) }
+            return (sum, block, gathered)
+        }
+        for (rank, r) in results.enumerated() {
+            XCTAssertEqual(r.0, [60, 64, 68, 72])
+            let start = displacements(of: counts)[rank]
+            XCTAssertEqual(r.1, (0..<counts[rank]).map { Float(6 + 4 * (start + $0)) })
+            XCTAssertEqual(r.2, [0, 0, 0, 2, 2, 2, 2, 2, 3, 3])
+        }
+    }
+
+    func testAFailingRankDoesNotHangTheOthers() {
+        XCTAssertThrowsError(try SimulatedWorld.run(size: 3) { comm -> Int in
+            if comm.rank == 1 { throw CommunicationError(call: "test", message: "rank 1 gives up") }
+            try comm.barrier()
+            return 0
+        })
+    }
+
+    /// Same property as the mpirun check: k steps on 4 ranks with batch b = 1 rank with batch 4b (float
+    /// summation order differs only; tolerance 1e-5 relative to max(1, |θ|), see MPIChecks).
+    func testFourRanksEqualOneRankWithFourTimesTheBatch() throws {
+        let train = ImageDataset.synthetic(count: 256, featureCount: 12, classes: 4, seed: 1)
+        let test = ImageDataset.synthetic(count: 64, featureCount: 12, classes: 4, seed: 2)
+        func config(_ world: Int) throws -> TrainConfig {
+            var c = ResolvedConfig(name: "t")
+            for s in ["model.hidden=[10]", "train.steps=6", "train.global_batch=32", "train.log_every=3",
+                      "optimizer.lr=0.01", "schedule.warmup_steps=2"] { try c.override(s) }
+            return try TrainConfig(c, worldSize: world)
+        }
+        let four = try config(4), one = try config(1)
+        let distributed = try SimulatedWorld.run(size: 4) { comm -> [Float] in
+            let t = try Trainer(config: four, comm: comm, train: train, test: test)
+            _ = try t.run()
+            return t.params.array
+        }
+        let single = try SimulatedWorld.run(size: 1) { comm -> [Float] in
+            let t = try Trainer(config: one, comm: comm, train: train, test: test)
+            _ = try t.run()
+            return t.params.array
+        }[0]
+        for r in 1..<4 { XCTAssertEqual(distributed[r], distributed[0], "rank \(r) diverged") }
+        let worst = zip(distributed[0], single).map { abs($0 - $1) / max(1, abs($1)) }.max()!
+        XCTAssertLessThanOrEqual(worst, 1e-5)
+        XCTAssertNotEqual(distributed[0], try SimulatedWorld.run(size: 1) { comm -> [Float] in
+            let t = try Trainer(config: one, comm: comm, train: train, test: test)
+            return t.params.array  // untrained: training must have changed the parameters
+        }[0])
+    }
+
+    func testNonFiniteGradientSkipsTheStep() throws {
+        var layout = ParameterTable()
+        layout.add("w", shape: [2, 2], role: .matrix)
+        let table = layout
+        let params = FloatBuffer([1, 2, 3, 4]), grads = FloatBuffer([0.1, .nan, 0.1, 0.1])
+        let reports = try SimulatedWorld.run(size: 1) { comm -> StepReport in
+            let opt = Adam(count: 4, hyper: .init())
+            let dp = ReplicatedDataParallel(comm: comm, table: table, optimizer: opt,
+                                            segments: makeSegments(table: table, owned: 0..<4, weightDecay: { _ in 0.1 }),
+                                            clipNorm: nil)
+            let report = try dp.step(params: params, grads: grads, lr: 0.1)
+            XCTAssertEqual(opt.stepCount, 0, "optimizer state untouched")
+            return report
+        }
+        XCTAssertTrue(reports[0].skipped)
+        XCTAssertEqual(params.array, [1, 2, 3, 4])
+    }
+
+    func testGlobalNormClipping() throws {
+        var layout = ParameterTable()
+        layout.add("w", shape: [2], role: .matrix)
+        let table = layout
+        let params = FloatBuffer([0, 0]), grads = FloatBuffer([3, 4])  // ‖g‖ = 5
+        let report = try SimulatedWorld.run(size: 1) { comm -> StepReport in
+            let dp = ReplicatedDataParallel(comm: comm, table: table, optimizer: SGD(count: 2, hyper: .init()),
+                                            segments: makeSegments(table: table, owned: 0..<2, weightDecay: { _ in 0 }),
+                                            clipNorm: 1)
+            return try dp.step(params: params, grads: grads, lr: 1)
+        }[0]
+        XCTAssertTrue(report.clipped)
+        XCTAssertEqual(report.gradNorm, 5, accuracy: 1e-9)
+        XCTAssertEqual(params[0], -0.6, accuracy: 1e-5)
+        XCTAssertEqual(params[1], -0.8, accuracy: 1e-5)
+    }
+}
