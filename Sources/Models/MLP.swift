@@ -12,10 +12,13 @@ public enum Activation: String, CaseIterable, Sendable {
 public final class MLP: Model {
     public let widths: [Int]
     public let activation: Activation
-    public let table: ParameterTable
+    public private(set) var table: ParameterTable
     public var predictionsPerRow: Int { 1 }
+    // Per layer: the table entries (offsets into the flat buffer) and their indices in the table.
     private var weights: [TensorEntry] = []
     private var biases: [TensorEntry] = []
+    private var weightIndex: [Int] = []
+    private var biasIndex: [Int] = []
 
     // Workspace for a batch of `capacity` rows. preActivations[l], outputs[l]: [B, widths[l+1]] for layer l.
     private var capacity = 0
@@ -31,10 +34,21 @@ public final class MLP: Model {
         var t = ParameterTable()
         for l in 0..<(widths.count - 1) {
             let last = l == widths.count - 2
-            weights.append(t.add("layer\(l).weight", shape: [widths[l + 1], widths[l]], role: last ? .head : .matrix))
-            biases.append(t.add("layer\(l).bias", shape: [widths[l + 1]], role: .bias))
+            t.add("layer\(l).weight", shape: [widths[l + 1], widths[l]], role: last ? .head : .matrix)
+            t.add("layer\(l).bias", shape: [widths[l + 1]], role: .bias)
         }
         table = t
+        adopt(layout: t)
+    }
+
+    public func adopt(layout: ParameterTable) {
+        precondition(layout.sameTensors(as: table), "layout does not hold this MLP's tensors")
+        table = layout
+        let index = Dictionary(uniqueKeysWithValues: layout.entries.enumerated().map { ($1.name, $0) })
+        weightIndex = (0..<layerCount).map { index["layer\($0).weight"]! }
+        biasIndex = (0..<layerCount).map { index["layer\($0).bias"]! }
+        weights = weightIndex.map { layout.entries[$0] }
+        biases = biasIndex.map { layout.entries[$0] }
     }
 
     public var layerCount: Int { widths.count - 1 }
@@ -87,7 +101,7 @@ public final class MLP: Model {
         return BatchResult(lossSum: loss, correct: correct, predictions: rows)
     }
 
-    public func forwardBackward(params: UnsafePointer<Float>, grads: UnsafeMutablePointer<Float>, batch: ModelBatch,
+    public func forwardBackward(params: UnsafePointer<Float>, sink: GradientSink, batch: ModelBatch,
                                 lossScale: Float) -> BatchResult {
         reserve(rows: batch.rows)
         let result = runForward(params: params, batch: batch)
@@ -102,8 +116,10 @@ public final class MLP: Model {
             // d(output of layer l−1) goes to a zeroed scratch buffer; the input layer needs no input gradient.
             let n = rows * widths[l]
             let dInput: UnsafeMutablePointer<Float>? = l > 0 ? scratch(zeroed: n) : nil
-            linearBackward(dInput, grads + weights[l].offset, grads + biases[l].offset, dOutputs[l].pointer,
+            linearBackward(dInput, sink.gradient(weightIndex[l]), sink.gradient(biasIndex[l]), dOutputs[l].pointer,
                            input, params + weights[l].offset, batch: rows, inFeatures: widths[l], outFeatures: widths[l + 1])
+            sink.finished(weightIndex[l])
+            sink.finished(biasIndex[l])
             if let dInput {
                 // Through layer l−1's activation into d(pre-activation of layer l−1).
                 let dPre = dOutputs[l - 1].pointer

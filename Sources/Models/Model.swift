@@ -45,8 +45,13 @@ public struct BatchResult: Equatable, Sendable {
 }
 
 /// A differentiable model over a flat parameter buffer laid out by `table`.
+///
+/// The layout may be changed with `adopt(layout:)` (same names and shapes, other offsets): the distributed engine
+/// orders tensors so that each optimizer group, and each rank's share of it, is contiguous.
 public protocol Model: AnyObject {
     var table: ParameterTable { get }
+    /// Switches to another layout of the same tensors (names, shapes and roles must match).
+    func adopt(layout: ParameterTable)
     /// Predictions one row contributes to `BatchResult.predictions`.
     var predictionsPerRow: Int { get }
     /// Writes initial parameters (deterministic in `seed`).
@@ -54,7 +59,15 @@ public protocol Model: AnyObject {
     /// Forward only (evaluation).
     func forward(params: UnsafePointer<Float>, batch: ModelBatch) -> BatchResult
     /// Forward, then backward with `dLoss/dLossSum = lossScale` (pass 1/N to differentiate the mean over N
-    /// predictions); gradients are accumulated into `grads` (+=).
-    func forwardBackward(params: UnsafePointer<Float>, grads: UnsafeMutablePointer<Float>, batch: ModelBatch,
+    /// predictions); gradients are accumulated (+=) into the sink, which hears as each tensor's gradient is final.
+    func forwardBackward(params: UnsafePointer<Float>, sink: GradientSink, batch: ModelBatch,
                          lossScale: Float) -> BatchResult
+}
+
+extension Model {
+    /// Backward into a flat gradient buffer laid out by `table`.
+    public func forwardBackward(params: UnsafePointer<Float>, grads: UnsafeMutablePointer<Float>, batch: ModelBatch,
+                                lossScale: Float) -> BatchResult {
+        forwardBackward(params: params, sink: FlatGradientSink(base: grads, table: table), batch: batch, lossScale: lossScale)
+    }
 }

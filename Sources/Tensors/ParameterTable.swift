@@ -57,3 +57,22 @@ public struct ParameterTable: Equatable, Sendable, Codable {
         }
     }
 }
+
+extension ParameterTable {
+    /// The same tensors laid out in `order` (names), back to back.
+    public func reordered(_ order: [String]) -> ParameterTable {
+        precondition(Set(order) == Set(entries.map(\.name)) && order.count == entries.count, "a layout must name every tensor once")
+        var t = ParameterTable()
+        for name in order {
+            let e = self[name]!
+            t.add(e.name, shape: e.shape, role: e.role)
+        }
+        return t
+    }
+
+    /// True when `other` holds the same tensors (names, shapes, roles), whatever their offsets.
+    public func sameTensors(as other: ParameterTable) -> Bool {
+        guard entries.count == other.entries.count else { return false }
+        return entries.allSatisfy { e in other[e.name].map { $0.shape == e.shape && $0.role == e.role } ?? false }
+    }
+}

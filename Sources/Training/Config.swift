@@ -1,6 +1,8 @@
+import Distributed
 import Foundation
 import Models
 import Optimizers
+import Tensors
 import Yams
 
 /// A configuration error: names the key (or file) and what is wrong, and how to fix it.
@@ -168,6 +170,8 @@ public struct TrainConfig: Sendable {
     public var minLRRatio: Double
     public var outputDirectory: String
     public var saveModel: Bool
+    public var zeroStage: Int
+    public var bucketElements: Int
 
     /// Examples per rank per optimizer step.
     public var perRankBatch: Int { globalBatch / worldSize }
@@ -200,6 +204,8 @@ public struct TrainConfig: Sendable {
         minLRRatio = c.double("schedule.min_lr_ratio")
         outputDirectory = c.string("output.dir")
         saveModel = c.bool("output.save_model")
+        zeroStage = c.int("zero.stage")
+        bucketElements = max(1, Int(c.double("zero.bucket_mb") * 1024 * 1024 / 4))
 
         guard globalBatch % worldSize == 0 else {
             throw ConfigError("train.global_batch = \(globalBatch) is not divisible by the world size \(worldSize): " +
@@ -224,6 +230,35 @@ public struct TrainConfig: Sendable {
         }
         if steps > 0 { return steps }
         return max(1, Int((epochs * Double(datasetSize / globalBatch)).rounded()))
+    }
+
+    /// The optimizer that updates tensors of `role`.
+    public func optimizerName(for role: TensorRole) -> String {
+        let routed = resolved.string("groups.\(role.rawValue).optimizer")
+        return routed.isEmpty ? optimizerName : routed
+    }
+
+    /// Weight decay and learning-rate multiplier (relative to `optimizer.lr`) of tensors of `role`.
+    public func hyperparameters(for role: TensorRole) -> (weightDecay: Float, lrScale: Float) {
+        let wd = resolved.double("groups.\(role.rawValue).weight_decay")
+        let roleLR = resolved.double("groups.\(role.rawValue).lr")
+        let scale = (roleLR > 0 ? roleLR / lr : 1) * resolved.double("groups.\(role.rawValue).lr_scale")
+        return (Float(wd >= 0 ? wd : (defaultDecays(role) ? weightDecay : 0)), Float(scale))
+    }
+
+    /// Optimizer groups for a model's tensors: one per distinct optimizer, in order of first use in the table.
+    /// Throws if an optimizer cannot update a tensor routed to it (e.g. Muon on a bias), naming the parameter.
+    public func groupSpecs(for table: ParameterTable) throws -> [GroupSpec] {
+        var specs: [GroupSpec] = []
+        for entry in table.entries {
+            let name = optimizerName(for: entry.role)
+            let key = resolved.string("groups.\(entry.role.rawValue).optimizer").isEmpty ? "optimizer.name" : "groups.\(entry.role.rawValue).optimizer"
+            if let problem = OptimizerCatalog.check(name, on: entry, key: key) { throw ConfigError(problem) }
+            if let i = specs.firstIndex(where: { $0.name == name }) { specs[i].tensorNames.append(entry.name) } else {
+                specs.append(GroupSpec(name: name, sharding: OptimizerCatalog.sharding(name), tensorNames: [entry.name]))
+            }
+        }
+        return specs
     }
 
     public func schedule(totalSteps: Int) -> LRSchedule {

@@ -53,7 +53,9 @@ public struct ConfigKey: Sendable {
 /// Every key swift-train understands, in the order they are printed. The defaults *are* the built-in configuration
 /// (`configs/fashion-mlp.yaml` spells the same values out, and a test keeps the two equal).
 public enum ConfigSchema {
-    public static let keys: [ConfigKey] = [
+    public static let keys: [ConfigKey] = baseKeys + groupKeys
+
+    static let baseKeys: [ConfigKey] = [
         ConfigKey(path: "model.kind", kind: .string(allowed: ["mlp"]), defaultValue: .string("mlp"),
                   doc: "Model family. `mlp`: multilayer perceptron classifier on flattened images."),
         ConfigKey(path: "model.hidden", kind: .intList(element: 1...65_536, minCount: 0), defaultValue: .intList([1024, 1024]),
@@ -80,8 +82,8 @@ public enum ConfigSchema {
                   doc: "Steps between test-set evaluations; 0 evaluates once, at the end."),
         ConfigKey(path: "train.grad_clip", kind: .double(0...1e30), defaultValue: .double(0),
                   doc: "Global-norm gradient clipping threshold on the averaged raw gradient; 0 disables clipping."),
-        ConfigKey(path: "optimizer.name", kind: .string(allowed: ["adamw", "adam", "sgd"]), defaultValue: .string("adamw"),
-                  doc: "`adamw` (decoupled decay), `adam` (L2 decay added to the gradient), or `sgd` (with optional momentum / Nesterov)."),
+        ConfigKey(path: "optimizer.name", kind: .string(allowed: OptimizerCatalog.names), defaultValue: .string("adamw"),
+                  doc: "Optimizer for every tensor not routed elsewhere by `groups.<role>.optimizer`: one of \(OptimizerCatalog.names.map { "`\($0)`" }.joined(separator: ", ")). See docs/optimizers.md."),
         ConfigKey(path: "optimizer.lr", kind: .double(0...1e6), defaultValue: .double(1e-3),
                   doc: "Peak learning rate γ (the schedule scales it)."),
         ConfigKey(path: "optimizer.weight_decay", kind: .double(0...1e6), defaultValue: .double(0.01),
@@ -104,11 +106,30 @@ public enum ConfigSchema {
                   doc: "Linear warmup length in steps (lr·t/warmup for step t ≤ warmup)."),
         ConfigKey(path: "schedule.min_lr_ratio", kind: .double(0...1), defaultValue: .double(0),
                   doc: "Final learning rate as a fraction of `optimizer.lr` for the cosine schedule."),
+        ConfigKey(path: "zero.stage", kind: .int(0...2), defaultValue: .int(0),
+                  doc: "ZeRO stage: 0 replicated (gradients all-reduced); 1 optimizer state sharded (gradients reduce-scattered, parameters all-gathered); 2 gradients sharded too. See docs/distributed.md."),
+        ConfigKey(path: "zero.bucket_mb", kind: .double(1e-6...4096), defaultValue: .double(2),
+                  doc: "Gradient bucket size in MiB: each bucket's collective starts as soon as backward has finished its tensors."),
         ConfigKey(path: "output.dir", kind: .string(allowed: nil), defaultValue: .string(""),
                   doc: "Run directory (also `--out`). Empty: `runs/<config name>-<UTC time>`. An existing run directory is never overwritten."),
         ConfigKey(path: "output.save_model", kind: .bool, defaultValue: .bool(true),
                   doc: "Write the final parameters to `model.safetensors` in the run directory."),
     ]
+
+    /// Optimizers selectable by name (`optimizer.name`, `groups.<role>.optimizer`).
+    public static let optimizerNames = OptimizerCatalog.names
+
+    /// Per-role routing keys: groups.<role>.{optimizer, lr, lr_scale, weight_decay} for every tensor role.
+    static let groupKeys: [ConfigKey] = TensorRoleNames.all.flatMap { role -> [ConfigKey] in [
+        ConfigKey(path: "groups.\(role).optimizer", kind: .string(allowed: [""] + optimizerNames), defaultValue: .string(""),
+                  doc: "Optimizer for `\(role)` tensors; empty: `optimizer.name`. E.g. `muon` for hidden matrices with AdamW elsewhere."),
+        ConfigKey(path: "groups.\(role).lr", kind: .double(0...1e6), defaultValue: .double(0),
+                  doc: "Peak learning rate for `\(role)` tensors; 0: `optimizer.lr`. Follows the same schedule."),
+        ConfigKey(path: "groups.\(role).lr_scale", kind: .double(0...1e6), defaultValue: .double(1),
+                  doc: "Multiplier on the learning rate of `\(role)` tensors."),
+        ConfigKey(path: "groups.\(role).weight_decay", kind: .double(-1...1e6), defaultValue: .double(-1),
+                  doc: "Weight decay for `\(role)` tensors; −1: `optimizer.weight_decay` for weights, 0 for biases and norms."),
+    ] }
 
     public static let byPath: [String: ConfigKey] = Dictionary(uniqueKeysWithValues: keys.map { ($0.path, $0) })
 

@@ -22,9 +22,12 @@ public struct TrainSummary: Sendable {
     public var wallSeconds: Double
     public var paramCount: Int
     public var skippedSteps: Int
-    public var optimizerStateBytes: Int
-    public var gradientBytes: Int
-    public var peakRSSBytes: Int
+    public var zeroStage: Int
+    public var optimizerStateBytesPerRank: [Int]
+    public var gradientBytesPerRank: [Int]
+    public var peakRSSBytesPerRank: [Int]
+    /// Seconds rank 0 spent blocked on gradient collectives (communication overlap did not hide).
+    public var communicationWaitSeconds: Double
 
     public func json(config: TrainConfig, mpiLibrary: String) -> JSONObject {
         var o = JSONObject()
@@ -43,9 +46,11 @@ public struct TrainSummary: Sendable {
         o.add("param_count", paramCount)
         o.add("skipped_steps", skippedSteps)
         o.add("optimizer", config.optimizerName)
-        o.add("optimizer_state_bytes_per_rank", Array(repeating: optimizerStateBytes, count: worldSize))
-        o.add("gradient_bytes_per_rank", Array(repeating: gradientBytes, count: worldSize))
-        o.add("peak_rss_bytes_rank0", peakRSSBytes)
+        o.add("zero_stage", zeroStage)
+        o.add("optimizer_state_bytes_per_rank", optimizerStateBytesPerRank)
+        o.add("gradient_bytes_per_rank", gradientBytesPerRank)
+        o.add("peak_rss_bytes_per_rank", peakRSSBytesPerRank)
+        o.add("communication_wait_seconds", communicationWaitSeconds)
         o.add("mpi_library", mpiLibrary)
         return o
     }
@@ -61,9 +66,9 @@ public final class Trainer {
     public let config: TrainConfig
     public let comm: Communicator
     public let model: MLP
-    public let params: FloatBuffer
-    public let grads: FloatBuffer
-    public let engine: ReplicatedDataParallel
+    public let engine: ShardedDataParallel
+    /// Full parameters (in the shard plan's layout), identical on every rank after each step.
+    public var params: FloatBuffer { engine.params }
     public let totalSteps: Int
     private let train: ImageDataset
     private let test: ImageDataset
@@ -91,27 +96,21 @@ public final class Trainer {
         self.console = console
         totalSteps = try config.totalSteps(datasetSize: train.count)
         model = MLP(widths: [train.featureCount] + config.hidden + [train.classes], activation: config.activation)
-        params = FloatBuffer(count: model.table.count)
-        grads = FloatBuffer(count: model.table.count)
+        // Shard plan first (identical on every rank), then the model adopts its layout.
+        let plan = ShardPlan(table: model.table, groups: try config.groupSpecs(for: model.table), worldSize: comm.size)
+        model.adopt(layout: plan.table)
+        let resolved = config.resolved
+        engine = ShardedDataParallel(
+            comm: comm, plan: plan, stage: ZeroStage(rawValue: config.zeroStage)!, gradAccum: config.gradAccum,
+            clipNorm: config.gradClip, bucketElements: config.bucketElements,
+            makeOptimizer: { group, count in OptimizerCatalog.make(group.name, count: count, config: resolved) },
+            hyperparameters: { config.hyperparameters(for: $0.role) })
         // Every rank initialises from the same seed, so parameters start identical without a broadcast.
-        model.initializeParameters(params.buffer, seed: config.seed)
-        let optimizer = Self.makeOptimizer(config, count: model.table.count)
-        let wd = Float(config.weightDecay)
-        let segments = makeSegments(table: model.table, owned: 0..<model.table.count,
-                                    weightDecay: { defaultDecays($0) ? wd : 0 })
-        engine = ReplicatedDataParallel(comm: comm, table: model.table, optimizer: optimizer, segments: segments,
-                                        clipNorm: config.gradClip)
+        model.initializeParameters(engine.params.buffer, seed: config.seed)
         sampler = BatchSampler(datasetSize: train.count, globalBatch: config.globalBatch, seed: config.seed)
         schedule = config.schedule(totalSteps: totalSteps)
         batchFeatures = FloatBuffer(count: config.microBatch * train.featureCount)
         batchLabels = [Int32](repeating: 0, count: config.microBatch)
-    }
-
-    static func makeOptimizer(_ config: TrainConfig, count: Int) -> Optimizer {
-        switch config.optimizerName {
-        case "sgd": return SGD(count: count, hyper: config.sgd)
-        default: return Adam(count: count, hyper: config.adam)
-        }
     }
 
     /// Runs training to the end and returns the summary (identical on every rank).
@@ -127,20 +126,21 @@ public final class Trainer {
         for step in 0..<totalSteps {
             let stepStart = Date()
             let lr = schedule.lr(base: config.lr, step: step + 1)
-            grads.zero()
             var local = BatchResult()
             for m in 0..<config.gradAccum {
+                engine.beginMicroBatch(m)
                 sampler.indices(step: step, offset: comm.rank * config.perRankBatch + m * micro, rows: micro, into: &indices)
                 batchLabels.withUnsafeMutableBufferPointer {
                     gatherRows(train, indices: indices, features: batchFeatures.pointer, labels: $0.baseAddress!)
                 }
                 local += batchLabels.withUnsafeBufferPointer { labels in
-                    model.forwardBackward(params: params.pointer, grads: grads.pointer,
+                    model.forwardBackward(params: params.pointer, sink: engine.sink,
                                           batch: ModelBatch(features: batchFeatures.pointer, targets: labels.baseAddress!, rows: micro),
                                           lossScale: 1 / Float(config.perRankBatch))
                 }
+                engine.endMicroBatch()
             }
-            let report = try engine.step(params: params, grads: grads, lr: Float(lr))
+            let report = try engine.step(lr: Float(lr))
             if report.skipped { skipped += 1 }
             let seconds = Date().timeIntervalSince(stepStart)
             trainSeconds += seconds
@@ -166,6 +166,13 @@ public final class Trainer {
             }
         }
 
+        // Memory per rank, gathered so rank 0 can report every rank.
+        var memory = [Int64](repeating: 0, count: 3 * comm.size)
+        memory[3 * comm.rank] = Int64(engine.optimizerStateBytes)
+        memory[3 * comm.rank + 1] = Int64(engine.gradientBytes)
+        memory[3 * comm.rank + 2] = Int64(peakResidentBytes())
+        try comm.allReduce(&memory, op: .sum)
+        let perRank = { (k: Int) in (0..<self.comm.size).map { Int(memory[3 * $0 + k]) } }
         return TrainSummary(
             worldSize: comm.size, globalBatch: config.globalBatch, perRankBatch: config.perRankBatch,
             gradAccum: config.gradAccum, steps: totalSteps,
@@ -173,8 +180,9 @@ public final class Trainer {
             finalTrainLoss: lastLoss, evalLoss: last.loss, evalAccuracy: last.accuracy,
             samplesPerSecond: Double(totalSteps * config.globalBatch) / max(trainSeconds, 1e-9),
             trainSeconds: trainSeconds, wallSeconds: Date().timeIntervalSince(start), paramCount: model.table.count,
-            skippedSteps: skipped, optimizerStateBytes: engine.optimizer.stateBytes, gradientBytes: grads.byteCount,
-            peakRSSBytes: peakResidentBytes())
+            skippedSteps: skipped, zeroStage: config.zeroStage, optimizerStateBytesPerRank: perRank(0),
+            gradientBytesPerRank: perRank(1), peakRSSBytesPerRank: perRank(2),
+            communicationWaitSeconds: engine.communicationWaitSeconds)
     }
 
     /// Test-set loss and accuracy: each rank evaluates a contiguous share, then one all-reduce of the sums.

@@ -71,38 +71,63 @@ final class DataParallelTests: XCTestCase {
         }[0])
     }
 
-    func testNonFiniteGradientSkipsTheStep() throws {
+    /// A two-tensor engine on one simulated rank: w (matrix, decayed) and b (bias).
+    private static func engine(_ comm: Communicator, stage: ZeroStage = .replicated, clip: Double? = nil,
+                        optimizer: String = "adamw") -> ShardedDataParallel {
         var layout = ParameterTable()
         layout.add("w", shape: [2, 2], role: .matrix)
-        let table = layout
-        let params = FloatBuffer([1, 2, 3, 4]), grads = FloatBuffer([0.1, .nan, 0.1, 0.1])
-        let reports = try SimulatedWorld.run(size: 1) { comm -> StepReport in
-            let opt = Adam(count: 4, hyper: .init())
-            let dp = ReplicatedDataParallel(comm: comm, table: table, optimizer: opt,
-                                            segments: makeSegments(table: table, owned: 0..<4, weightDecay: { _ in 0.1 }),
-                                            clipNorm: nil)
-            let report = try dp.step(params: params, grads: grads, lr: 0.1)
-            XCTAssertEqual(opt.stepCount, 0, "optimizer state untouched")
-            return report
-        }
-        XCTAssertTrue(reports[0].skipped)
-        XCTAssertEqual(params.array, [1, 2, 3, 4])
+        layout.add("b", shape: [2], role: .bias)
+        let plan = ShardPlan(table: layout, groups: [GroupSpec(name: optimizer, sharding: .element, tensorNames: ["w", "b"])],
+                             worldSize: comm.size)
+        return ShardedDataParallel(comm: comm, plan: plan, stage: stage, clipNorm: clip,
+                                   makeOptimizer: { _, n in OptimizerCatalog.make(optimizer, count: n, config: ResolvedConfig()) },
+                                   hyperparameters: { $0.role == .bias ? (0, 1) : (0.1, 1) })
     }
 
-    func testGlobalNormClipping() throws {
-        var layout = ParameterTable()
-        layout.add("w", shape: [2], role: .matrix)
-        let table = layout
-        let params = FloatBuffer([0, 0]), grads = FloatBuffer([3, 4])  // ‖g‖ = 5
-        let report = try SimulatedWorld.run(size: 1) { comm -> StepReport in
-            let dp = ReplicatedDataParallel(comm: comm, table: table, optimizer: SGD(count: 2, hyper: .init()),
-                                            segments: makeSegments(table: table, owned: 0..<2, weightDecay: { _ in 0 }),
-                                            clipNorm: 1)
-            return try dp.step(params: params, grads: grads, lr: 1)
-        }[0]
-        XCTAssertTrue(report.clipped)
-        XCTAssertEqual(report.gradNorm, 5, accuracy: 1e-9)
-        XCTAssertEqual(params[0], -0.6, accuracy: 1e-5)
-        XCTAssertEqual(params[1], -0.8, accuracy: 1e-5)
+    private static func write(_ e: ShardedDataParallel, _ values: [Float]) {
+        e.beginMicroBatch(0)
+        let table = e.plan.table
+        for (i, entry) in table.entries.enumerated().reversed() {
+            let g = e.sink.gradient(i)
+            for k in 0..<entry.count { g[k] += values[entry.offset + k] }
+            e.sink.finished(i)
+        }
+        e.endMicroBatch()
+    }
+
+    func testNonFiniteGradientOnOneRankSkipsTheStepEverywhere() throws {
+        for stage in ZeroStage.allCases {
+            let results = try SimulatedWorld.run(size: 3) { comm -> ([Float], Bool, Int) in
+                let e = Self.engine(comm, stage: stage)
+                e.params.buffer.update(from: [1, 2, 3, 4, 5, 6])
+                // Only rank 2 sees a NaN.
+                Self.write(e, comm.rank == 2 ? [0.1, .nan, 0.1, 0.1, 0.1, 0.1] : [0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+                let report = try e.step(lr: 0.1)
+                return (e.params.array, report.skipped, e.optimizers[0].stepCount)
+            }
+            for (rank, r) in results.enumerated() {
+                XCTAssertTrue(r.1, "stage \(stage.rawValue) rank \(rank) did not skip")
+                XCTAssertEqual(r.0, [1, 2, 3, 4, 5, 6], "parameters changed on a skipped step")
+                XCTAssertEqual(r.2, 0, "optimizer state advanced on a skipped step")
+            }
+        }
+    }
+
+    func testGlobalNormClippingCountsEachElementOnce() throws {
+        for stage in ZeroStage.allCases {
+            let results = try SimulatedWorld.run(size: 2) { comm -> ([Float], StepReport) in
+                let e = Self.engine(comm, stage: stage, clip: 1, optimizer: "sgd")
+                // Averaged over 2 ranks: g = [3, 4, 0, 0, 0, 0], ‖g‖ = 5.
+                Self.write(e, comm.rank == 0 ? [6, 0, 0, 0, 0, 0] : [0, 8, 0, 0, 0, 0])
+                let report = try e.step(lr: 1)
+                return (e.params.array, report)
+            }
+            for r in results {
+                XCTAssertTrue(r.1.clipped)
+                XCTAssertEqual(r.1.gradNorm, 5, accuracy: 1e-9, "stage \(stage.rawValue)")
+                XCTAssertEqual(r.0[0], -0.6, accuracy: 1e-5)
+                XCTAssertEqual(r.0[1], -0.8, accuracy: 1e-5)
+            }
+        }
     }
 }

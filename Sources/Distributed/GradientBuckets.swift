@@ -1,0 +1,217 @@
+import SwiftMPI
+import Tensors
+
+/// A contiguous run of whole tensors of one group, communicated as one unit as soon as backward has finished all of
+/// them. Buckets never cross a group boundary, so every rank's share of a bucket is contiguous and in rank order.
+struct Bucket {
+    let group: Int
+    let range: Range<Int>
+    let tensorIndices: [Int]
+}
+
+/// The gradient sink of the distributed engine: collects gradients bucket by bucket and starts a non-blocking
+/// collective for each bucket the moment its last tensor is final, then progresses it while backward continues.
+///
+/// - Stage 0: gradients in one full buffer; each bucket is all-reduced in place.
+/// - Stage 1: full buffer; each bucket is reduce-scattered straight into the owners' gradient shards.
+/// - Stage 2: no full buffer: a small pool of bucket-sized staging buffers is zeroed on first use, reduce-scattered
+///   into the shards, and recycled, so gradient memory is the shards plus the pool.
+/// With gradient accumulation, stages 0 and 1 accumulate locally and communicate after the last micro-batch only;
+/// stage 2 has no full buffer to accumulate in, so it reduce-scatters every micro-batch and adds into the shards.
+final class BucketedGradientSink: GradientSink {
+    enum Mode { case allReduce, reduceScatter, reduceScatterPooled }
+
+    private let comm: Communicator
+    private let plan: ShardPlan
+    private let mode: Mode
+    private let fullGrads: FloatBuffer?
+    private let shards: [FloatBuffer]
+    let buckets: [Bucket]
+    private let bucketOf: [Int]
+    private var remaining: [Int]
+    /// Whether finished buckets are communicated in this micro-batch (the last one, or every one at stage 2).
+    var communicate = true
+    /// Whether received blocks are added into the shards (stage 2 with accumulation) rather than stored.
+    var accumulateIntoShards = false
+
+    // Stage-2 staging pool: a slot holds one bucket's gradient while it is filled and while it is in flight.
+    private final class Slot {
+        let staging: FloatBuffer
+        let receive: FloatBuffer
+        init(capacity: Int) {
+            staging = FloatBuffer(count: capacity)
+            receive = FloatBuffer(count: capacity)
+        }
+    }
+    private var free: [Slot] = []
+    private var pool: [Slot] = []
+    private var slotOf: [Int: Slot] = [:]
+    private let slotCapacity: Int
+
+    private struct Pending {
+        let request: CollectiveRequest
+        let bucket: Int
+        let slot: Slot?
+        /// Where this rank's block lands in its shard, when it must be added after completion.
+        let addTarget: UnsafeMutablePointer<Float>?
+        let addCount: Int
+    }
+    private var pending: [Pending] = []
+    /// Seconds spent blocked waiting for communication (what overlap did not hide).
+    private(set) var waitSeconds = 0.0
+    private(set) var collectivesStarted = 0
+
+    init(comm: Communicator, plan: ShardPlan, mode: Mode, fullGrads: FloatBuffer?, shards: [FloatBuffer],
+         bucketElements: Int) {
+        self.comm = comm
+        self.plan = plan
+        self.mode = mode
+        self.fullGrads = fullGrads
+        self.shards = shards
+        // Walk each group's tensors last to first (backward order) and close a bucket when it reaches the size.
+        var buckets: [Bucket] = []
+        var bucketOf = [Int](repeating: -1, count: plan.table.entries.count)
+        for (g, group) in plan.groups.enumerated() {
+            let members = plan.table.entries.indices.filter { plan.table.entries[$0].offset >= group.range.lowerBound &&
+                plan.table.entries[$0].offset < group.range.upperBound }
+            var current: [Int] = []
+            var size = 0
+            func close() {
+                guard !current.isEmpty else { return }
+                let lo = current.map { plan.table.entries[$0].offset }.min()!
+                let hi = current.map { plan.table.entries[$0].range.upperBound }.max()!
+                for t in current { bucketOf[t] = buckets.count }
+                buckets.append(Bucket(group: g, range: lo..<hi, tensorIndices: current))
+                current = []
+                size = 0
+            }
+            for t in members.reversed() {
+                current.append(t)
+                size += plan.table.entries[t].count
+                if size >= bucketElements { close() }
+            }
+            close()
+        }
+        self.buckets = buckets
+        self.bucketOf = bucketOf
+        remaining = buckets.map(\.tensorIndices.count)
+        slotCapacity = buckets.map(\.range.count).max() ?? 0
+    }
+
+    /// Bytes of gradient memory held by this sink (full buffer, shards and staging pool).
+    var gradientBytes: Int {
+        (fullGrads?.byteCount ?? 0) + shards.reduce(0) { $0 + $1.byteCount } + pool.reduce(0) { $0 + 2 * $1.staging.byteCount }
+    }
+
+    func gradient(_ tensorIndex: Int) -> UnsafeMutablePointer<Float> {
+        let entry = plan.table.entries[tensorIndex]
+        switch mode {
+        case .allReduce, .reduceScatter:
+            return fullGrads!.pointer + entry.offset
+        case .reduceScatterPooled:
+            let b = bucketOf[tensorIndex]
+            let slot = slotOf[b] ?? acquire(for: b)
+            return slot.staging.pointer + (entry.offset - buckets[b].range.lowerBound)
+        }
+    }
+
+    func finished(_ tensorIndex: Int) {
+        let b = bucketOf[tensorIndex]
+        remaining[b] -= 1
+        precondition(remaining[b] >= 0, "tensor \(plan.table.entries[tensorIndex].name) finished twice in one backward")
+        if remaining[b] == 0 && communicate {
+            do { try start(b) } catch { fatalError("starting the gradient collective for bucket \(b) failed: \(error)") }
+        }
+        progress()
+    }
+
+    private func acquire(for b: Int) -> Slot {
+        if free.isEmpty, !pending.isEmpty { complete(0) }  // recycle the oldest in-flight bucket's slot
+        let slot: Slot
+        if let s = free.popLast() { slot = s } else {
+            slot = Slot(capacity: slotCapacity)
+            pool.append(slot)
+        }
+        slot.staging.pointer.update(repeating: 0, count: buckets[b].range.count)
+        slotOf[b] = slot
+        return slot
+    }
+
+    /// Starts bucket b's collective; called in the same bucket order on every rank (backward order is deterministic).
+    private func start(_ b: Int) throws {
+        let bucket = buckets[b]
+        let group = plan.groups[bucket.group]
+        collectivesStarted += 1
+        switch mode {
+        case .allReduce:
+            let view = fullGrads!.slice(bucket.range)
+            pending.append(Pending(request: try comm.iAllReduce(view, op: .sum), bucket: b, slot: nil, addTarget: nil, addCount: 0))
+        case .reduceScatter, .reduceScatterPooled:
+            // Each rank's share of the bucket is the overlap with its block of the group.
+            let counts = (0..<comm.size).map { r -> Int in
+                let own = group.owned(r)
+                return max(0, min(own.upperBound, bucket.range.upperBound) - max(own.lowerBound, bucket.range.lowerBound))
+            }
+            let own = group.owned(comm.rank)
+            let shardOffset = max(0, bucket.range.lowerBound - own.lowerBound)
+            let target = shards[bucket.group].pointer + shardOffset
+            let send: UnsafeBufferPointer<Float>
+            let slot = slotOf[b]
+            if mode == .reduceScatter {
+                send = UnsafeBufferPointer(fullGrads!.slice(bucket.range))
+            } else {
+                send = UnsafeBufferPointer(start: slot!.staging.pointer, count: bucket.range.count)
+            }
+            let mine = counts[comm.rank]
+            if accumulateIntoShards {
+                let receive = UnsafeMutableBufferPointer(start: slot!.receive.pointer, count: mine)
+                pending.append(Pending(request: try comm.iReduceScatter(send, into: receive, counts: counts, op: .sum),
+                                       bucket: b, slot: slot, addTarget: target, addCount: mine))
+            } else {
+                let receive = UnsafeMutableBufferPointer(start: target, count: mine)
+                pending.append(Pending(request: try comm.iReduceScatter(send, into: receive, counts: counts, op: .sum),
+                                       bucket: b, slot: slot, addTarget: nil, addCount: 0))
+            }
+            if mode == .reduceScatterPooled { slotOf[b] = nil }
+        }
+    }
+
+    /// Drives in-flight collectives (Open MPI progresses non-blocking collectives only inside MPI calls).
+    func progress() {
+        guard let first = pending.first else { return }
+        if (try? first.request.test()) == true { complete(0) }
+    }
+
+    private func complete(_ i: Int) {
+        let p = pending.remove(at: i)
+        let t0 = monotonicSeconds()
+        do { try p.request.wait() } catch { fatalError("gradient collective failed: \(error)") }
+        waitSeconds += monotonicSeconds() - t0
+        if let target = p.addTarget, let slot = p.slot {
+            let src = slot.receive.pointer
+            for k in 0..<p.addCount { target[k] += src[k] }
+        }
+        if let slot = p.slot { free.append(slot) }
+    }
+
+    /// Ends a micro-batch: waits for every started collective and checks that every tensor reported in.
+    func endMicroBatch() {
+        while !pending.isEmpty { complete(0) }
+        precondition(remaining.allSatisfy { $0 == 0 }, "backward did not finish every tensor")
+        remaining = buckets.map(\.tensorIndices.count)
+        slotOf.removeAll(keepingCapacity: true)
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Seconds from a monotonic clock.
+func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}

@@ -1,0 +1,209 @@
+import Optimizers
+import SwiftMPI
+import Tensors
+
+/// What happened in one distributed optimizer step.
+public struct StepReport: Equatable, Sendable {
+    /// Global L2 norm of the averaged raw (unclipped) gradient; NaN when the step was skipped.
+    public var gradNorm: Double
+    /// True when a non-finite gradient was seen on any rank and the step was skipped everywhere.
+    public var skipped: Bool
+    /// True when the gradient was scaled down by global-norm clipping.
+    public var clipped: Bool
+}
+
+/// ZeRO stages (Rajbhandari et al. 2020, "ZeRO: Memory Optimizations Toward Training Trillion Parameter Models").
+public enum ZeroStage: Int, Sendable, CaseIterable {
+    /// Replicated: every rank holds all gradients and optimizer state; gradients all-reduced.
+    case replicated = 0
+    /// Optimizer state sharded; gradients reduce-scattered to their owners; updated parameters all-gathered.
+    case optimizerState = 1
+    /// Optimizer state and gradients sharded: only bucket-sized staging plus the owned gradient shard per rank.
+    case gradients = 2
+}
+
+/// Data-parallel training engine with ZeRO-style sharding. One instance per rank; every rank calls every method in
+/// the same order, so every collective is issued in the same order everywhere.
+///
+/// A step, in order:
+/// 1. Backward writes into `sink` (once per micro-batch, between `beginMicroBatch` and `endMicroBatch`); buckets are
+///    all-reduced (stage 0) or reduce-scattered to their owners (stages 1, 2) as soon as they are final.
+/// 2. Gradients are scaled by 1/world (MPI has no average).
+/// 3. Safety: one all-reduce of Σg² over owned elements gives the global norm, and non-finite means some rank saw
+///    NaN/Inf: the step is then skipped on every rank before any optimizer state changes. Otherwise global-norm
+///    clipping scales the raw gradient (each element counted once, on its owner).
+/// 4. Each group's optimizer updates what this rank owns (per-tensor norm optimizers first add their partial norms
+///    and all-reduce them once, so trust ratios are exact).
+/// 5. Stages 1, 2: updated parameters are all-gathered (variable counts, one collective per group).
+public final class ShardedDataParallel {
+    public let comm: Communicator
+    public let plan: ShardPlan
+    public let stage: ZeroStage
+    public let clipNorm: Double?
+    public let gradAccum: Int
+    /// Full parameters in `plan.table` layout, identical on every rank after each step.
+    public let params: FloatBuffer
+    /// Per group: this rank's optimizer (over the whole group at stage 0, over its block at stages 1 and 2).
+    public let optimizers: [Optimizer]
+    /// Per group: the absolute range this rank updates, and its segments (relative to that range).
+    public let ownedRanges: [Range<Int>]
+    public let segments: [[ParamSegment]]
+    private let fullGrads: FloatBuffer?
+    private let shards: [FloatBuffer]
+    private let bucketSink: BucketedGradientSink
+    private var microBatch = 0
+
+    /// - Parameters:
+    ///   - makeOptimizer: creates the optimizer of group g for `count` elements.
+    ///   - hyperparameters: weight decay and learning-rate multiplier of each tensor.
+    ///   - bucketElements: target bucket size for gradient communication (elements).
+    public init(comm: Communicator, plan: ShardPlan, stage: ZeroStage, gradAccum: Int = 1, clipNorm: Double?,
+                bucketElements: Int = 1 << 19,
+                makeOptimizer: (_ group: GroupLayout, _ count: Int) -> Optimizer,
+                hyperparameters: (TensorEntry) -> (weightDecay: Float, lrScale: Float)) {
+        precondition(plan.worldSize == comm.size, "plan made for \(plan.worldSize) ranks, world has \(comm.size)")
+        self.comm = comm
+        self.plan = plan
+        self.stage = stage
+        self.clipNorm = clipNorm
+        self.gradAccum = gradAccum
+        params = FloatBuffer(count: plan.table.count)
+        var ranges: [Range<Int>] = []
+        var segs: [[ParamSegment]] = []
+        var opts: [Optimizer] = []
+        for group in plan.groups {
+            let owned = stage == .replicated ? group.range : group.owned(comm.rank)
+            ranges.append(owned)
+            segs.append(plan.table.entries(overlapping: owned).map { entry, overlap in
+                let h = hyperparameters(entry)
+                return ParamSegment(range: (overlap.lowerBound - owned.lowerBound)..<(overlap.upperBound - owned.lowerBound),
+                                    tensor: entry, tensorIndex: plan.table.entries.firstIndex(of: entry)!,
+                                    weightDecay: h.weightDecay, lrScale: h.lrScale)
+            })
+            opts.append(makeOptimizer(group, owned.count))
+        }
+        ownedRanges = ranges
+        segments = segs
+        optimizers = opts
+        switch stage {
+        case .replicated:
+            fullGrads = FloatBuffer(count: plan.table.count)
+            shards = []
+        case .optimizerState:
+            fullGrads = FloatBuffer(count: plan.table.count)
+            shards = ranges.map { FloatBuffer(count: $0.count) }
+        case .gradients:
+            fullGrads = nil
+            shards = ranges.map { FloatBuffer(count: $0.count) }
+        }
+        let mode: BucketedGradientSink.Mode = stage == .replicated ? .allReduce : stage == .optimizerState ? .reduceScatter : .reduceScatterPooled
+        bucketSink = BucketedGradientSink(comm: comm, plan: plan, mode: mode, fullGrads: fullGrads, shards: shards,
+                                          bucketElements: bucketElements)
+        bucketSink.accumulateIntoShards = stage == .gradients && gradAccum > 1
+    }
+
+    /// The sink backward writes into during a micro-batch.
+    public var sink: GradientSink { bucketSink }
+
+    /// Starts micro-batch `index` (0..<gradAccum) of a step; the first one clears the gradients.
+    public func beginMicroBatch(_ index: Int) {
+        microBatch = index
+        if index == 0 {
+            fullGrads?.zero()
+            for s in shards { s.zero() }
+        }
+        bucketSink.communicate = stage == .gradients || index == gradAccum - 1
+    }
+
+    /// Ends the micro-batch: waits for its collectives.
+    public func endMicroBatch() { bucketSink.endMicroBatch() }
+
+    /// Gradient of group g as this rank's optimizer sees it (averaged over ranks once `step` has begun).
+    private func ownedGradient(_ g: Int) -> UnsafeMutableBufferPointer<Float> {
+        stage == .replicated ? fullGrads!.slice(ownedRanges[g]) : shards[g].buffer
+    }
+
+    /// Applies the step to `params` from the accumulated gradients; `lr` is the scheduled learning rate.
+    public func step(lr: Float) throws -> StepReport {
+        let inverseWorld = 1 / Float(comm.size)
+        var sumSquares = 0.0
+        if stage == .replicated {
+            // Every rank holds the same summed gradient: scale and measure locally; the decision is identical everywhere.
+            scale(fullGrads!.buffer, by: inverseWorld)
+            sumSquares = sumOfSquares(UnsafeBufferPointer(fullGrads!.buffer))
+        } else {
+            for s in shards { scale(s.buffer, by: inverseWorld); sumSquares += sumOfSquares(UnsafeBufferPointer(s.buffer)) }
+            sumSquares = try comm.allReduce(sumSquares, op: .sum)
+        }
+        guard sumSquares.isFinite else { return StepReport(gradNorm: .nan, skipped: true, clipped: false) }
+        let norm = sumSquares.squareRoot()
+        var clipped = false
+        if let clipNorm, norm > clipNorm {
+            // torch.nn.utils.clip_grad_norm_: g ← g · max_norm / (‖g‖ + 1e-6), on raw gradients only.
+            let factor = Float(clipNorm / (norm + 1e-6))
+            if stage == .replicated { scale(fullGrads!.buffer, by: factor) } else { for s in shards { scale(s.buffer, by: factor) } }
+            clipped = true
+        }
+        let context = StepContext(lr: lr)
+
+        // Per-tensor-norm optimizers: partial sums from every owner, one all-reduce for all such groups.
+        let normGroups = optimizers.indices.filter { optimizers[$0] is TensorNormOptimizer }
+        if !normGroups.isEmpty {
+            var squares = [Double](repeating: 0, count: 2 * plan.table.entries.count)
+            squares.withUnsafeMutableBufferPointer { partial in
+                for g in normGroups {
+                    (optimizers[g] as! TensorNormOptimizer).prepare(
+                        params: params.slice(ownedRanges[g]), grads: UnsafeBufferPointer(ownedGradient(g)),
+                        segments: segments[g], context: context, partialSquares: partial)
+                }
+            }
+            if stage != .replicated { try comm.allReduce(&squares, op: .sum) }
+            squares.withUnsafeBufferPointer { total in
+                for g in normGroups {
+                    (optimizers[g] as! TensorNormOptimizer).apply(params: params.slice(ownedRanges[g]), segments: segments[g],
+                                                                  context: context, totalSquares: total)
+                }
+            }
+        }
+        for g in optimizers.indices where !(optimizers[g] is TensorNormOptimizer) {
+            optimizers[g].update(params: params.slice(ownedRanges[g]), grads: UnsafeBufferPointer(ownedGradient(g)),
+                                 segments: segments[g], context: context)
+        }
+
+        if stage != .replicated {
+            // Every group's parameter all-gather in flight at once, then wait.
+            let requests = try plan.groups.map { try comm.iAllGatherInPlace(params.slice($0.range), counts: $0.counts) }
+            for r in requests { try r.wait() }
+        }
+        return StepReport(gradNorm: norm, skipped: false, clipped: clipped)
+    }
+
+    /// Optimizer state bytes held by this rank.
+    public var optimizerStateBytes: Int { optimizers.reduce(0) { $0 + $1.stateBytes } }
+    /// Gradient bytes held by this rank (full buffer and/or shards and staging).
+    public var gradientBytes: Int { bucketSink.gradientBytes }
+    /// Seconds this rank spent blocked on gradient communication (the part overlap did not hide).
+    public var communicationWaitSeconds: Double { bucketSink.waitSeconds }
+    public var bucketCount: Int { bucketSink.buckets.count }
+}
+
+/// Σ x² accumulated in double (4 partial sums so the loop vectorises); non-finite if any element is.
+public func sumOfSquares(_ x: UnsafeBufferPointer<Float>) -> Double {
+    guard let p = x.baseAddress else { return 0 }
+    let n = x.count
+    var s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+    var i = 0
+    while i + 4 <= n {
+        let a = Double(p[i]), b = Double(p[i + 1]), c = Double(p[i + 2]), d = Double(p[i + 3])
+        s0 += a * a; s1 += b * b; s2 += c * c; s3 += d * d
+        i += 4
+    }
+    while i < n { let a = Double(p[i]); s0 += a * a; i += 1 }
+    return (s0 + s1) + (s2 + s3)
+}
+
+/// x ← a·x
+public func scale(_ x: UnsafeMutableBufferPointer<Float>, by a: Float) {
+    guard let p = x.baseAddress, a != 1 else { return }
+    for i in 0..<x.count { p[i] *= a }
+}
