@@ -1,12 +1,19 @@
 import SwiftMPI
 import Tensors
 
-/// A contiguous run of whole tensors of one group, communicated as one unit as soon as backward has finished all of
-/// them. Buckets never cross a group boundary, so every rank's share of a bucket is contiguous and in rank order.
+/// A contiguous run of the flat buffer — whole tensors, or row blocks of a tensor larger than the bucket size — of
+/// one group, communicated as one unit as soon as backward has finished all its pieces. Buckets never cross a group
+/// boundary, so every rank's share of a bucket is contiguous and in rank order.
 struct Bucket {
     let group: Int
     let range: Range<Int>
-    let tensorIndices: [Int]
+    let pieceCount: Int
+}
+
+/// One row block of one tensor: the unit backward produces and reports.
+struct Piece {
+    let rows: Range<Int>
+    let bucket: Int
 }
 
 /// The gradient sink of the distributed engine: collects gradients bucket by bucket and starts a non-blocking
@@ -27,7 +34,8 @@ final class BucketedGradientSink: GradientSink {
     private let fullGrads: FloatBuffer?
     private let shards: [FloatBuffer]
     let buckets: [Bucket]
-    private let bucketOf: [Int]
+    /// Per tensor: its row blocks in the order backward should produce them, each with its bucket.
+    private let pieces: [[Piece]]
     private var remaining: [Int]
     /// Whether finished buckets are communicated in this micro-batch (the last one, or every one at stage 2).
     var communicate = true
@@ -37,11 +45,13 @@ final class BucketedGradientSink: GradientSink {
     // Stage-2 staging pool: a slot holds one bucket's gradient while it is filled and while it is in flight.
     private final class Slot {
         let staging: FloatBuffer
-        let receive: FloatBuffer
-        init(capacity: Int) {
+        /// Receive scratch, only when received blocks must be added into the shards (accumulation at stage 2).
+        let receive: FloatBuffer?
+        init(capacity: Int, needsReceive: Bool) {
             staging = FloatBuffer(count: capacity)
-            receive = FloatBuffer(count: capacity)
+            receive = needsReceive ? FloatBuffer(count: capacity) : nil
         }
+        var byteCount: Int { staging.byteCount + (receive?.byteCount ?? 0) }
     }
     private var free: [Slot] = []
     private var pool: [Slot] = []
@@ -68,55 +78,78 @@ final class BucketedGradientSink: GradientSink {
         self.mode = mode
         self.fullGrads = fullGrads
         self.shards = shards
-        // Walk each group's tensors last to first (backward order) and close a bucket when it reaches the size.
+        // Walk each group's tensors last to first (backward order), splitting a tensor larger than the bucket into
+        // row blocks (last rows first), and close a bucket when it reaches the size.
         var buckets: [Bucket] = []
-        var bucketOf = [Int](repeating: -1, count: plan.table.entries.count)
+        var pieces = [[Piece]](repeating: [], count: plan.table.entries.count)
         for (g, group) in plan.groups.enumerated() {
-            let members = plan.table.entries.indices.filter { plan.table.entries[$0].offset >= group.range.lowerBound &&
-                plan.table.entries[$0].offset < group.range.upperBound }
-            var current: [Int] = []
+            let members = plan.table.entries.indices.filter { group.range.contains(plan.table.entries[$0].offset) }
+            var current: [(tensor: Int, rows: Range<Int>)] = []
             var size = 0
             func close() {
                 guard !current.isEmpty else { return }
-                let lo = current.map { plan.table.entries[$0].offset }.min()!
-                let hi = current.map { plan.table.entries[$0].range.upperBound }.max()!
-                for t in current { bucketOf[t] = buckets.count }
-                buckets.append(Bucket(group: g, range: lo..<hi, tensorIndices: current))
+                let ranges = current.map { c -> Range<Int> in
+                    let e = plan.table.entries[c.tensor]
+                    return (e.offset + c.rows.lowerBound * e.blockCols)..<(e.offset + c.rows.upperBound * e.blockCols)
+                }
+                let lo = ranges.map(\.lowerBound).min()!, hi = ranges.map(\.upperBound).max()!
+                precondition(hi - lo == ranges.reduce(0) { $0 + $1.count }, "bucket pieces must be contiguous")
+                for c in current { pieces[c.tensor].append(Piece(rows: c.rows, bucket: buckets.count)) }
+                buckets.append(Bucket(group: g, range: lo..<hi, pieceCount: current.count))
                 current = []
                 size = 0
             }
-            for t in members.reversed() {
-                current.append(t)
-                size += plan.table.entries[t].count
-                if size >= bucketElements { close() }
+            for t in members.sorted(by: { plan.table.entries[$0].offset > plan.table.entries[$1].offset }) {
+                let e = plan.table.entries[t]
+                let rowsPerBlock = max(1, bucketElements / e.blockCols)
+                var upper = e.blockRows
+                while upper > 0 {
+                    // Fill the open bucket first, then whole blocks.
+                    let room = max(1, (bucketElements - size) / e.blockCols)
+                    let take = min(upper, size > 0 ? room : rowsPerBlock)
+                    current.append((t, (upper - take)..<upper))
+                    size += take * e.blockCols
+                    upper -= take
+                    if size >= bucketElements { close() }
+                }
             }
             close()
         }
         self.buckets = buckets
-        self.bucketOf = bucketOf
-        remaining = buckets.map(\.tensorIndices.count)
+        self.pieces = pieces
+        remaining = buckets.map(\.pieceCount)
         slotCapacity = buckets.map(\.range.count).max() ?? 0
     }
 
     /// Bytes of gradient memory held by this sink (full buffer, shards and staging pool).
     var gradientBytes: Int {
-        (fullGrads?.byteCount ?? 0) + shards.reduce(0) { $0 + $1.byteCount } + pool.reduce(0) { $0 + 2 * $1.staging.byteCount }
+        (fullGrads?.byteCount ?? 0) + shards.reduce(0) { $0 + $1.byteCount } + pool.reduce(0) { $0 + $1.byteCount }
     }
 
-    func gradient(_ tensorIndex: Int) -> UnsafeMutablePointer<Float> {
+    func rowBlocks(_ tensorIndex: Int) -> [Range<Int>] { pieces[tensorIndex].map(\.rows) }
+
+    private func bucket(of tensorIndex: Int, rows: Range<Int>) -> Int {
+        guard let piece = pieces[tensorIndex].first(where: { $0.rows == rows }) else {
+            preconditionFailure("tensor \(plan.table.entries[tensorIndex].name): rows \(rows) are not one of its blocks")
+        }
+        return piece.bucket
+    }
+
+    func gradient(_ tensorIndex: Int, rows: Range<Int>) -> UnsafeMutablePointer<Float> {
         let entry = plan.table.entries[tensorIndex]
+        let offset = entry.offset + rows.lowerBound * entry.blockCols
         switch mode {
         case .allReduce, .reduceScatter:
-            return fullGrads!.pointer + entry.offset
+            return fullGrads!.pointer + offset
         case .reduceScatterPooled:
-            let b = bucketOf[tensorIndex]
+            let b = bucket(of: tensorIndex, rows: rows)
             let slot = slotOf[b] ?? acquire(for: b)
-            return slot.staging.pointer + (entry.offset - buckets[b].range.lowerBound)
+            return slot.staging.pointer + (offset - buckets[b].range.lowerBound)
         }
     }
 
-    func finished(_ tensorIndex: Int) {
-        let b = bucketOf[tensorIndex]
+    func finished(_ tensorIndex: Int, rows: Range<Int>) {
+        let b = bucket(of: tensorIndex, rows: rows)
         remaining[b] -= 1
         precondition(remaining[b] >= 0, "tensor \(plan.table.entries[tensorIndex].name) finished twice in one backward")
         if remaining[b] == 0 && communicate {
@@ -129,7 +162,7 @@ final class BucketedGradientSink: GradientSink {
         if free.isEmpty, !pending.isEmpty { complete(0) }  // recycle the oldest in-flight bucket's slot
         let slot: Slot
         if let s = free.popLast() { slot = s } else {
-            slot = Slot(capacity: slotCapacity)
+            slot = Slot(capacity: slotCapacity, needsReceive: accumulateIntoShards)
             pool.append(slot)
         }
         slot.staging.pointer.update(repeating: 0, count: buckets[b].range.count)
@@ -164,7 +197,7 @@ final class BucketedGradientSink: GradientSink {
             }
             let mine = counts[comm.rank]
             if accumulateIntoShards {
-                let receive = UnsafeMutableBufferPointer(start: slot!.receive.pointer, count: mine)
+                let receive = UnsafeMutableBufferPointer(start: slot!.receive!.pointer, count: mine)
                 pending.append(Pending(request: try comm.iReduceScatter(send, into: receive, counts: counts, op: .sum),
                                        bucket: b, slot: slot, addTarget: target, addCount: mine))
             } else {
@@ -188,7 +221,7 @@ final class BucketedGradientSink: GradientSink {
         do { try p.request.wait() } catch { fatalError("gradient collective failed: \(error)") }
         waitSeconds += monotonicSeconds() - t0
         if let target = p.addTarget, let slot = p.slot {
-            let src = slot.receive.pointer
+            let src = slot.receive!.pointer
             for k in 0..<p.addCount { target[k] += src[k] }
         }
         if let slot = p.slot { free.append(slot) }
@@ -198,7 +231,7 @@ final class BucketedGradientSink: GradientSink {
     func endMicroBatch() {
         while !pending.isEmpty { complete(0) }
         precondition(remaining.allSatisfy { $0 == 0 }, "backward did not finish every tensor")
-        remaining = buckets.map(\.tensorIndices.count)
+        remaining = buckets.map(\.pieceCount)
         slotOf.removeAll(keepingCapacity: true)
     }
 }

@@ -116,10 +116,24 @@ public final class MLP: Model {
             // d(output of layer l−1) goes to a zeroed scratch buffer; the input layer needs no input gradient.
             let n = rows * widths[l]
             let dInput: UnsafeMutablePointer<Float>? = l > 0 ? scratch(zeroed: n) : nil
-            linearBackward(dInput, sink.gradient(weightIndex[l]), sink.gradient(biasIndex[l]), dOutputs[l].pointer,
-                           input, params + weights[l].offset, batch: rows, inFeatures: widths[l], outFeatures: widths[l + 1])
-            sink.finished(weightIndex[l])
-            sink.finished(biasIndex[l])
+            let w = weightIndex[l], b = biasIndex[l]
+            let dy = UnsafePointer(dOutputs[l].pointer), inF = widths[l], outF = widths[l + 1]
+            if let dInput {
+                // dx[B, I] += dy[B, O] · W[O, I]
+                sgemm(transposeA: false, transposeB: false, m: rows, n: inF, k: outF, alpha: 1, dy, lda: outF,
+                      params + weights[l].offset, ldb: inF, beta: 1, dInput, ldc: inF)
+            }
+            // Parameter gradients in the blocks the sink asks for; each block is handed over as soon as it is final.
+            for block in sink.rowBlocks(b) {
+                linearBackwardParameterRows(nil, sink.gradient(b, rows: block), dy, input, rows: block,
+                                            batch: rows, inFeatures: inF, outFeatures: outF)
+                sink.finished(b, rows: block)
+            }
+            for block in sink.rowBlocks(w) {
+                linearBackwardParameterRows(sink.gradient(w, rows: block), nil, dy, input, rows: block,
+                                            batch: rows, inFeatures: inF, outFeatures: outF)
+                sink.finished(w, rows: block)
+            }
             if let dInput {
                 // Through layer l−1's activation into d(pre-activation of layer l−1).
                 let dPre = dOutputs[l - 1].pointer

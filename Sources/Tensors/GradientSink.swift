@@ -1,22 +1,36 @@
-/// Where backward writes parameter gradients, tensor by tensor, and who hears when each is final.
+/// Where backward writes parameter gradients, and who hears when each piece is final.
 ///
-/// Backward asks for `gradient(i)` before accumulating (+=) into table entry i, and calls `finished(i)` once entry
-/// i's gradient for this batch is complete (in backward order: last layer first). A plain flat buffer is the simplest
-/// sink; the distributed engine uses the callbacks to start communication of a bucket while backward continues
-/// (overlap) and, at ZeRO stage 2, to keep only bucket-sized staging memory instead of a full gradient buffer.
+/// A tensor's gradient may be produced in row blocks (rows of its [rows, cols] view; a vector is rows × 1), in the
+/// order `rowBlocks(i)` lists them. For each block backward asks `gradient(i, rows:)` for the address of the block's
+/// first element, accumulates (+=) into it, and calls `finished(i, rows:)` once that block is final for this batch.
+/// A flat buffer is the simplest sink (one block per tensor); the distributed engine starts communicating a bucket
+/// while backward continues (overlap) and, at ZeRO stage 2, splits large tensors into blocks so only bucket-sized
+/// staging memory is needed instead of a full gradient buffer.
 public protocol GradientSink: AnyObject {
-    func gradient(_ tensorIndex: Int) -> UnsafeMutablePointer<Float>
-    func finished(_ tensorIndex: Int)
+    func rowBlocks(_ tensorIndex: Int) -> [Range<Int>]
+    func gradient(_ tensorIndex: Int, rows: Range<Int>) -> UnsafeMutablePointer<Float>
+    func finished(_ tensorIndex: Int, rows: Range<Int>)
 }
 
-/// The whole gradient in one flat buffer laid out by the parameter table; `finished` does nothing.
+extension TensorEntry {
+    /// Rows of the [rows, cols] view used for row blocks: the first dimension (a vector has one element per row).
+    public var blockRows: Int { shape[0] }
+    /// Elements per row of that view.
+    public var blockCols: Int { count / shape[0] }
+}
+
+/// The whole gradient in one flat buffer laid out by the parameter table; one block per tensor.
 public final class FlatGradientSink: GradientSink {
     public let base: UnsafeMutablePointer<Float>
-    private let offsets: [Int]
+    private let entries: [TensorEntry]
     public init(base: UnsafeMutablePointer<Float>, table: ParameterTable) {
         self.base = base
-        offsets = table.entries.map(\.offset)
+        entries = table.entries
     }
-    public func gradient(_ tensorIndex: Int) -> UnsafeMutablePointer<Float> { base + offsets[tensorIndex] }
-    public func finished(_ tensorIndex: Int) {}
+    public func rowBlocks(_ tensorIndex: Int) -> [Range<Int>] { [0..<entries[tensorIndex].blockRows] }
+    public func gradient(_ tensorIndex: Int, rows: Range<Int>) -> UnsafeMutablePointer<Float> {
+        let e = entries[tensorIndex]
+        return base + e.offset + rows.lowerBound * e.blockCols
+    }
+    public func finished(_ tensorIndex: Int, rows: Range<Int>) {}
 }

@@ -38,6 +38,25 @@ public func linearBackward(_ dx: UnsafeMutablePointer<Float>?, _ dWeight: Unsafe
     }
 }
 
+/// The weight and bias gradients of `linearBackward` for output rows `rows` only (o ∈ rows), accumulated:
+///   dW[rows, I] += dy[B, rows]ᵀ · x[B, I],   db[rows] += Σ_B dy[B, rows]
+/// `dWeightRows` and `dBiasRows` point at the first element of those rows. Used to produce a large gradient in
+/// blocks, so each block can be communicated as soon as it is final.
+public func linearBackwardParameterRows(_ dWeightRows: UnsafeMutablePointer<Float>?, _ dBiasRows: UnsafeMutablePointer<Float>?,
+                                        _ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, rows: Range<Int>,
+                                        batch: Int, inFeatures: Int, outFeatures: Int) {
+    if let dWeightRows, !rows.isEmpty {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(rows.count), Int32(inFeatures), Int32(batch),
+                    1, dy + rows.lowerBound, Int32(outFeatures), x, Int32(inFeatures), 1, dWeightRows, Int32(inFeatures))
+    }
+    if let dBiasRows {
+        for b in 0..<batch {
+            let r = dy + b * outFeatures + rows.lowerBound
+            for o in 0..<rows.count { dBiasRows[o] += r[o] }
+        }
+    }
+}
+
 /// Naive twin of `linearForward` (triple loop, double accumulation) for tests.
 public func linearForwardNaive(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
                                _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,

@@ -80,3 +80,41 @@ final class MLPGradientTests: XCTestCase {
         XCTAssertEqual(model.table["layer1.weight"]?.shape, [10, 128])
     }
 }
+
+/// A sink that asks for every tensor in blocks of two rows, last block first (as the stage-2 engine does).
+private final class BlockSink: GradientSink {
+    let flat: FlatGradientSink
+    let table: ParameterTable
+    var finishedBlocks: [Int: Int] = [:]
+    init(base: UnsafeMutablePointer<Float>, table: ParameterTable) {
+        flat = FlatGradientSink(base: base, table: table)
+        self.table = table
+    }
+    func rowBlocks(_ i: Int) -> [Range<Int>] {
+        stride(from: 0, to: table.entries[i].blockRows, by: 2).map { $0..<min($0 + 2, table.entries[i].blockRows) }.reversed()
+    }
+    func gradient(_ i: Int, rows: Range<Int>) -> UnsafeMutablePointer<Float> { flat.gradient(i, rows: rows) }
+    func finished(_ i: Int, rows: Range<Int>) { finishedBlocks[i, default: 0] += 1 }
+}
+
+final class MLPBlockGradientTests: XCTestCase {
+    func testRowBlockedBackwardEqualsWholeTensorBackward() {
+        let model = MLP(widths: [5, 7, 3], activation: .gelu)
+        let params = FloatBuffer(count: model.table.count)
+        model.initializeParameters(params.buffer, seed: 4)
+        var rng = SplitMix64(seed: 5)
+        let features = (0..<(4 * 5)).map { _ in rng.uniform(-1, 1) }
+        let targets: [Int32] = [0, 1, 2, 1]
+        let whole = FloatBuffer(count: model.table.count), blocked = FloatBuffer(count: model.table.count)
+        let sink = BlockSink(base: blocked.pointer, table: model.table)
+        features.withUnsafeBufferPointer { f in targets.withUnsafeBufferPointer { t in
+            let batch = ModelBatch(features: f.baseAddress!, targets: t.baseAddress!, rows: 4)
+            _ = model.forwardBackward(params: params.pointer, grads: whole.pointer, batch: batch, lossScale: 0.25)
+            _ = model.forwardBackward(params: params.pointer, sink: sink, batch: batch, lossScale: 0.25)
+        } }
+        for i in 0..<whole.count { XCTAssertEqual(blocked[i], whole[i], accuracy: 1e-6) }
+        for (i, e) in model.table.entries.enumerated() {
+            XCTAssertEqual(sink.finishedBlocks[i], (e.blockRows + 1) / 2, "\(e.name): every block reported once")
+        }
+    }
+}

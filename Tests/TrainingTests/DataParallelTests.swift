@@ -88,9 +88,12 @@ final class DataParallelTests: XCTestCase {
         e.beginMicroBatch(0)
         let table = e.plan.table
         for (i, entry) in table.entries.enumerated().reversed() {
-            let g = e.sink.gradient(i)
-            for k in 0..<entry.count { g[k] += values[entry.offset + k] }
-            e.sink.finished(i)
+            for rows in e.sink.rowBlocks(i) {
+                let g = e.sink.gradient(i, rows: rows)
+                let start = entry.offset + rows.lowerBound * entry.blockCols
+                for k in 0..<(rows.count * entry.blockCols) { g[k] += values[start + k] }
+                e.sink.finished(i, rows: rows)
+            }
         }
         e.endMicroBatch()
     }
