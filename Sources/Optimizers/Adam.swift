@@ -5,11 +5,16 @@ import Darwin
 #endif
 import Tensors
 
-/// Adam (Kingma & Ba 2015) and AdamW (Loshchilov & Hutter 2019), as in `torch.optim.Adam` / `torch.optim.AdamW`:
+/// Adam (Kingma & Ba 2015), AdamW (Loshchilov & Hutter 2019) and AMSGrad (Reddi et al. 2018), as in
+/// `torch.optim.Adam` / `torch.optim.AdamW` (`amsgrad=True` for AMSGrad):
 ///   decoupled (AdamW): θ ← θ(1 − γλ)            coupled (Adam): g ← g + λθ
-///   m ← β₁m + (1−β₁)g,   v ← β₂v + (1−β₂)g²
+///   m ← β₁m + (1−β₁)g,   v ← β₂v + (1−β₂)g²,   AMSGrad: v̂ ← max(v̂, v) and v̂ replaces v below
 ///   θ ← θ − (γ/bc₁)·m / (√v/√bc₂ + ε),   bc_i = 1 − β_iᵗ
-/// ε is added after dividing √v by √bc₂, exactly where PyTorch adds it.
+/// ε is added after dividing √v by √bc₂, exactly where PyTorch adds it. Bias corrections are computed once per step
+/// in double from the decimal value of β (see `decimalWidened`), as torch does from Python floats.
+///
+/// State per element: `exp_avg` (m), `exp_avg_sq` (v), and with AMSGrad `max_exp_avg_sq` (v̂), starting at 0.
+/// Deviations from torch: none (no `maximize`, `capturable`, `differentiable` or `fused` options).
 public final class Adam: Optimizer {
     public struct Hyper: Equatable, Sendable {
         public var beta1: Float = 0.9
@@ -17,51 +22,78 @@ public final class Adam: Optimizer {
         public var eps: Float = 1e-8
         /// true: AdamW's decoupled decay; false: L2 decay added to the gradient (torch.optim.Adam's weight_decay).
         public var decoupled = true
-        public init(beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8, decoupled: Bool = true) {
+        /// AMSGrad: normalise by the running maximum of v instead of v.
+        public var amsgrad = false
+        public init(beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8, decoupled: Bool = true,
+                    amsgrad: Bool = false) {
             self.beta1 = beta1
             self.beta2 = beta2
             self.eps = eps
             self.decoupled = decoupled
+            self.amsgrad = amsgrad
         }
     }
 
-    public var name: String { hyper.decoupled ? "adamw" : "adam" }
+    public var name: String { (hyper.decoupled ? "adamw" : "adam") + (hyper.amsgrad ? "-amsgrad" : "") }
     public let count: Int
     public let hyper: Hyper
     public var stepCount = 0
     public let state: [FloatBuffer]
-    public let stateNames = ["exp_avg", "exp_avg_sq"]
+    public var stateNames: [String] {
+        hyper.amsgrad ? ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"] : ["exp_avg", "exp_avg_sq"]
+    }
 
     public init(count: Int, hyper: Hyper) {
+        precondition(hyper.beta1 >= 0 && hyper.beta1 < 1 && hyper.beta2 >= 0 && hyper.beta2 < 1,
+                     "Adam betas must lie in [0, 1), got (\(hyper.beta1), \(hyper.beta2))")
+        precondition(hyper.eps >= 0, "Adam eps must be >= 0, got \(hyper.eps)")
         self.count = count
         self.hyper = hyper
-        state = [FloatBuffer(count: count), FloatBuffer(count: count)]
+        state = (0..<(hyper.amsgrad ? 3 : 2)).map { _ in FloatBuffer(count: count) }
     }
 
     public func update(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
                        segments: [ParamSegment], context: StepContext) {
         stepCount += 1
         let t = Double(stepCount)
-        let b1 = hyper.beta1, b2 = hyper.beta2, eps = hyper.eps
+        let b1d = decimalWidened(hyper.beta1), b2d = decimalWidened(hyper.beta2)
+        let b2 = hyper.beta2, eps = hyper.eps
+        let w1 = Float(1 - b1d), w2 = Float(1 - b2d)
         // Bias corrections in double, as PyTorch computes them on the host.
-        let bc1 = 1 - pow(Double(b1), t)
-        let bc2Sqrt = Float((1 - pow(Double(b2), t)).squareRoot())
-        let invBc2Sqrt = 1 / bc2Sqrt
+        let bc1 = 1 - pow(b1d, t)
+        let bc2Sqrt = Float((1 - pow(b2d, t)).squareRoot())
         let p = params.baseAddress!, g = grads.baseAddress!
         let m = state[0].pointer, v = state[1].pointer
         for seg in segments {
             let lr = context.lr * seg.lrScale
             let stepSize = Float(Double(lr) / bc1)
             let wd = seg.weightDecay
-            let decay: Float = hyper.decoupled ? 1 - lr * wd : 1
+            let decay: Float = hyper.decoupled ? decoupledDecayFactor(lr: lr, weightDecay: wd) : 1
             let l2: Float = hyper.decoupled ? 0 : wd
-            for i in seg.range {
-                let gi = g[i] + l2 * p[i]
-                let mi = b1 * m[i] + (1 - b1) * gi
-                let vi = b2 * v[i] + (1 - b2) * gi * gi
-                m[i] = mi
-                v[i] = vi
-                p[i] = p[i] * decay - stepSize * mi / (vi.squareRoot() * invBc2Sqrt + eps)
+            if hyper.amsgrad {
+                let vmax = state[2].pointer
+                for i in seg.range {
+                    // All loads before any store, so the vectoriser needs no alias reasoning across them.
+                    let pi = p[i], m0 = m[i], v0 = v[i], vmax0 = vmax[i]
+                    let gi = g[i] + l2 * pi
+                    let mi = m0 + w1 * (gi - m0)
+                    let vi = v0 * b2 + w2 * gi * gi
+                    let vhat = max(vmax0, vi)
+                    m[i] = mi
+                    v[i] = vi
+                    vmax[i] = vhat
+                    p[i] = pi * decay - stepSize * mi / (vhat.squareRoot() / bc2Sqrt + eps)
+                }
+            } else {
+                for i in seg.range {
+                    let pi = p[i], m0 = m[i], v0 = v[i]
+                    let gi = g[i] + l2 * pi
+                    let mi = m0 + w1 * (gi - m0)
+                    let vi = v0 * b2 + w2 * gi * gi
+                    m[i] = mi
+                    v[i] = vi
+                    p[i] = pi * decay - stepSize * mi / (vi.squareRoot() / bc2Sqrt + eps)
+                }
             }
         }
     }

@@ -1,0 +1,111 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Tensors
+
+/// NAdam, Adam with Nesterov momentum (Dozat 2016), as in `torch.optim.NAdam`:
+///   decoupled: θ ← θ(1 − γλ)                     otherwise: g ← g + λθ
+///   μ_t = β₁(1 − ½·0.96^(t·ψ)),   Π_t = μ₁·…·μ_t          (ψ = momentum_decay, default 4e-3)
+///   m ← β₁m + (1−β₁)g,   v ← β₂v + (1−β₂)g²,   d = √(v/bc₂) + ε,   bc₂ = 1 − β₂ᵗ
+///   θ ← θ − γ(1−μ_t)/(1−Π_t)·g/d − γμ_{t+1}/(1−Π_t·μ_{t+1})·m/d
+/// With `decoupled` this is torch's `decoupled_weight_decay=True` (NAdamW).
+///
+/// State per element: `exp_avg` (m), `exp_avg_sq` (v), starting at 0. Scalar state: `muProduct` (Π_t, torch's
+/// `mu_product`), kept in double. It is a pure function of `stepCount`, so it is not checkpointed: when `stepCount`
+/// was changed from outside (a restored checkpoint), the next update recomputes it from μ₁…μ_t.
+/// torch defaults: lr 2e-3, betas (0.9, 0.999), eps 1e-8, momentum_decay 4e-3, decoupled_weight_decay false.
+/// Deviation from torch: Π is kept in double (torch rounds its `mu_product` tensor to float32 every step); the two
+/// differ by under 1e-7 relative.
+public final class NAdam: Optimizer {
+    public struct Hyper: Equatable, Sendable {
+        public var beta1: Float = 0.9
+        public var beta2: Float = 0.999
+        public var eps: Float = 1e-8
+        /// ψ in the momentum schedule μ_t = β₁(1 − ½·0.96^(tψ)).
+        public var momentumDecay: Float = 4e-3
+        /// true: decoupled decay θ(1 − γλ) (torch's decoupled_weight_decay); false: L2 added to the gradient.
+        public var decoupled = false
+        public init(beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8, momentumDecay: Float = 4e-3,
+                    decoupled: Bool = false) {
+            self.beta1 = beta1
+            self.beta2 = beta2
+            self.eps = eps
+            self.momentumDecay = momentumDecay
+            self.decoupled = decoupled
+        }
+    }
+
+    public var name: String { hyper.decoupled ? "nadamw" : "nadam" }
+    public let count: Int
+    public let hyper: Hyper
+    public var stepCount = 0
+    public let state: [FloatBuffer]
+    public let stateNames = ["exp_avg", "exp_avg_sq"]
+    /// Π_t = μ₁·…·μ_t after `muProductStep` steps (1 before the first step).
+    public private(set) var muProduct: Double = 1
+    private var muProductStep = 0
+    /// β₁ and ψ as the doubles torch sees (decimal widening), for the μ schedule.
+    private let beta1Double: Double, psiDouble: Double
+
+    public init(count: Int, hyper: Hyper = Hyper()) {
+        precondition(hyper.beta1 >= 0 && hyper.beta1 < 1 && hyper.beta2 >= 0 && hyper.beta2 < 1,
+                     "NAdam betas must lie in [0, 1), got (\(hyper.beta1), \(hyper.beta2))")
+        precondition(hyper.eps >= 0, "NAdam eps must be >= 0, got \(hyper.eps)")
+        precondition(hyper.momentumDecay >= 0, "NAdam momentum_decay must be >= 0, got \(hyper.momentumDecay)")
+        self.count = count
+        self.hyper = hyper
+        beta1Double = decimalWidened(hyper.beta1)
+        psiDouble = decimalWidened(hyper.momentumDecay)
+        state = [FloatBuffer(count: count), FloatBuffer(count: count)]
+    }
+
+    /// μ_t of the momentum schedule, in double as torch computes it.
+    public func mu(_ t: Int) -> Double {
+        beta1Double * (1 - 0.5 * pow(0.96, Double(t) * psiDouble))
+    }
+
+    /// The coefficients of g/d and m/d at step t (before the factor −γ), given Π_{t−1}.
+    public func coefficients(step t: Int, previousProduct: Double) -> (grad: Double, momentum: Double) {
+        let muT = mu(t), muNext = mu(t + 1)
+        let product = previousProduct * muT
+        return ((1 - muT) / (1 - product), muNext / (1 - product * muNext))
+    }
+
+    public func update(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
+                       segments: [ParamSegment], context: StepContext) {
+        if muProductStep != stepCount {
+            muProduct = 1
+            for k in stride(from: 1, through: stepCount, by: 1) { muProduct *= mu(k) }
+        }
+        stepCount += 1
+        let (cg, cm) = coefficients(step: stepCount, previousProduct: muProduct)
+        muProduct *= mu(stepCount)
+        muProductStep = stepCount
+
+        let b2d = decimalWidened(hyper.beta2)
+        let w1 = Float(1 - beta1Double), w2 = Float(1 - b2d), b2 = hyper.beta2, eps = hyper.eps
+        let bc2 = Float(1 - pow(b2d, Double(stepCount)))
+        let p = params.baseAddress!, g = grads.baseAddress!
+        let m = state[0].pointer, v = state[1].pointer
+        for seg in segments {
+            let lr = context.lr * seg.lrScale, wd = seg.weightDecay
+            let gradCoef = Float(-Double(lr) * cg), momCoef = Float(-Double(lr) * cm)
+            let decay: Float = hyper.decoupled ? decoupledDecayFactor(lr: lr, weightDecay: wd) : 1
+            let l2: Float = hyper.decoupled ? 0 : wd
+            for i in seg.range {
+                let pi = p[i] * decay
+                let gi = g[i] + l2 * pi
+                let mi = m[i] + w1 * (gi - m[i])
+                let vi = v[i] * b2 + w2 * gi * gi
+                m[i] = mi
+                v[i] = vi
+                let d = (vi / bc2).squareRoot() + eps
+                // Two separate additions, in torch's order (two addcdiv_ calls).
+                let pg = pi + gradCoef * gi / d
+                p[i] = pg + momCoef * mi / d
+            }
+        }
+    }
+}

@@ -1,0 +1,73 @@
+import Tensors
+
+/// Rprop, resilient backpropagation (Riedmiller & Braun 1993), in `torch.optim.Rprop`'s variant: no weight
+/// backtracking, and the gradient is zeroed after a sign flip (iRprop−, Igel & Hüsken 2000):
+///   g ← g + λθ                                   (L2 decay; torch's Rprop has none, see below)
+///   same sign as the previous g (g·g_prev > 0):  s ← min(s·η₊, s_max)
+///   flipped sign (g·g_prev < 0):                 s ← max(s·η₋, s_min), and g ← 0 for this step
+///   otherwise (a zero in g or g_prev):           s ← clamp(s, s_min, s_max)
+///   θ ← θ − sign(g)·s,   g_prev ← g
+/// A full-batch method: with mini-batch noise the sign flips constantly and the step sizes collapse.
+///
+/// State per element: `prev` (g_prev, starting at 0) and `step_size` (s), which the first update fills with that
+/// segment's learning rate γ (context.lr × lrScale), as torch fills it with the group's lr on the first step; later
+/// learning rates are ignored, as in torch. torch defaults: lr 1e-2, etas (0.5, 1.2), step_sizes (1e-6, 50).
+/// Deviation from torch: a segment's weight decay λ, when non-zero, is added to the gradient as L2 decay (torch's
+/// Rprop has no weight_decay; with λ = 0 the update is torch's).
+public final class Rprop: Optimizer {
+    public struct Hyper: Equatable, Sendable {
+        /// η₋, the step-size factor after a sign flip (0 < η₋ < 1).
+        public var etaMinus: Float = 0.5
+        /// η₊, the step-size factor when the sign is kept (η₊ > 1).
+        public var etaPlus: Float = 1.2
+        public var stepSizeMin: Float = 1e-6
+        public var stepSizeMax: Float = 50
+        public init(etaMinus: Float = 0.5, etaPlus: Float = 1.2, stepSizeMin: Float = 1e-6, stepSizeMax: Float = 50) {
+            self.etaMinus = etaMinus
+            self.etaPlus = etaPlus
+            self.stepSizeMin = stepSizeMin
+            self.stepSizeMax = stepSizeMax
+        }
+    }
+
+    public let name = "rprop"
+    public let count: Int
+    public let hyper: Hyper
+    public var stepCount = 0
+    public let state: [FloatBuffer]
+    public let stateNames = ["prev", "step_size"]
+
+    public init(count: Int, hyper: Hyper = Hyper()) {
+        precondition(hyper.etaMinus > 0 && hyper.etaMinus < 1 && hyper.etaPlus > 1,
+                     "Rprop needs 0 < eta_minus < 1 < eta_plus, got (\(hyper.etaMinus), \(hyper.etaPlus))")
+        precondition(hyper.stepSizeMin >= 0 && hyper.stepSizeMin <= hyper.stepSizeMax,
+                     "Rprop needs 0 <= step_size_min <= step_size_max, got (\(hyper.stepSizeMin), \(hyper.stepSizeMax))")
+        self.count = count
+        self.hyper = hyper
+        state = [FloatBuffer(count: count), FloatBuffer(count: count)]
+    }
+
+    public func update(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
+                       segments: [ParamSegment], context: StepContext) {
+        let first = stepCount == 0
+        stepCount += 1
+        let up = hyper.etaPlus, down = hyper.etaMinus, lo = hyper.stepSizeMin, hi = hyper.stepSizeMax
+        let p = params.baseAddress!, g = grads.baseAddress!
+        let prev = state[0].pointer, s = state[1].pointer
+        for seg in segments {
+            if first { (s + seg.range.lowerBound).update(repeating: context.lr * seg.lrScale, count: seg.range.count) }
+            let wd = seg.weightDecay
+            for i in seg.range {
+                var gi = g[i] + wd * p[i]
+                let product = gi * prev[i]
+                // torch multiplies s by η₊, η₋ or 1 and then clamps to [s_min, s_max] in every case.
+                let factor: Float = product > 0 ? up : (product < 0 ? down : 1)
+                if product < 0 { gi = 0 }
+                let si = min(max(s[i] * factor, lo), hi)
+                s[i] = si
+                p[i] += -signOf(gi) * si
+                prev[i] = gi
+            }
+        }
+    }
+}
