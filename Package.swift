@@ -46,6 +46,7 @@ let package = Package(
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Tensors"]),
         .testTarget(name: "OptimizersTests", dependencies: ["Optimizers", "Tensors"]),
         .testTarget(name: "MatrixOptimizersTests", dependencies: ["Optimizers", "Tensors"]),
+        .testTarget(name: "FullBatchTests", dependencies: ["Optimizers", "Tensors", "Training", "SwiftMPI"]),
         .testTarget(name: "DataTests", dependencies: ["Data"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Distributed", "SwiftMPI"]),
     ]

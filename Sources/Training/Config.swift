@@ -163,8 +163,6 @@ public struct TrainConfig: Sendable {
     public var optimizerName: String
     public var lr: Double
     public var weightDecay: Double
-    public var adam: Adam.Hyper
-    public var sgd: SGD.Hyper
     public var scheduleKind: String
     public var warmupSteps: Int
     public var minLRRatio: Double
@@ -195,10 +193,6 @@ public struct TrainConfig: Sendable {
         optimizerName = c.string("optimizer.name")
         lr = c.double("optimizer.lr")
         weightDecay = c.double("optimizer.weight_decay")
-        adam = Adam.Hyper(beta1: Float(c.double("optimizer.beta1")), beta2: Float(c.double("optimizer.beta2")),
-                          eps: Float(c.double("optimizer.eps")), decoupled: optimizerName != "adam")
-        sgd = SGD.Hyper(momentum: Float(c.double("optimizer.momentum")), dampening: Float(c.double("optimizer.dampening")),
-                        nesterov: c.bool("optimizer.nesterov"))
         scheduleKind = c.string("schedule.kind")
         warmupSteps = c.int("schedule.warmup_steps")
         minLRRatio = c.double("schedule.min_lr_ratio")
@@ -215,7 +209,8 @@ public struct TrainConfig: Sendable {
             throw ConfigError("train.grad_accum = \(gradAccum) does not divide the per-rank batch \(perRankBatch) " +
                               "(train.global_batch \(globalBatch) / \(worldSize) ranks)")
         }
-        if optimizerName == "sgd" && sgd.nesterov && (sgd.momentum <= 0 || sgd.dampening != 0) {
+        let usesSGD = optimizerName == "sgd" || TensorRole.allCases.contains { c.string("groups.\($0.rawValue).optimizer") == "sgd" }
+        if usesSGD && c.bool("optimizer.nesterov") && (c.double("optimizer.momentum") <= 0 || c.double("optimizer.dampening") != 0) {
             throw ConfigError("optimizer.nesterov = true needs optimizer.momentum > 0 and optimizer.dampening = 0")
         }
         if steps == 0 && epochs == 0 {

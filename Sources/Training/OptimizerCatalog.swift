@@ -8,7 +8,10 @@ enum TensorRoleNames {
 
 /// Optimizers selectable from configuration: their names, sharding classes, and construction from config keys.
 public enum OptimizerCatalog {
-    public static let names = ["adamw", "adam", "sgd"]
+    /// Optimizers for the training loop (mini-batch). Full-batch methods (L-BFGS, GD with line search) are in
+    /// `Optimizers/LineSearch.swift` and used by the full-batch tools, not selectable here.
+    public static let names = ["adamw", "adam", "sgd", "adagrad", "adadelta", "rmsprop", "adamax", "nadam", "radam",
+                               "lion", "signsgd", "signum", "rprop"]
 
     /// How the sharded engine may divide an optimizer's work (docs/optimizers.md lists it per optimizer).
     public static func sharding(_ name: String) -> ShardingClass {
@@ -17,15 +20,55 @@ public enum OptimizerCatalog {
         }
     }
 
-    /// Builds optimizer `name` over `count` elements with hyperparameters from `c` (`optimizer.*` keys).
+    /// Builds optimizer `name` over `count` elements with hyperparameters from `c` (`optimizer.*` keys). Keys whose
+    /// value is −1 ("auto") keep the optimizer's own reference default (e.g. ε = 1e-10 for Adagrad, 1e-8 for Adam).
     public static func make(_ name: String, count: Int, config c: ResolvedConfig) -> Optimizer {
         func f(_ key: String) -> Float { Float(c.double("optimizer.\(key)")) }
+        /// nil when the key is −1 (auto).
+        func auto(_ key: String) -> Float? { let v = c.double("optimizer.\(key)"); return v < 0 ? nil : Float(v) }
+        func b(_ key: String) -> Bool { c.bool("optimizer.\(key)") }
         switch name {
         case "sgd":
-            return SGD(count: count, hyper: .init(momentum: f("momentum"), dampening: f("dampening"),
-                                                  nesterov: c.bool("optimizer.nesterov")))
+            return SGD(count: count, hyper: .init(momentum: auto("momentum") ?? 0, dampening: f("dampening"), nesterov: b("nesterov")))
         case "adam", "adamw":
-            return Adam(count: count, hyper: .init(beta1: f("beta1"), beta2: f("beta2"), eps: f("eps"), decoupled: name == "adamw"))
+            var h = Adam.Hyper(decoupled: name == "adamw", amsgrad: b("amsgrad"))
+            h.beta1 = f("beta1"); h.beta2 = auto("beta2") ?? h.beta2; h.eps = auto("eps") ?? h.eps
+            return Adam(count: count, hyper: h)
+        case "adagrad":
+            var h = Adagrad.Hyper(lrDecay: f("lr_decay"), initialAccumulator: f("initial_accumulator"))
+            h.eps = auto("eps") ?? h.eps
+            return Adagrad(count: count, hyper: h)
+        case "adadelta":
+            var h = Adadelta.Hyper(rho: f("rho"))
+            h.eps = auto("eps") ?? h.eps
+            return Adadelta(count: count, hyper: h)
+        case "rmsprop":
+            var h = RMSprop.Hyper(alpha: f("alpha"), momentum: auto("momentum") ?? 0, centered: b("centered"))
+            h.eps = auto("eps") ?? h.eps
+            return RMSprop(count: count, hyper: h)
+        case "adamax":
+            var h = AdaMax.Hyper(beta1: f("beta1"))
+            h.beta2 = auto("beta2") ?? h.beta2; h.eps = auto("eps") ?? h.eps
+            return AdaMax(count: count, hyper: h)
+        case "nadam":
+            var h = NAdam.Hyper(beta1: f("beta1"), momentumDecay: f("momentum_decay"), decoupled: b("decoupled_weight_decay"))
+            h.beta2 = auto("beta2") ?? h.beta2; h.eps = auto("eps") ?? h.eps
+            return NAdam(count: count, hyper: h)
+        case "radam":
+            var h = RAdam.Hyper(beta1: f("beta1"), decoupled: b("decoupled_weight_decay"))
+            h.beta2 = auto("beta2") ?? h.beta2; h.eps = auto("eps") ?? h.eps
+            return RAdam(count: count, hyper: h)
+        case "lion":
+            var h = Lion.Hyper(beta1: f("beta1"))
+            h.beta2 = auto("beta2") ?? h.beta2
+            return Lion(count: count, hyper: h)
+        case "signsgd":
+            return SignSGD(count: count, hyper: .init(momentum: 0))
+        case "signum":
+            return SignSGD(count: count, hyper: .init(momentum: auto("momentum") ?? 0.9))
+        case "rprop":
+            return Rprop(count: count, hyper: .init(etaMinus: f("eta_minus"), etaPlus: f("eta_plus"),
+                                                    stepSizeMin: f("step_size_min"), stepSizeMax: f("step_size_max")))
         default:
             preconditionFailure("optimizer \(name) is not in the catalog")
         }

@@ -64,8 +64,10 @@ final class ConfigTests: XCTestCase {
         let t = try TrainConfig(c, worldSize: 1)
         XCTAssertEqual(t.lr, 0.01)
         XCTAssertEqual(t.hidden, [512, 256])
-        XCTAssertTrue(t.sgd.nesterov)
-        XCTAssertEqual(t.adam.eps, 1e-6)
+        XCTAssertTrue(t.resolved.bool("optimizer.nesterov"))
+        XCTAssertEqual(t.resolved.double("optimizer.eps"), 1e-6)
+        let adam = OptimizerCatalog.make("adamw", count: 1, config: t.resolved) as! Adam
+        XCTAssertEqual(adam.hyper.eps, 1e-6, "an explicit ε reaches the optimizer")
     }
 
     func testResolvedYAMLRoundTrips() throws {
@@ -95,6 +97,19 @@ final class ConfigTests: XCTestCase {
         try? c.override("optimizer.nesterov=true")
         try? c.override("optimizer.momentum=0")
         XCTAssertTrue(message { _ = try TrainConfig(c, worldSize: 1) }.contains("optimizer.nesterov"))
+    }
+
+    func testAutoHyperparametersKeepEachOptimizersOwnDefault() throws {
+        let c = ResolvedConfig()
+        XCTAssertEqual((OptimizerCatalog.make("adagrad", count: 1, config: c) as! Adagrad).hyper.eps, 1e-10)
+        XCTAssertEqual((OptimizerCatalog.make("adamw", count: 1, config: c) as! Adam).hyper.eps, 1e-8)
+        XCTAssertEqual((OptimizerCatalog.make("lion", count: 1, config: c) as! Lion).hyper.beta2, 0.99)
+        XCTAssertEqual((OptimizerCatalog.make("sgd", count: 1, config: c) as! SGD).hyper.momentum, 0)
+        for name in OptimizerCatalog.names {
+            let o = OptimizerCatalog.make(name, count: 8, config: c)
+            XCTAssertEqual(o.count, 8, name)
+            XCTAssertEqual(o.state.count, o.stateNames.count, name)
+        }
     }
 
     func testStepsDerivedFromEpochs() throws {

@@ -1,0 +1,1 @@
+// Replaced by the full-batch optimizer tests.
