@@ -44,8 +44,8 @@ let package = Package(
 
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Tensors"]),
-        .testTarget(name: "OptimizersTests", dependencies: ["Optimizers", "Tensors"]),
-        .testTarget(name: "MatrixOptimizersTests", dependencies: ["Optimizers", "Tensors"]),
+        .testTarget(name: "OptimizersTests", dependencies: ["Optimizers", "Tensors"], exclude: ["Fixtures"]),
+        .testTarget(name: "MatrixOptimizersTests", dependencies: ["Optimizers", "Tensors"], exclude: ["Fixtures"]),
         .testTarget(name: "FullBatchTests", dependencies: ["Optimizers", "Tensors", "Training", "SwiftMPI"]),
         .testTarget(name: "DataTests", dependencies: ["Data"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Distributed", "SwiftMPI"]),

@@ -54,12 +54,12 @@ public final class ShardedDataParallel {
     private var microBatch = 0
 
     /// - Parameters:
-    ///   - makeOptimizer: creates the optimizer of group g for `count` elements.
+    ///   - makeOptimizer: creates the optimizer of group g for `count` elements and the segments it will update.
     ///   - hyperparameters: weight decay and learning-rate multiplier of each tensor.
     ///   - bucketElements: target bucket size for gradient communication (elements).
     public init(comm: Communicator, plan: ShardPlan, stage: ZeroStage, gradAccum: Int = 1, clipNorm: Double?,
                 bucketElements: Int = 1 << 19,
-                makeOptimizer: (_ group: GroupLayout, _ count: Int) -> Optimizer,
+                makeOptimizer: (_ group: GroupLayout, _ count: Int, _ segments: [ParamSegment]) -> Optimizer,
                 hyperparameters: (TensorEntry) -> (weightDecay: Float, lrScale: Float)) {
         precondition(plan.worldSize == comm.size, "plan made for \(plan.worldSize) ranks, world has \(comm.size)")
         self.comm = comm
@@ -80,7 +80,7 @@ public final class ShardedDataParallel {
                                     tensor: entry, tensorIndex: plan.table.entries.firstIndex(of: entry)!,
                                     weightDecay: h.weightDecay, lrScale: h.lrScale)
             })
-            opts.append(makeOptimizer(group, owned.count))
+            opts.append(makeOptimizer(group, owned.count, segs.last!))
         }
         ownedRanges = ranges
         segments = segs

@@ -10,7 +10,12 @@ import Tensors
 import Training
 
 /// Families added as their optimizers join the catalog (see OptimizerCatalog).
-let extraStageFamilies: [(String, [String])] = []
+let extraStageFamilies: [(String, [String])] = [
+    ("lamb", ["optimizer.name=lamb", "optimizer.weight_decay=0.01"]),
+    ("lars", ["optimizer.name=lars", "optimizer.lr=0.5", "optimizer.weight_decay=0.0005"]),
+    ("muon+adamw", ["optimizer.name=adamw", "groups.matrix.optimizer=muon", "groups.matrix.lr=0.02"]),
+    ("shampoo", ["optimizer.name=shampoo", "optimizer.lr=0.003", "optimizer.graft=adam"]),
+]
 
 final class Checks {
 let comm: MPICommunicator

@@ -11,18 +11,21 @@ public enum OptimizerCatalog {
     /// Optimizers for the training loop (mini-batch). Full-batch methods (L-BFGS, GD with line search) are in
     /// `Optimizers/LineSearch.swift` and used by the full-batch tools, not selectable here.
     public static let names = ["adamw", "adam", "sgd", "adagrad", "adadelta", "rmsprop", "adamax", "nadam", "radam",
-                               "lion", "signsgd", "signum", "rprop"]
+                               "lion", "signsgd", "signum", "rprop", "muon", "shampoo", "lars", "lamb"]
 
     /// How the sharded engine may divide an optimizer's work (docs/optimizers.md lists it per optimizer).
     public static func sharding(_ name: String) -> ShardingClass {
         switch name {
+        case "muon", "shampoo": return .matrix
+        case "lars", "lamb": return .tensorNorm
         default: return .element
         }
     }
 
     /// Builds optimizer `name` over `count` elements with hyperparameters from `c` (`optimizer.*` keys). Keys whose
     /// value is −1 ("auto") keep the optimizer's own reference default (e.g. ε = 1e-10 for Adagrad, 1e-8 for Adam).
-    public static func make(_ name: String, count: Int, config c: ResolvedConfig) -> Optimizer {
+    /// `segments` are the ones the optimizer will be given (Shampoo sizes its per-tensor statistics from them).
+    public static func make(_ name: String, count: Int, segments: [ParamSegment] = [], config c: ResolvedConfig) -> Optimizer {
         func f(_ key: String) -> Float { Float(c.double("optimizer.\(key)")) }
         /// nil when the key is −1 (auto).
         func auto(_ key: String) -> Float? { let v = c.double("optimizer.\(key)"); return v < 0 ? nil : Float(v) }
@@ -69,6 +72,26 @@ public enum OptimizerCatalog {
         case "rprop":
             return Rprop(count: count, hyper: .init(etaMinus: f("eta_minus"), etaPlus: f("eta_plus"),
                                                     stepSizeMin: f("step_size_min"), stepSizeMax: f("step_size_max")))
+        case "muon":
+            return Muon(count: count, hyper: .init(
+                momentum: f("muon_momentum"), nesterov: b("muon_nesterov"), nsSteps: c.int("optimizer.ns_steps"),
+                nsCoefficients: NewtonSchulzCoefficients(rawValue: c.string("optimizer.ns_coefficients"))!,
+                scale: Muon.Scale(rawValue: c.string("optimizer.muon_scale"))!))
+        case "shampoo":
+            var h = Shampoo.Hyper(preconditionFrequency: c.int("optimizer.precondition_frequency"),
+                                  damping: c.double("optimizer.damping"),
+                                  graft: Shampoo.Graft(rawValue: c.string("optimizer.graft"))!)
+            h.beta1 = f("beta1"); h.beta2 = auto("beta2") ?? h.beta2; h.eps = auto("eps") ?? h.eps
+            return Shampoo(count: count, segments: segments, hyper: h)
+        case "lars":
+            return LARS(count: count, hyper: .init(momentum: auto("momentum") ?? 0.9, trustCoefficient: f("trust_coefficient"),
+                                                   excludeBiasAndNorm: b("exclude_bias_and_norm")))
+        case "lamb":
+            var h = LAMB.Hyper(beta1: f("beta1"), biasCorrection: b("lamb_bias_correction"),
+                               maxTrustRatio: c.double("optimizer.max_trust_ratio") > 0 ? f("max_trust_ratio") : nil,
+                               excludeBiasAndNorm: b("exclude_bias_and_norm"))
+            h.beta2 = auto("beta2") ?? h.beta2; h.eps = auto("eps") ?? h.eps
+            return LAMB(count: count, hyper: h)
         default:
             preconditionFailure("optimizer \(name) is not in the catalog")
         }
@@ -76,8 +99,7 @@ public enum OptimizerCatalog {
 
     /// A configuration error for optimizer `name` applied to `entry`, if it cannot update that tensor.
     public static func check(_ name: String, on entry: TensorEntry, key: String) -> String? {
-        guard sharding(name) == .matrix, entry.shape.count != 2 else { return nil }
-        return "\(key) = \(name): parameter '\(entry.name)' has shape \(entry.shape), but \(name) updates 2-D matrices only; " +
-            "route it to an element-wise optimizer (e.g. --set \(key)=adamw)"
+        guard name == "muon", let problem = Muon.validate(tensor: entry) else { return nil }
+        return "\(key) = muon: \(problem); route it to an element-wise optimizer (e.g. --set groups.\(entry.role.rawValue).optimizer=adamw)"
     }
 }

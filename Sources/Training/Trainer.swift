@@ -103,7 +103,8 @@ public final class Trainer {
         engine = ShardedDataParallel(
             comm: comm, plan: plan, stage: ZeroStage(rawValue: config.zeroStage)!, gradAccum: config.gradAccum,
             clipNorm: config.gradClip, bucketElements: config.bucketElements,
-            makeOptimizer: { group, count in OptimizerCatalog.make(group.name, count: count, config: resolved) },
+            makeOptimizer: { group, count, segments in
+                OptimizerCatalog.make(group.name, count: count, segments: segments, config: resolved) },
             hyperparameters: { config.hyperparameters(for: $0.role) })
         // Every rank initialises from the same seed, so parameters start identical without a broadcast.
         model.initializeParameters(engine.params.buffer, seed: config.seed)

@@ -80,7 +80,7 @@ final class DataParallelTests: XCTestCase {
         let plan = ShardPlan(table: layout, groups: [GroupSpec(name: optimizer, sharding: .element, tensorNames: ["w", "b"])],
                              worldSize: comm.size)
         return ShardedDataParallel(comm: comm, plan: plan, stage: stage, clipNorm: clip,
-                                   makeOptimizer: { _, n in OptimizerCatalog.make(optimizer, count: n, config: ResolvedConfig()) },
+                                   makeOptimizer: { _, n, _ in OptimizerCatalog.make(optimizer, count: n, config: ResolvedConfig()) },
                                    hyperparameters: { $0.role == .bias ? (0, 1) : (0.1, 1) })
     }
 

@@ -65,14 +65,20 @@ final class ShardingTests: XCTestCase {
     func testStagesAgreeOnSimulatedRanks() throws {
         let train = ImageDataset.synthetic(count: 480, featureCount: 10, classes: 3, seed: 9)
         let test = ImageDataset.synthetic(count: 60, featureCount: 10, classes: 3, seed: 10)
-        for optimizer in ["adamw", "sgd"] {
+        let families: [(String, [String])] = [
+            ("adamw", ["optimizer.name=adamw"]), ("sgd", ["optimizer.name=sgd", "optimizer.momentum=0.9"]),
+            ("lamb", ["optimizer.name=lamb"]), ("lars", ["optimizer.name=lars", "optimizer.lr=0.5"]),
+            ("muon+adamw", ["groups.matrix.optimizer=muon", "groups.matrix.lr=0.02"]),
+            ("shampoo", ["optimizer.name=shampoo", "optimizer.lr=0.003", "optimizer.graft=adam"]),
+        ]
+        for (optimizer, overrides) in families {
             for world in 1...4 {
                 var results: [[Float]] = []
                 for stage in 0...2 {
                     var c = ResolvedConfig(name: "stages")
                     for s in ["model.hidden=[12, 8]", "train.steps=10", "train.global_batch=\(24 * world)", "train.grad_accum=2",
-                              "train.log_every=5", "optimizer.name=\(optimizer)", "optimizer.lr=0.01", "zero.stage=\(stage)",
-                              "zero.bucket_mb=0.0002", "train.grad_clip=5"] { try c.override(s) }
+                              "train.log_every=5", "optimizer.lr=0.01", "zero.stage=\(stage)",
+                              "zero.bucket_mb=0.0002", "train.grad_clip=5"] + overrides { try c.override(s) }
                     let config = try TrainConfig(c, worldSize: world)
                     let params = try SimulatedWorld.run(size: world) { comm -> [Float] in
                         let t = try Trainer(config: config, comm: comm, train: train, test: test)
