@@ -257,7 +257,13 @@ public struct TrainConfig: Sendable {
     }
 
     public func schedule(totalSteps: Int) -> LRSchedule {
-        scheduleKind == "constant" ? .constant
-            : .warmupCosine(warmup: warmupSteps, total: totalSteps, minRatio: minLRRatio)
+        switch scheduleKind {
+        case "constant": return .constant
+        case "step": return .step(warmup: warmupSteps, every: resolved.int("schedule.step_every"), gamma: resolved.double("schedule.gamma"))
+        case "wsd":
+            let decay = Int((resolved.double("schedule.decay_fraction") * Double(totalSteps)).rounded())
+            return .warmupStableDecay(warmup: warmupSteps, decay: decay, total: totalSteps, minRatio: minLRRatio)
+        default: return .warmupCosine(warmup: warmupSteps, total: totalSteps, minRatio: minLRRatio)
+        }
     }
 }

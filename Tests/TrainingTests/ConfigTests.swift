@@ -138,6 +138,30 @@ final class ScheduleTests: XCTestCase {
         XCTAssertTrue(zip(values, values.dropFirst()).allSatisfy { $0 >= $1 })
     }
 
+    func testStepSchedule() {
+        let s = LRSchedule.step(warmup: 2, every: 3, gamma: 0.5)
+        XCTAssertEqual((1...10).map { s.lr(base: 1, step: $0) }, [0.5, 1, 1, 1, 1, 0.5, 0.5, 0.5, 0.25, 0.25])
+    }
+
+    func testWarmupStableDecaySchedule() {
+        let s = LRSchedule.warmupStableDecay(warmup: 4, decay: 10, total: 100, minRatio: 0.1)
+        XCTAssertEqual(s.lr(base: 2, step: 2), 1, accuracy: 1e-12)
+        XCTAssertEqual(s.lr(base: 2, step: 50), 2, accuracy: 1e-12, "stable phase")
+        XCTAssertEqual(s.lr(base: 2, step: 90), 2, accuracy: 1e-12, "decay starts after step 90")
+        XCTAssertEqual(s.lr(base: 2, step: 95), 2 * (1 - 0.9 * 0.5), accuracy: 1e-12)
+        XCTAssertEqual(s.lr(base: 2, step: 100), 0.2, accuracy: 1e-12)
+    }
+
+    func testScheduleKeysBuildTheRightSchedule() throws {
+        var c = ResolvedConfig()
+        try c.override("schedule.kind=wsd")
+        try c.override("schedule.decay_fraction=0.25")
+        XCTAssertEqual(try TrainConfig(c, worldSize: 1).schedule(totalSteps: 200),
+                       .warmupStableDecay(warmup: 100, decay: 50, total: 200, minRatio: 0))
+        try c.override("schedule.kind=step")
+        XCTAssertEqual(try TrainConfig(c, worldSize: 1).schedule(totalSteps: 200), .step(warmup: 100, every: 1000, gamma: 0.1))
+    }
+
     func testConstantAndNoWarmup() {
         XCTAssertEqual(LRSchedule.constant.lr(base: 0.3, step: 1000), 0.3)
         let s = LRSchedule.warmupCosine(warmup: 0, total: 100, minRatio: 0)
