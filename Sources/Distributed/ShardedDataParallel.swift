@@ -145,6 +145,7 @@ public final class ShardedDataParallel {
             clipped = true
         }
         let context = StepContext(lr: lr)
+        var updateStart = monotonicSeconds()
 
         // Per-tensor-norm optimizers: partial sums from every owner, one all-reduce for all such groups.
         let normGroups = optimizers.indices.filter { optimizers[$0] is TensorNormOptimizer }
@@ -157,7 +158,9 @@ public final class ShardedDataParallel {
                         segments: segments[g], context: context, partialSquares: partial)
                 }
             }
+            updateSeconds += monotonicSeconds() - updateStart
             if stage != .replicated { try comm.allReduce(&squares, op: .sum) }
+            updateStart = monotonicSeconds()
             squares.withUnsafeBufferPointer { total in
                 for g in normGroups {
                     (optimizers[g] as! TensorNormOptimizer).apply(params: params.slice(ownedRanges[g]), segments: segments[g],
@@ -170,6 +173,7 @@ public final class ShardedDataParallel {
                                  segments: segments[g], context: context)
         }
 
+        updateSeconds += monotonicSeconds() - updateStart
         if stage != .replicated {
             // Every group's parameter all-gather in flight at once, then wait.
             let requests = try plan.groups.map { try comm.iAllGatherInPlace(params.slice($0.range), counts: $0.counts) }
@@ -178,6 +182,9 @@ public final class ShardedDataParallel {
         return StepReport(gradNorm: norm, skipped: false, clipped: clipped)
     }
 
+    /// Seconds this rank spent computing optimizer updates (communication excluded), summed over steps: at stages
+    /// 1 and 2 this is where Newton–Schulz work is divided between ranks.
+    public private(set) var updateSeconds = 0.0
     /// Optimizer state bytes held by this rank.
     public var optimizerStateBytes: Int { optimizers.reduce(0) { $0 + $1.stateBytes } }
     /// Gradient bytes held by this rank (full buffer and/or shards and staging).

@@ -26,6 +26,8 @@ public struct TrainSummary: Sendable {
     public var optimizerStateBytesPerRank: [Int]
     public var gradientBytesPerRank: [Int]
     public var peakRSSBytesPerRank: [Int]
+    /// Mean seconds per step each rank spent in its optimizer update.
+    public var optimizerSecondsPerStepPerRank: [Double]
     /// Seconds rank 0 spent blocked on gradient collectives (communication overlap did not hide).
     public var communicationWaitSeconds: Double
 
@@ -50,6 +52,7 @@ public struct TrainSummary: Sendable {
         o.add("optimizer_state_bytes_per_rank", optimizerStateBytesPerRank)
         o.add("gradient_bytes_per_rank", gradientBytesPerRank)
         o.add("peak_rss_bytes_per_rank", peakRSSBytesPerRank)
+        o.add("optimizer_seconds_per_step_per_rank", raw: "[" + optimizerSecondsPerStepPerRank.map { "\($0)" }.joined(separator: ",") + "]")
         o.add("communication_wait_seconds", communicationWaitSeconds)
         o.add("mpi_library", mpiLibrary)
         return o
@@ -174,6 +177,9 @@ public final class Trainer {
         memory[3 * comm.rank + 2] = Int64(peakResidentBytes())
         try comm.allReduce(&memory, op: .sum)
         let perRank = { (k: Int) in (0..<self.comm.size).map { Int(memory[3 * $0 + k]) } }
+        var updateTimes = [Double](repeating: 0, count: comm.size)
+        updateTimes[comm.rank] = engine.updateSeconds / Double(max(totalSteps, 1))
+        try comm.allReduce(&updateTimes, op: .sum)
         return TrainSummary(
             worldSize: comm.size, globalBatch: config.globalBatch, perRankBatch: config.perRankBatch,
             gradAccum: config.gradAccum, steps: totalSteps,
@@ -182,7 +188,7 @@ public final class Trainer {
             samplesPerSecond: Double(totalSteps * config.globalBatch) / max(trainSeconds, 1e-9),
             trainSeconds: trainSeconds, wallSeconds: Date().timeIntervalSince(start), paramCount: model.table.count,
             skippedSteps: skipped, zeroStage: config.zeroStage, optimizerStateBytesPerRank: perRank(0),
-            gradientBytesPerRank: perRank(1), peakRSSBytesPerRank: perRank(2),
+            gradientBytesPerRank: perRank(1), peakRSSBytesPerRank: perRank(2), optimizerSecondsPerStepPerRank: updateTimes,
             communicationWaitSeconds: engine.communicationWaitSeconds)
     }
 
