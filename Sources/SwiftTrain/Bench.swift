@@ -29,14 +29,14 @@ struct Bench: ParsableCommand {
         let copy = Benchmarks.copyBandwidth(elements: elements, repeats: repeats)
         print(String(format: "memory copy (read + write), %d floats: %.2f GB/s", elements, copy / 1e9))
         print("optimizer update, \(elements) floats, one core (bytes = θ, g and state read + θ and state written):")
-        print("  optimizer    B/elem   M elem/s    GB/s   × copy bandwidth")
+        print("  optimizer    B/elem   M elem/s    GB/s   × copy bandwidth (median of per-repetition ratios, copy timed beside each)")
         var rows: [String] = []
         for name in optimizers.split(separator: ",").map(String.init) {
             guard OptimizerCatalog.names.contains(name) else { throw ValidationError("unknown optimizer \(name)") }
             // Whole-matrix optimizers are GEMM-bound, not bandwidth-bound: Newton–Schulz is timed against sgemm below.
             if name == "shampoo" || name == "muon" { continue }
             let r = Benchmarks.optimizerUpdate(name, elements: elements, repeats: repeats)
-            let ratio = r.bytesPerSecond / copy
+            let ratio = r.ratioToCopy
             print("  " + name.padding(toLength: 10, withPad: " ", startingAt: 0) +
                   String(format: " %6d %10.1f %7.2f   %.2f", r.bytesPerElement, r.elementsPerSecond / 1e6, r.bytesPerSecond / 1e9, ratio))
             rows.append("{\"optimizer\":\"\(name)\",\"bytes_per_element\":\(r.bytesPerElement),\"elements_per_sec\":\(r.elementsPerSecond),\"bytes_per_sec\":\(r.bytesPerSecond),\"ratio_to_copy\":\(ratio)}")
