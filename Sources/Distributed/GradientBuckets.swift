@@ -158,8 +158,13 @@ final class BucketedGradientSink: GradientSink {
         progress()
     }
 
+    /// Staging slots kept before recycling: two, so one bucket fills while the previous one is in flight.
+    static let poolLimit = 2
+
     private func acquire(for b: Int) -> Slot {
-        if free.isEmpty, !pending.isEmpty { complete(0) }  // recycle the oldest in-flight bucket's slot
+        // Past the limit, wait for the oldest in-flight bucket and recycle its slot (the pool may still grow if
+        // nothing is in flight, e.g. when several buckets are being filled at once).
+        if free.isEmpty, pool.count >= Self.poolLimit, !pending.isEmpty { complete(0) }
         let slot: Slot
         if let s = free.popLast() { slot = s } else {
             slot = Slot(capacity: slotCapacity, needsReceive: accumulateIntoShards)

@@ -14,7 +14,7 @@ struct SwiftTrainCommand: ParsableCommand {
         which adds Open MPI's allow-run-as-root variables and --oversubscribe). Plain `swift-train` is one rank.
         """,
         version: swiftTrainVersion,
-        subcommands: [Train.self, ShowConfig.self, Bench.self],
+        subcommands: [Train.self, ShowConfig.self, Bench.self, BenchComm.self],
         defaultSubcommand: Train.self)
 }
 

@@ -18,6 +18,9 @@ public struct TrainSummary: Sendable {
     public var evalLoss: Double
     public var evalAccuracy: Double
     public var samplesPerSecond: Double
+    /// Global batch / median step time: robust to warm-up and noise (what benchmarks compare).
+    public var medianStepSamplesPerSecond: Double
+    public var medianStepSeconds: Double
     public var trainSeconds: Double
     public var wallSeconds: Double
     public var paramCount: Int
@@ -43,6 +46,8 @@ public struct TrainSummary: Sendable {
         o.add("eval_loss", evalLoss)
         o.add("eval_accuracy", evalAccuracy)
         o.add("samples_per_sec", samplesPerSecond)
+        o.add("median_step_samples_per_sec", medianStepSamplesPerSecond)
+        o.add("median_step_ms", medianStepSeconds * 1000)
         o.add("train_seconds", trainSeconds)
         o.add("wall_seconds", wallSeconds)
         o.add("param_count", paramCount)
@@ -123,6 +128,8 @@ public final class Trainer {
         var trainSeconds = 0.0
         var windowLoss = 0.0, windowPredictions = 0, windowSamples = 0, windowSeconds = 0.0
         var lastLoss = Double.nan
+        var stepTimes: [Double] = []
+        stepTimes.reserveCapacity(totalSteps)
         var skipped = 0
         var last: (loss: Double, accuracy: Double) = (.nan, .nan)
         let micro = config.microBatch
@@ -147,6 +154,7 @@ public final class Trainer {
             let report = try engine.step(lr: Float(lr))
             if report.skipped { skipped += 1 }
             let seconds = Date().timeIntervalSince(stepStart)
+            stepTimes.append(seconds)
             trainSeconds += seconds
             windowSeconds += seconds
             windowLoss += local.lossSum
@@ -180,12 +188,15 @@ public final class Trainer {
         var updateTimes = [Double](repeating: 0, count: comm.size)
         updateTimes[comm.rank] = engine.updateSeconds / Double(max(totalSteps, 1))
         try comm.allReduce(&updateTimes, op: .sum)
+        stepTimes.sort()
+        let medianStep = stepTimes.isEmpty ? .nan : stepTimes[stepTimes.count / 2]
         return TrainSummary(
             worldSize: comm.size, globalBatch: config.globalBatch, perRankBatch: config.perRankBatch,
             gradAccum: config.gradAccum, steps: totalSteps,
             epochs: Double(totalSteps * config.globalBatch) / Double(train.count),
             finalTrainLoss: lastLoss, evalLoss: last.loss, evalAccuracy: last.accuracy,
             samplesPerSecond: Double(totalSteps * config.globalBatch) / max(trainSeconds, 1e-9),
+            medianStepSamplesPerSecond: Double(config.globalBatch) / medianStep, medianStepSeconds: medianStep,
             trainSeconds: trainSeconds, wallSeconds: Date().timeIntervalSince(start), paramCount: model.table.count,
             skippedSteps: skipped, zeroStage: config.zeroStage, optimizerStateBytesPerRank: perRank(0),
             gradientBytesPerRank: perRank(1), peakRSSBytesPerRank: perRank(2), optimizerSecondsPerStepPerRank: updateTimes,

@@ -1,0 +1,87 @@
+import ArgumentParser
+import Foundation
+import SwiftMPI
+import Tensors
+import Training
+
+/// `swift-train bench-comm` (under mpirun): the typed collectives against the raw MPI calls, interleaved.
+struct BenchComm: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-comm",
+        abstract: "Collective bandwidth of the Swift wrapper against the raw MPI calls (run under mpirun).")
+
+    @Option(help: "Floats per collective (default: the MLP's 1,863,690 parameters).")
+    var elements = 1_863_690
+
+    @Option(help: "Timed repetitions (medians are reported).")
+    var repeats = 60
+
+    @Option(help: "Write the results as JSON here (rank 0).")
+    var json: String?
+
+    func run() throws {
+        try MPIRuntime.initialize()
+        defer { MPIRuntime.finalize() }
+        let comm = try MPICommunicator()
+        let n = elements, world = comm.size
+        let buffer = FloatBuffer(count: n)
+        buffer.fill(1)
+        let counts = (0..<world).map { r in n / world + (r < n % world ? 1 : 0) }
+        let counts32 = counts.map { Int32($0) }, displacements32 = displacements(of: counts).map { Int32($0) }
+        let shard = FloatBuffer(count: counts[comm.rank])
+
+        func time(_ body: () throws -> Void) throws -> Double {
+            try comm.barrier()
+            let t0 = MPIRuntime.wallTime()
+            try body()
+            return MPIRuntime.wallTime() - t0
+        }
+        var results: [String: [Double]] = [:]
+        let measurements: [(String, () throws -> Void)] = [
+            ("allreduce wrapper", { try comm.allReduce(buffer.buffer, op: .sum) }),
+            ("allreduce raw", { RawMPI.allReduceSum(buffer.pointer, count: Int32(n)) }),
+            ("reduce-scatter wrapper", {
+                try comm.reduceScatter(UnsafeBufferPointer(buffer.buffer), into: shard.buffer, counts: counts, op: .sum) }),
+            ("reduce-scatter raw", {
+                counts32.withUnsafeBufferPointer { _ = RawMPI.reduceScatterSum(buffer.pointer, shard.pointer, counts: $0.baseAddress!) } }),
+            ("all-gatherv wrapper", { try comm.allGatherInPlace(buffer.buffer, counts: counts) }),
+            ("all-gatherv raw", {
+                counts32.withUnsafeBufferPointer { c in displacements32.withUnsafeBufferPointer { d in
+                    _ = RawMPI.allGatherInPlace(buffer.pointer, counts: c.baseAddress!, displacements: d.baseAddress!) } } }),
+        ]
+        for repetition in 0..<(repeats + 2) {  // the first two are warm-up, dropped below
+            // Alternate wrapper-first and raw-first so neither always runs on a warmer cache.
+            for pair in stride(from: 0, to: measurements.count, by: 2) {
+                let order = repetition % 2 == 0 ? [pair, pair + 1] : [pair + 1, pair]
+                for k in order { results[measurements[k].0, default: []].append(try time(measurements[k].1)) }
+            }
+        }
+        // The slowest rank decides a collective's time.
+        var medians: [String: Double] = [:]
+        for (name, times) in results {
+            var t = Array(times.dropFirst(2))
+            try comm.allReduce(&t, op: .max)
+            t.sort()
+            medians[name] = t[t.count / 2]
+        }
+        guard comm.rank == 0 else { return }
+        let bytes = Double(n * 4)
+        // Bus bandwidth (nccl-tests convention): all-reduce moves 2(N−1)/N of the buffer per rank, the others (N−1)/N.
+        let busFactor: [String: Double] = ["allreduce": 2 * Double(world - 1) / Double(world),
+                                           "reduce-scatter": Double(world - 1) / Double(world),
+                                           "all-gatherv": Double(world - 1) / Double(world)]
+        print("\(world) ranks, \(n) floats (\(String(format: "%.1f", bytes / 1e6)) MB), median of \(repeats):")
+        print("  collective        wrapper ms   raw ms   wrapper/raw   bus GB/s (wrapper)")
+        var rows: [String] = []
+        for op in ["allreduce", "reduce-scatter", "all-gatherv"] {
+            let w = medians["\(op) wrapper"]!, r = medians["\(op) raw"]!
+            let bus = bytes * busFactor[op]! / w / 1e9
+            print("  " + op.padding(toLength: 16, withPad: " ", startingAt: 0) +
+                  String(format: "  %9.3f  %7.3f   %10.3f   %8.2f", w * 1000, r * 1000, w / r, bus))
+            rows.append("{\"collective\":\"\(op)\",\"wrapper_seconds\":\(w),\"raw_seconds\":\(r),\"ratio\":\(w / r),\"bus_bytes_per_sec\":\(bus * 1e9)}")
+        }
+        if let json {
+            try writeAtomically(Data("{\"world\":\(world),\"elements\":\(n),\"collectives\":[\(rows.joined(separator: ","))]}\n".utf8), to: json)
+        }
+    }
+}
