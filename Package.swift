@@ -37,7 +37,7 @@ let package = Package(
                                .product(name: "Yams", package: "Yams")],
                 swiftSettings: release),
         .executableTarget(name: "SwiftTrain",
-                          dependencies: ["Training", "SwiftMPI", "Tensors", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          dependencies: ["Training", "SwiftMPI", "Tensors", "Models", "Data", .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: release),
         // Multi-rank checks that need real MPI collectives; run under `mpirun -n 4` by launch/test.
         .executableTarget(name: "MPIChecks", dependencies: ["Training", "Distributed", "SwiftMPI"],

@@ -89,3 +89,16 @@ public enum IDX {
         try data.write(to: URL(fileURLWithPath: path))
     }
 }
+
+/// CRC-32 (zlib's, the same as gzip and PNG use) of `bytes`, continuing from `initial`.
+public func crc32(_ bytes: UnsafeRawBufferPointer, initial: UInt32 = 0) -> UInt32 {
+    guard let base = bytes.baseAddress, bytes.count > 0 else { return initial }
+    var crc = UInt(initial)
+    var offset = 0
+    while offset < bytes.count {  // zlib takes 32-bit lengths
+        let chunk = min(bytes.count - offset, 1 << 30)
+        crc = CZlib.crc32(crc, base.assumingMemoryBound(to: UInt8.self) + offset, UInt32(chunk))
+        offset += chunk
+    }
+    return UInt32(crc)
+}

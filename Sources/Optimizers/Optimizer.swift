@@ -109,3 +109,64 @@ extension TensorNormOptimizer {
         }
     }
 }
+
+// MARK: - Checkpoint state
+
+/// One piece of optimizer state that belongs to one tensor: the unit checkpoints store, so state can be re-sliced
+/// for another world size or ZeRO stage. Names are generic (`stateNames`), never optimizer-specific code.
+public struct TensorState: Sendable, Equatable {
+    public var stateName: String
+    public var tensorName: String
+    /// For element-aligned state: the element of the tensor where `values` start. For per-tensor blobs: 0.
+    public var offset: Int
+    public var values: [Float]
+    public init(stateName: String, tensorName: String, offset: Int, values: [Float]) {
+        self.stateName = stateName
+        self.tensorName = tensorName
+        self.offset = offset
+        self.values = values
+    }
+}
+
+/// Where a restored optimizer reads its state from (a checkpoint assembled from any number of old shards).
+public protocol StateSource {
+    /// `count` values of `stateName` for `tensorName` starting at element `offset` of the tensor.
+    func values(state stateName: String, tensor tensorName: String, offset: Int, count: Int) throws -> [Float]
+}
+
+extension Optimizer {
+    /// Element-aligned export (every state buffer has one value per owned element): one record per state buffer
+    /// and segment. `ownedStart` is the absolute index of the optimizer's first element.
+    public func exportElementState(segments: [ParamSegment], ownedStart: Int) -> [TensorState] {
+        precondition(state.allSatisfy { $0.count == count }, "\(name): state is not element-aligned; override exportState")
+        var out: [TensorState] = []
+        for (k, buffer) in state.enumerated() {
+            for seg in segments {
+                out.append(TensorState(stateName: stateNames[k], tensorName: seg.tensor.name,
+                                       offset: ownedStart + seg.range.lowerBound - seg.tensor.offset,
+                                       values: Array(buffer.slice(seg.range))))
+            }
+        }
+        return out
+    }
+
+    /// Element-aligned import, the inverse of `exportElementState`.
+    public func importElementState(segments: [ParamSegment], ownedStart: Int, from source: StateSource) throws {
+        for (k, buffer) in state.enumerated() {
+            for seg in segments {
+                let values = try source.values(state: stateNames[k], tensor: seg.tensor.name,
+                                               offset: ownedStart + seg.range.lowerBound - seg.tensor.offset,
+                                               count: seg.range.count)
+                let dst = buffer.slice(seg.range)
+                for i in 0..<values.count { dst[i] = values[i] }
+            }
+        }
+    }
+}
+
+/// Optimizers whose state is not one value per element (Shampoo's per-tensor statistics) export and import it
+/// per tensor themselves; everything else uses the element-aligned default.
+public protocol TensorKeyedStateOptimizer: Optimizer {
+    func exportState(segments: [ParamSegment]) -> [TensorState]
+    func importState(segments: [ParamSegment], from source: StateSource) throws
+}

@@ -419,3 +419,43 @@ final class SymmetricEigen {
         }
     }
 }
+
+extension Shampoo: TensorKeyedStateOptimizer {
+    /// Per tensor: its L, R, L̃, R̃ (matrices) or its diagonal statistics (vectors), and with Adam grafting the
+    /// element-aligned moments — each as one record with offset 0 (whole tensors are always owned by one rank).
+    public func exportState(segments: [ParamSegment]) -> [TensorState] {
+        var out: [TensorState] = []
+        for (seg, block) in zip(segments, blocks) {
+            for (name, buffer, range) in stateViews(seg, block) {
+                out.append(TensorState(stateName: name, tensorName: seg.tensor.name, offset: 0, values: Array(buffer.slice(range))))
+            }
+        }
+        return out
+    }
+
+    public func importState(segments: [ParamSegment], from source: StateSource) throws {
+        for (seg, block) in zip(segments, blocks) {
+            for (name, buffer, range) in stateViews(seg, block) {
+                let values = try source.values(state: name, tensor: seg.tensor.name, offset: 0, count: range.count)
+                let dst = buffer.slice(range)
+                for i in 0..<values.count { dst[i] = values[i] }
+            }
+        }
+    }
+
+    /// (state name, buffer, range in it) of every piece of state that belongs to one tensor.
+    private func stateViews(_ seg: ParamSegment, _ block: Block) -> [(String, FloatBuffer, Range<Int>)] {
+        var views: [(String, FloatBuffer, Range<Int>)] = []
+        switch block {
+        case let .matrix(rows, cols, left, right):
+            views += [("left_stats", state[0], left..<(left + rows * rows)), ("right_stats", state[1], right..<(right + cols * cols)),
+                      ("left_inv_root", state[2], left..<(left + rows * rows)), ("right_inv_root", state[3], right..<(right + cols * cols))]
+        case let .diagonal(offset):
+            views.append(("diag_stats", state[4], offset..<(offset + seg.range.count)))
+        }
+        if hyper.graft == .adam {
+            views += [("exp_avg", state[5], seg.range), ("exp_avg_sq", state[6], seg.range)]
+        }
+        return views
+    }
+}

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Data
 import Foundation
+import Models
+import Tensors
 import SwiftMPI
 import Training
 
@@ -14,7 +16,7 @@ struct SwiftTrainCommand: ParsableCommand {
         which adds Open MPI's allow-run-as-root variables and --oversubscribe). Plain `swift-train` is one rank.
         """,
         version: swiftTrainVersion,
-        subcommands: [Train.self, ShowConfig.self, Bench.self, BenchComm.self],
+        subcommands: [Train.self, ShowConfig.self, Export.self, Bench.self, BenchComm.self],
         defaultSubcommand: Train.self)
 }
 
@@ -43,6 +45,9 @@ struct Train: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Run directory (default: runs/<config>-<UTC time>; never overwritten).", valueName: "dir"))
     var out: String?
 
+    @Option(name: .long, help: ArgumentHelp("Resume from a checkpoint directory, a run directory (its latest checkpoint), or `latest`. Any world size and ZeRO stage; the checkpoint's config is used unless --config is given, then --set applies.", valueName: "path"))
+    var resume: String?
+
     mutating func run() throws {
         let launch = LaunchEnvironment.current()
         let isRoot = launch.rank == 0
@@ -51,15 +56,39 @@ struct Train: ParsableCommand {
         let config: TrainConfig
         let datasets: (train: ImageDataset, test: ImageDataset)
         var runDirectory: RunDirectory?
+        var checkpoint: LoadedCheckpoint?
+        var runPath = ""
         do {
-            var resolved = try options.resolve()
+            var resolved: ResolvedConfig
+            if let resume {
+                let path = try Checkpoint.resolve(resume)
+                checkpoint = try Checkpoint.load(path)
+                if options.config == nil {
+                    // The checkpoint's own configuration, then this command's --set overrides.
+                    resolved = ResolvedConfig(name: "resumed")
+                    try resolved.merge(yaml: checkpoint!.manifest.config, source: "\(path)/manifest.json (config)")
+                    for assignment in options.overrides { try resolved.override(assignment) }
+                } else {
+                    resolved = try options.resolve()
+                }
+            } else {
+                resolved = try options.resolve()
+            }
             if let out { try resolved.set("output.dir", raw: out, source: "--out") }
             config = try TrainConfig(resolved, worldSize: launch.worldSize)
             datasets = try FashionMNIST.load(directory: config.dataDirectory)
             _ = try config.totalSteps(datasetSize: datasets.train.count)
-            if isRoot {
-                let path = config.outputDirectory.isEmpty ? RunDirectory.defaultPath(name: resolved.name) : config.outputDirectory
-                runDirectory = try RunDirectory(path: path)
+            if let checkpoint {
+                // The same model check Trainer makes, here before any rank communicates.
+                let shape = MLP(widths: [datasets.train.featureCount] + config.hidden + [datasets.train.classes], activation: config.activation)
+                try checkpoint.checkModel(shape.table, description: "MLP \(shape.widths.map(String.init).joined(separator: "-"))")
+            }
+            if let checkpoint, out == nil {
+                runPath = URL(fileURLWithPath: checkpoint.path).deletingLastPathComponent().deletingLastPathComponent().path
+                if isRoot { runDirectory = try RunDirectory(resuming: runPath, atStep: checkpoint.manifest.step) }
+            } else {
+                runPath = config.outputDirectory.isEmpty ? RunDirectory.defaultPath(name: resolved.name) : config.outputDirectory
+                if isRoot { runDirectory = try RunDirectory(path: runPath) }
             }
         } catch {
             if isRoot { printError("error: \(error)") }
@@ -76,6 +105,9 @@ struct Train: ParsableCommand {
                 printError("error: the launcher reported \(launch.worldSize) ranks but MPI has \(comm.size)")
                 MPIRuntime.abort(code: 2)
             }
+            // The default run directory name has rank 0's clock in it: every rank takes rank 0's.
+            runPath = try broadcast(runPath, comm: comm)
+            StopRequest.install()
             let console = isRoot ? Console() : nil
             if let runDirectory, let console {
                 let header = """
@@ -89,7 +121,12 @@ struct Train: ParsableCommand {
                 try runDirectory.write("config.yaml", text: config.resolved.yaml(header: "resolved configuration of this run; rerun with --config \(runDirectory.path)/config.yaml"))
             }
             let trainer = try Trainer(config: config, comm: comm, train: datasets.train, test: datasets.test,
-                                      output: runDirectory, console: console)
+                                      output: runDirectory, console: console, resume: checkpoint)
+            trainer.checkpointRoot = runPath
+            if let checkpoint, let console {
+                console.line("resumed from \(checkpoint.path) at step \(checkpoint.manifest.step) " +
+                             "(written by \(checkpoint.manifest.worldSize) ranks at ZeRO stage \(checkpoint.manifest.zeroStage))")
+            }
             if let console {
                 console.line("model: MLP \(trainer.model.widths.map(String.init).joined(separator: "-")) (\(config.activation.rawValue)), " +
                              "\(trainer.model.table.count) parameters · optimizer \(config.optimizerName) · \(trainer.totalSteps) steps")
@@ -105,6 +142,10 @@ struct Train: ParsableCommand {
                                     summary.samplesPerSecond, runDirectory.path))
             }
             MPIRuntime.finalize()
+        } catch let stopped as TrainingStopped {
+            // Rank 0 has already reported why (before the ranks' last barrier).
+            MPIRuntime.finalize()
+            throw ExitCode(stopped.exitCode)
         } catch {
             printError("error (rank \(launch.rank)): \(error)")
             MPIRuntime.abort(code: 1)
@@ -123,6 +164,44 @@ struct ShowConfig: ParsableCommand {
     func run() throws {
         if markdown { print(ConfigSchema.markdown(), terminator: ""); return }
         do { print(try options.resolve().yaml(), terminator: "") } catch let error as ConfigError {
+            printError("error: \(error)")
+            throw ExitCode(2)
+        }
+    }
+}
+
+/// Rank 0's string on every rank.
+func broadcast(_ text: String, comm: Communicator) throws -> String {
+    var length = Int64(text.utf8.count)
+    try withUnsafeMutablePointer(to: &length) { try comm.broadcast(UnsafeMutableBufferPointer(start: $0, count: 1), root: 0) }
+    var bytes = comm.rank == 0 ? Array(text.utf8) : [UInt8](repeating: 0, count: Int(length))
+    try bytes.withUnsafeMutableBufferPointer { try comm.broadcast($0, root: 0) }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+/// `swift-train export`: a checkpoint's parameters (and optionally optimizer state) as one safetensors file.
+struct Export: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a checkpoint's full parameters (optionally optimizer state) as a .safetensors file.")
+
+    @Argument(help: "Checkpoint directory, run directory (its latest checkpoint), or `latest`.")
+    var checkpoint: String
+
+    @Option(help: ArgumentHelp("Output file.", valueName: "file.safetensors"))
+    var out: String
+
+    @Flag(help: "Also write every optimizer state tensor, named optimizer.<state>.<tensor>.")
+    var optimizerState = false
+
+    func run() throws {
+        do {
+            let loaded = try Checkpoint.load(try Checkpoint.resolve(checkpoint))
+            var tensors = try loaded.parameters()
+            if optimizerState { tensors += loaded.optimizerState() }
+            try writeAtomically(SafeTensors.encode(tensors, metadata: [
+                "format": "swift-train", "model": loaded.manifest.model, "step": String(loaded.manifest.step)]), to: out)
+            print("wrote \(tensors.count) tensors (\(loaded.manifest.model), step \(loaded.manifest.step)) to \(out)")
+        } catch let error as CheckpointError {
             printError("error: \(error)")
             throw ExitCode(2)
         }

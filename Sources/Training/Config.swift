@@ -126,14 +126,30 @@ public struct ResolvedConfig: Equatable, Sendable {
     public func bool(_ path: String) -> Bool { if case .bool(let v) = values[path] { return v }; fatalError("\(path) is not a bool key") }
     public func intList(_ path: String) -> [Int] { if case .intList(let v) = values[path] { return v }; fatalError("\(path) is not a list key") }
 
-    /// Nested YAML in schema order, loadable again with `--config`.
+    /// Nested YAML in schema order (sections in order of first appearance), loadable again with `--config`.
     public func yaml(header: String? = nil) -> String {
         var out = header.map { $0.split(separator: "\n").map { "# \($0)" }.joined(separator: "\n") + "\n" } ?? ""
-        var section = ""
+        // Group paths by their prefixes so each section (and subsection) is written once.
+        var sections: [String] = []
+        var members: [String: [ConfigKey]] = [:]
         for key in ConfigSchema.keys {
-            let parts = key.path.split(separator: ".", maxSplits: 1).map(String.init)
-            if parts[0] != section { section = parts[0]; out += "\(section):\n" }
-            out += "  \(parts[1]): \(values[key.path]!)\n"
+            let section = String(key.path.split(separator: ".")[0])
+            if members[section] == nil { sections.append(section) }
+            members[section, default: []].append(key)
+        }
+        for section in sections {
+            out += "\(section):\n"
+            var open: String?
+            for key in members[section]! {
+                let parts = key.path.split(separator: ".").map(String.init)
+                if parts.count == 3 {
+                    if open != parts[1] { out += "  \(parts[1]):\n"; open = parts[1] }
+                    out += "    \(parts[2]): \(values[key.path]!)\n"
+                } else {
+                    open = nil
+                    out += "  \(parts[1]): \(values[key.path]!)\n"
+                }
+            }
         }
         return out
     }
@@ -170,6 +186,11 @@ public struct TrainConfig: Sendable {
     public var saveModel: Bool
     public var zeroStage: Int
     public var bucketElements: Int
+    public var maxBadSteps: Int
+    public var stopAt: Int
+    public var checkpointEvery: Int
+    public var checkpointFinal: Bool
+    public var checkpointKeep: Int
 
     /// Examples per rank per optimizer step.
     public var perRankBatch: Int { globalBatch / worldSize }
@@ -198,6 +219,11 @@ public struct TrainConfig: Sendable {
         minLRRatio = c.double("schedule.min_lr_ratio")
         outputDirectory = c.string("output.dir")
         saveModel = c.bool("output.save_model")
+        maxBadSteps = c.int("train.max_bad_steps")
+        stopAt = c.int("train.stop_at")
+        checkpointEvery = c.int("checkpoint.every")
+        checkpointFinal = c.bool("checkpoint.final")
+        checkpointKeep = c.int("checkpoint.keep")
         zeroStage = c.int("zero.stage")
         bucketElements = max(1, Int(c.double("zero.bucket_mb") * 1024 * 1024 / 4))
 

@@ -75,6 +75,26 @@ public final class RunDirectory {
         metrics = handle
     }
 
+    /// Continues a run in its existing directory after resuming from the checkpoint of `step`: metrics lines of
+    /// later steps (written before the interruption, beyond the checkpoint) are dropped so the file reads as one run.
+    public init(resuming path: String, atStep step: Int) throws {
+        self.path = path
+        let metricsPath = "\(path)/metrics.jsonl"
+        let old = (try? String(contentsOfFile: metricsPath, encoding: .utf8)) ?? ""
+        let kept = old.split(separator: "\n").filter { line in
+            guard let data = line.data(using: .utf8),
+                  let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+                  let s = object["step"] as? Int else { return false }
+            return s <= step
+        }
+        try writeAtomically(Data(kept.map { $0 + "\n" }.joined().utf8), to: metricsPath)
+        guard let handle = FileHandle(forWritingAtPath: metricsPath) else {
+            throw ConfigError("cannot append to \(metricsPath): check permissions")
+        }
+        handle.seekToEndOfFile()
+        metrics = handle
+    }
+
     /// Default location: runs/<name>-<UTC yyyyMMdd-HHmmss>.
     public static func defaultPath(name: String, date: Date = Date()) -> String {
         let f = DateFormatter()

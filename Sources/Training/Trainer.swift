@@ -78,6 +78,12 @@ public final class Trainer {
     /// Full parameters (in the shard plan's layout), identical on every rank after each step.
     public var params: FloatBuffer { engine.params }
     public let totalSteps: Int
+    /// First step to run: 0, or the step a resumed checkpoint was taken after.
+    public private(set) var startStep = 0
+    /// Run directory path on every rank (checkpoints are written there); nil disables checkpoints.
+    public var checkpointRoot: String?
+    private var skippedSteps = 0
+    private var consecutiveBadSteps = 0
     private let train: ImageDataset
     private let test: ImageDataset
     private var sampler: BatchSampler
@@ -94,7 +100,7 @@ public final class Trainer {
     ///   - output: rank 0's run directory (nil on other ranks, and in tests that write nothing).
     ///   - console: rank 0's console (nil elsewhere).
     public init(config: TrainConfig, comm: Communicator, train: ImageDataset, test: ImageDataset,
-                output: RunDirectory? = nil, console: Console? = nil) throws {
+                output: RunDirectory? = nil, console: Console? = nil, resume: LoadedCheckpoint? = nil) throws {
         precondition(comm.size == config.worldSize, "config validated for \(config.worldSize) ranks, world has \(comm.size)")
         self.config = config
         self.comm = comm
@@ -120,6 +126,18 @@ public final class Trainer {
         schedule = config.schedule(totalSteps: totalSteps)
         batchFeatures = FloatBuffer(count: config.microBatch * train.featureCount)
         batchLabels = [Int32](repeating: 0, count: config.microBatch)
+        if let resume {
+            try resume.checkModel(model.table, description: modelDescription)
+            try resume.restore(into: engine)
+            startStep = resume.manifest.step
+            skippedSteps = resume.manifest.skippedSteps
+            consecutiveBadSteps = resume.manifest.consecutiveBadSteps
+        }
+    }
+
+    /// "MLP 784-1024-1024-10 (relu)": recorded in checkpoints to explain a model mismatch.
+    public var modelDescription: String {
+        "MLP \(model.widths.map(String.init).joined(separator: "-")) (\(model.activation.rawValue))"
     }
 
     /// Runs training to the end and returns the summary (identical on every rank).
@@ -130,11 +148,10 @@ public final class Trainer {
         var lastLoss = Double.nan
         var stepTimes: [Double] = []
         stepTimes.reserveCapacity(totalSteps)
-        var skipped = 0
         var last: (loss: Double, accuracy: Double) = (.nan, .nan)
         let micro = config.microBatch
 
-        for step in 0..<totalSteps {
+        for step in startStep..<totalSteps {
             let stepStart = Date()
             let lr = schedule.lr(base: config.lr, step: step + 1)
             var local = BatchResult()
@@ -152,7 +169,16 @@ public final class Trainer {
                 engine.endMicroBatch()
             }
             let report = try engine.step(lr: Float(lr))
-            if report.skipped { skipped += 1 }
+            if report.skipped {
+                skippedSteps += 1
+                consecutiveBadSteps += 1
+                console?.line("step \(step + 1): non-finite gradient on some rank — step skipped on every rank (\(consecutiveBadSteps) in a row)")
+                if config.maxBadSteps > 0 && consecutiveBadSteps >= config.maxBadSteps {
+                    try stop(.diverged(step: step + 1, count: consecutiveBadSteps))
+                }
+            } else {
+                consecutiveBadSteps = 0
+            }
             let seconds = Date().timeIntervalSince(stepStart)
             stepTimes.append(seconds)
             trainSeconds += seconds
@@ -176,6 +202,15 @@ public final class Trainer {
                 last = (result.meanLoss, result.accuracy)
                 try logEval(done, result)
             }
+            // A signal on any rank stops every rank here, after the same step (one tiny all-reduce per step).
+            let signalled = try comm.allReduce(Int32(StopRequest.pending), op: .max)
+            let pause = config.stopAt > startStep && done == config.stopAt
+            let periodic = config.checkpointEvery > 0 && done % config.checkpointEvery == 0
+            if signalled != 0 || pause || periodic || (done == totalSteps && config.checkpointFinal) {
+                try saveCheckpoint(after: done)
+            }
+            if signalled != 0 { try stop(.signal(signalled, step: done)) }
+            if pause { try stop(.paused(step: done)) }
         }
 
         // Memory per rank, gathered so rank 0 can report every rank.
@@ -195,12 +230,31 @@ public final class Trainer {
             gradAccum: config.gradAccum, steps: totalSteps,
             epochs: Double(totalSteps * config.globalBatch) / Double(train.count),
             finalTrainLoss: lastLoss, evalLoss: last.loss, evalAccuracy: last.accuracy,
-            samplesPerSecond: Double(totalSteps * config.globalBatch) / max(trainSeconds, 1e-9),
+            samplesPerSecond: Double((totalSteps - startStep) * config.globalBatch) / max(trainSeconds, 1e-9),
             medianStepSamplesPerSecond: Double(config.globalBatch) / medianStep, medianStepSeconds: medianStep,
             trainSeconds: trainSeconds, wallSeconds: Date().timeIntervalSince(start), paramCount: model.table.count,
-            skippedSteps: skipped, zeroStage: config.zeroStage, optimizerStateBytesPerRank: perRank(0),
+            skippedSteps: skippedSteps, zeroStage: config.zeroStage, optimizerStateBytesPerRank: perRank(0),
             gradientBytesPerRank: perRank(1), peakRSSBytesPerRank: perRank(2), optimizerSecondsPerStepPerRank: updateTimes,
             communicationWaitSeconds: engine.communicationWaitSeconds)
+    }
+
+    /// Ends training early on every rank: rank 0 reports why, then all ranks meet once more before any exits, so
+    /// mpirun does not tear the job down while the message is still on its way.
+    private func stop(_ reason: TrainingStopped) throws -> Never {
+        // On stdout (the console) as well as stderr: after SIGINT, mpirun keeps forwarding stdout only.
+        if comm.rank == 0 {
+            if let console { console.line("swift-train: \(reason)") } else { printError("swift-train: \(reason)") }
+        }
+        try comm.barrier()
+        throw reason
+    }
+
+    /// Writes a checkpoint after `step` completed steps (collective; no-op without a run directory).
+    public func saveCheckpoint(after step: Int) throws {
+        guard let root = checkpointRoot else { return }
+        let path = try Checkpoint.save(self, step: step, runDirectory: root, keep: config.checkpointKeep,
+                                       skippedSteps: skippedSteps, consecutiveBadSteps: consecutiveBadSteps)
+        console?.line("checkpoint: \(path)")
     }
 
     /// Test-set loss and accuracy: each rank evaluates a contiguous share, then one all-reduce of the sums.
@@ -238,7 +292,7 @@ public final class Trainer {
         o.add("samples_per_sec", samplesPerSecond)
         o.add("elapsed_sec", elapsed)
         try output?.appendMetrics(o)
-        let eta = trainSeconds / Double(step) * Double(totalSteps - step)
+        let eta = trainSeconds / Double(max(step - startStep, 1)) * Double(totalSteps - step)
         let text = String(format: "step %\(String(totalSteps).count)d/%d  loss %.4f  lr %.2e  %.0f samples/s  ETA %@",
                           step, totalSteps, loss, lr, samplesPerSecond, formatDuration(eta))
         if let console {
@@ -264,5 +318,49 @@ extension Trainer {
                            metadata: ["format": "swift-train", "model": "mlp",
                                       "widths": model.widths.map(String.init).joined(separator: ","),
                                       "activation": config.activation.rawValue])
+    }
+}
+
+/// Why training ended early (the CLI turns these into a message and a non-zero exit status).
+public enum TrainingStopped: Error, CustomStringConvertible {
+    case signal(Int32, step: Int)
+    case diverged(step: Int, count: Int)
+    /// `train.stop_at` reached: a checkpoint was written; not an error.
+    case paused(step: Int)
+
+    public var description: String {
+        switch self {
+        case let .signal(sig, step):
+            return "stopped by \(sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "signal \(sig)") after step \(step); " +
+                "a checkpoint was written — continue with --resume"
+        case let .paused(step):
+            return "paused after step \(step) (train.stop_at); a checkpoint was written — continue with --resume"
+        case let .diverged(step, count):
+            return "\(count) consecutive steps had a non-finite gradient (last: step \(step)); training stopped. " +
+                "Lower optimizer.lr, enable train.grad_clip, or resume from an earlier checkpoint"
+        }
+    }
+
+    public var exitCode: Int32 {
+        switch self {
+        case let .signal(sig, _): return 128 + sig
+        case .diverged: return 3
+        case .paused: return 0
+        }
+    }
+}
+
+/// SIGINT/SIGTERM set a flag; the training loop checks it once per step (all ranks agree through an all-reduce),
+/// checkpoints and stops. A second signal while that is in progress is left to the default action.
+public enum StopRequest {
+    nonisolated(unsafe) static var pending: sig_atomic_t = 0
+
+    public static func install() {
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig) { received in
+                StopRequest.pending = received
+                signal(received, SIG_DFL)
+            }
+        }
     }
 }

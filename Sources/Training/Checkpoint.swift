@@ -1,0 +1,357 @@
+import Data
+import Distributed
+import Foundation
+import Optimizers
+import SwiftMPI
+import Tensors
+
+/// Sharded checkpoints (docs/checkpoints.md).
+///
+/// A checkpoint is a directory `checkpoints/step-NNNNNNNN/` in the run directory:
+/// - `params.bin` (rank 0): every parameter tensor, by name;
+/// - `state-rank-RRRRR.bin` (every rank that owns optimizer state): its optimizer state, one record per
+///   (state name, tensor, element offset) — generic names, so any optimizer (Muon, LAMB, Shampoo, …) re-shards;
+/// - `manifest.json` (rank 0, written last): format and version, step, world size, ZeRO stage, the parameter table,
+///   the shard plan, each group's optimizer, state names and step count, the data position, the resolved
+///   configuration, and the size and CRC-32 of every file.
+/// The directory is assembled under a temporary name and renamed into place only when complete, so a crash leaves
+/// either the previous checkpoints or a complete new one; older checkpoints beyond `checkpoint.keep` are removed only
+/// after that.
+public enum Checkpoint {
+    public static let format = "swift-train-checkpoint"
+    public static let version = 1
+    static let recordMagic: [UInt8] = Array("STRNRECS".utf8)
+
+    // MARK: Manifest
+
+    public struct FileEntry: Codable, Equatable, Sendable {
+        public var name: String
+        public var bytes: Int
+        public var crc32: UInt32
+    }
+
+    public struct GroupEntry: Codable, Equatable, Sendable {
+        public var name: String
+        public var sharding: String
+        public var range: [Int]
+        public var counts: [Int]
+        public var owners: [String: Int]
+        public var stateNames: [String]
+        public var stepCount: Int
+    }
+
+    public struct Manifest: Codable, Equatable, Sendable {
+        public var format: String
+        public var version: Int
+        public var step: Int
+        public var worldSize: Int
+        public var zeroStage: Int
+        public var model: String
+        public var table: [TensorEntry]
+        public var groups: [GroupEntry]
+        /// Data position: the sampler is a pure function of (seed, step), so the step and seed are the whole state.
+        public var dataSeed: UInt64
+        public var dataStep: Int
+        public var skippedSteps: Int
+        public var consecutiveBadSteps: Int
+        public var config: String
+        public var files: [FileEntry]
+        public var created: String
+    }
+
+    // MARK: Record files
+
+    /// Encodes records as: magic "STRNRECS", UInt32 version, UInt64 index length, JSON index
+    /// [{state, tensor, offset, count}], then the float32 values of every record back to back (little-endian).
+    static func encode(_ records: [TensorState]) -> Foundation.Data {
+        struct IndexEntry: Codable { var state: String; var tensor: String; var offset: Int; var count: Int }
+        let index = records.map { IndexEntry(state: $0.stateName, tensor: $0.tensorName, offset: $0.offset, count: $0.values.count) }
+        let indexData = try! JSONEncoder().encode(index)
+        var data = Foundation.Data(recordMagic)
+        var version = UInt32(Checkpoint.version).littleEndian
+        withUnsafeBytes(of: &version) { data.append(contentsOf: $0) }
+        var length = UInt64(indexData.count).littleEndian
+        withUnsafeBytes(of: &length) { data.append(contentsOf: $0) }
+        data.append(indexData)
+        for r in records { r.values.withUnsafeBytes { data.append(contentsOf: $0) } }
+        return data
+    }
+
+    static func decode(_ data: Foundation.Data, file: String) throws -> [TensorState] {
+        struct IndexEntry: Codable { var state: String; var tensor: String; var offset: Int; var count: Int }
+        func bad(_ why: String) -> CheckpointError { CheckpointError("\(file): \(why)") }
+        guard data.count >= 20, Array(data.prefix(8)) == recordMagic else { throw bad("not a swift-train checkpoint file (bad magic)") }
+        let version = data.subdata(in: 8..<12).withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }.littleEndian
+        guard Int(version) == Checkpoint.version else {
+            throw bad("format version \(version); this swift-train reads version \(Checkpoint.version)")
+        }
+        let length = Int(data.subdata(in: 12..<20).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }.littleEndian)
+        guard length <= data.count - 20 else { throw bad("truncated index") }
+        let index = try JSONDecoder().decode([IndexEntry].self, from: data.subdata(in: 20..<(20 + length)))
+        var position = 20 + length
+        var records: [TensorState] = []
+        for e in index {
+            let bytes = e.count * 4
+            guard position + bytes <= data.count else { throw bad("truncated: record \(e.state)/\(e.tensor) runs past the end") }
+            var values = [Float](repeating: 0, count: e.count)
+            values.withUnsafeMutableBytes { dst in
+                data.copyBytes(to: dst.bindMemory(to: UInt8.self), from: position..<(position + bytes))
+            }
+            records.append(TensorState(stateName: e.state, tensorName: e.tensor, offset: e.offset, values: values))
+            position += bytes
+        }
+        return records
+    }
+
+    // MARK: Saving (collective: every rank calls it at the same step)
+
+    /// Writes a checkpoint of `trainer` after `step` completed steps into `runDirectory/checkpoints`.
+    /// Returns the checkpoint directory.
+    @discardableResult
+    public static func save(_ trainer: Trainer, step: Int, runDirectory: String, keep: Int, skippedSteps: Int,
+                            consecutiveBadSteps: Int) throws -> String {
+        let comm = trainer.comm, engine = trainer.engine
+        let root = "\(runDirectory)/checkpoints"
+        let name = String(format: "step-%08d", step)
+        let final = "\(root)/\(name)", temporary = "\(root)/.\(name).partial"
+        let fm = FileManager.default
+        if comm.rank == 0 {
+            try? fm.removeItem(atPath: temporary)
+            do { try fm.createDirectory(atPath: temporary, withIntermediateDirectories: true) } catch {
+                throw CheckpointError("cannot create \(temporary): \(error.localizedDescription)")
+            }
+        }
+        try comm.barrier()
+
+        // Every rank writes what it owns; at stage 0 the state is replicated, so rank 0 alone writes it.
+        var myBytes = 0, myCRC: UInt32 = 0
+        var records: [TensorState] = []
+        if engine.stage != .replicated || comm.rank == 0 {
+            for (g, optimizer) in engine.optimizers.enumerated() {
+                if let keyed = optimizer as? TensorKeyedStateOptimizer {
+                    records += keyed.exportState(segments: engine.segments[g])
+                } else {
+                    records += optimizer.exportElementState(segments: engine.segments[g], ownedStart: engine.ownedRanges[g].lowerBound)
+                }
+            }
+        }
+        if !records.isEmpty {
+            let data = encode(records)
+            try writeDurably(data, to: "\(temporary)/\(stateFile(comm.rank))")
+            myBytes = data.count
+            myCRC = data.withUnsafeBytes { crc32($0) }
+        }
+        var sizes = [Int64](repeating: 0, count: 2 * comm.size)
+        sizes[2 * comm.rank] = Int64(myBytes)
+        sizes[2 * comm.rank + 1] = Int64(myCRC)
+        try comm.allReduce(&sizes, op: .sum)
+
+        if comm.rank == 0 {
+            let params = encode(trainer.model.table.entries.map {
+                TensorState(stateName: "param", tensorName: $0.name, offset: 0, values: Array(engine.params.slice($0.range)))
+            })
+            try writeDurably(params, to: "\(temporary)/params.bin")
+            var files = [FileEntry(name: "params.bin", bytes: params.count, crc32: params.withUnsafeBytes { crc32($0) })]
+            for r in 0..<comm.size where sizes[2 * r] > 0 {
+                files.append(FileEntry(name: stateFile(r), bytes: Int(sizes[2 * r]), crc32: UInt32(sizes[2 * r + 1])))
+            }
+            let manifest = Manifest(
+                format: format, version: version, step: step, worldSize: comm.size, zeroStage: engine.stage.rawValue,
+                model: trainer.modelDescription, table: trainer.model.table.entries,
+                groups: engine.plan.groups.enumerated().map { g, layout in
+                    GroupEntry(name: layout.name, sharding: layout.sharding.rawValue,
+                               range: [layout.range.lowerBound, layout.range.upperBound], counts: layout.counts,
+                               owners: layout.owners, stateNames: engine.optimizers[g].stateNames,
+                               stepCount: engine.optimizers[g].stepCount)
+                },
+                dataSeed: trainer.config.seed, dataStep: step, skippedSteps: skippedSteps,
+                consecutiveBadSteps: consecutiveBadSteps, config: trainer.config.resolved.yaml(), files: files,
+                created: ISO8601DateFormatter().string(from: Date()))
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try writeDurably(try encoder.encode(manifest), to: "\(temporary)/manifest.json")
+            try? fm.removeItem(atPath: final)  // only a leftover of an interrupted save of this same step
+            guard rename(temporary, final) == 0 else {
+                throw CheckpointError("cannot rename \(temporary) to \(final): \(String(cString: strerror(errno)))")
+            }
+            fsyncDirectory(root)
+            try writeAtomically(Foundation.Data((name + "\n").utf8), to: "\(root)/latest")
+            prune(root: root, keep: keep)
+        }
+        try comm.barrier()
+        return final
+    }
+
+    static func stateFile(_ rank: Int) -> String { String(format: "state-rank-%05d.bin", rank) }
+
+    /// Removes all but the newest `keep` complete checkpoints.
+    static func prune(root: String, keep: Int) {
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [])
+            .filter { $0.hasPrefix("step-") }.sorted()
+        for old in names.dropLast(max(keep, 1)) { try? FileManager.default.removeItem(atPath: "\(root)/\(old)") }
+    }
+
+    static func writeDurably(_ data: Foundation.Data, to path: String) throws {
+        try writeAtomically(data, to: path)
+    }
+
+    static func fsyncDirectory(_ path: String) {
+        let fd = open(path, O_RDONLY)
+        if fd >= 0 { fsync(fd); close(fd) }
+    }
+
+    // MARK: Loading
+
+    /// Finds the checkpoint a `--resume` argument names: a checkpoint directory, a run directory (its latest
+    /// checkpoint), or `latest` (the newest checkpoint of any run under `runs/`).
+    public static func resolve(_ argument: String, runsRoot: String = "runs") throws -> String {
+        let fm = FileManager.default
+        if argument == "latest" {
+            let runs = ((try? fm.contentsOfDirectory(atPath: runsRoot)) ?? []).map { "\(runsRoot)/\($0)" }
+            let candidates = runs.compactMap { try? resolve($0) }
+            let newest = candidates.max { a, b in
+                let ma = (try? fm.attributesOfItem(atPath: "\(a)/manifest.json")[.modificationDate] as? Date) ?? .distantPast
+                let mb = (try? fm.attributesOfItem(atPath: "\(b)/manifest.json")[.modificationDate] as? Date) ?? .distantPast
+                return ma < mb
+            }
+            guard let newest else { throw CheckpointError("--resume latest: no checkpoint found under \(runsRoot)/*/checkpoints") }
+            return newest
+        }
+        if fm.fileExists(atPath: "\(argument)/manifest.json") { return argument }
+        let root = "\(argument)/checkpoints"
+        if let latest = try? String(contentsOfFile: "\(root)/latest", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),
+           fm.fileExists(atPath: "\(root)/\(latest)/manifest.json") {
+            return "\(root)/\(latest)"
+        }
+        let complete = ((try? fm.contentsOfDirectory(atPath: root)) ?? []).filter {
+            $0.hasPrefix("step-") && fm.fileExists(atPath: "\(root)/\($0)/manifest.json")
+        }.sorted()
+        guard let last = complete.last else {
+            throw CheckpointError("--resume \(argument): no checkpoint there (expected a checkpoint directory with manifest.json, " +
+                                  "or a run directory with checkpoints/)")
+        }
+        return "\(root)/\(last)"
+    }
+
+    /// Reads and verifies a checkpoint (every file's size and CRC-32). Throws a message naming the file and problem.
+    public static func load(_ path: String) throws -> LoadedCheckpoint {
+        let manifestPath = "\(path)/manifest.json"
+        guard let manifestData = FileManager.default.contents(atPath: manifestPath) else {
+            throw CheckpointError("\(manifestPath): missing — not a complete checkpoint (an interrupted save leaves no manifest)")
+        }
+        let manifest: Manifest
+        do { manifest = try JSONDecoder().decode(Manifest.self, from: manifestData) } catch {
+            throw CheckpointError("\(manifestPath): corrupt manifest (\(error))")
+        }
+        guard manifest.format == format else { throw CheckpointError("\(manifestPath): format '\(manifest.format)' is not \(format)") }
+        guard manifest.version == version else {
+            throw CheckpointError("\(manifestPath): checkpoint format version \(manifest.version); this swift-train reads version \(version)")
+        }
+        var records: [TensorState] = []
+        for file in manifest.files {
+            let filePath = "\(path)/\(file.name)"
+            guard let data = FileManager.default.contents(atPath: filePath) else { throw CheckpointError("\(filePath): missing") }
+            guard data.count == file.bytes else {
+                throw CheckpointError("\(filePath): \(data.count) bytes, the manifest says \(file.bytes) (truncated or replaced)")
+            }
+            let crc = data.withUnsafeBytes { crc32($0) }
+            guard crc == file.crc32 else {
+                throw CheckpointError(String(format: "%@: checksum mismatch (CRC-32 %08x, manifest %08x): the file is corrupt", filePath, crc, file.crc32))
+            }
+            records += try decode(data, file: filePath)
+        }
+        return LoadedCheckpoint(path: path, manifest: manifest, records: records)
+    }
+}
+
+public struct CheckpointError: Error, CustomStringConvertible, Equatable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// A verified checkpoint in memory; serves any slice of any state to optimizers of any world size.
+public final class LoadedCheckpoint: StateSource, @unchecked Sendable {
+    public let path: String
+    public let manifest: Checkpoint.Manifest
+    /// (state, tensor) → pieces sorted by offset.
+    private var pieces: [String: [TensorState]] = [:]
+
+    init(path: String, manifest: Checkpoint.Manifest, records: [TensorState]) {
+        self.path = path
+        self.manifest = manifest
+        for r in records { pieces["\(r.stateName)\u{0}\(r.tensorName)", default: []].append(r) }
+        for k in pieces.keys { pieces[k]!.sort { $0.offset < $1.offset } }
+    }
+
+    public func values(state stateName: String, tensor tensorName: String, offset: Int, count: Int) throws -> [Float] {
+        guard let list = pieces["\(stateName)\u{0}\(tensorName)"] else {
+            throw CheckpointError("\(path): no '\(stateName)' state for tensor '\(tensorName)' — the checkpoint was written " +
+                                  "with a different optimizer for it (\(manifest.groups.map(\.name).joined(separator: ", ")))")
+        }
+        var out = [Float](repeating: 0, count: count)
+        var filled = 0
+        for piece in list where piece.offset < offset + count && piece.offset + piece.values.count > offset {
+            let lo = max(offset, piece.offset), hi = min(offset + count, piece.offset + piece.values.count)
+            for i in lo..<hi { out[i - offset] = piece.values[i - piece.offset] }
+            filled += hi - lo
+        }
+        guard filled == count else {
+            throw CheckpointError("\(path): '\(stateName)' of '\(tensorName)' covers \(filled) of elements \(offset)..<\(offset + count)")
+        }
+        return out
+    }
+
+    /// Checks that the checkpoint holds the same tensors as `table` (names, shapes), naming the first difference.
+    public func checkModel(_ table: ParameterTable, description: String) throws {
+        let saved = Dictionary(uniqueKeysWithValues: manifest.table.map { ($0.name, $0) })
+        for e in table.entries {
+            guard let s = saved[e.name] else {
+                throw CheckpointError("\(path) was written for a different model (\(manifest.model)): it has no tensor '\(e.name)' (this model: \(description))")
+            }
+            guard s.shape == e.shape else {
+                throw CheckpointError("\(path) was written for a different model (\(manifest.model)): tensor '\(e.name)' has shape \(s.shape) there, \(e.shape) here")
+            }
+        }
+        guard saved.count == table.entries.count else {
+            throw CheckpointError("\(path) was written for a different model (\(manifest.model)): \(saved.count) tensors there, \(table.entries.count) here")
+        }
+    }
+
+    /// Restores parameters and optimizer state into `engine` (any world size and stage).
+    public func restore(into engine: ShardedDataParallel) throws {
+        for entry in engine.plan.table.entries {
+            let values = try self.values(state: "param", tensor: entry.name, offset: 0, count: entry.count)
+            let dst = engine.params.slice(entry.range)
+            for i in 0..<values.count { dst[i] = values[i] }
+        }
+        for (g, optimizer) in engine.optimizers.enumerated() {
+            let name = engine.plan.groups[g].name
+            guard let saved = manifest.groups.first(where: { $0.name == name }) else {
+                throw CheckpointError("\(path): no optimizer group '\(name)' (the checkpoint has \(manifest.groups.map(\.name).joined(separator: ", "))); resume with the optimizers it was written with")
+            }
+            if let keyed = optimizer as? TensorKeyedStateOptimizer {
+                try keyed.importState(segments: engine.segments[g], from: self)
+            } else {
+                try optimizer.importElementState(segments: engine.segments[g], ownedStart: engine.ownedRanges[g].lowerBound, from: self)
+            }
+            optimizer.stepCount = saved.stepCount
+        }
+    }
+
+    /// All parameters by name (for export).
+    public func parameters() throws -> [SafeTensors.Tensor] {
+        try manifest.table.map { SafeTensors.Tensor(name: $0.name, shape: $0.shape, values: try values(state: "param", tensor: $0.name, offset: 0, count: $0.count)) }
+    }
+
+    /// Every optimizer state of every tensor, assembled whole, named `optimizer.<state>.<tensor>`.
+    public func optimizerState() -> [SafeTensors.Tensor] {
+        pieces.keys.sorted().compactMap { key -> SafeTensors.Tensor? in
+            let list = pieces[key]!
+            guard list[0].stateName != "param" else { return nil }
+            let values = list.flatMap(\.values)
+            let shape = manifest.table.first { $0.name == list[0].tensorName }.map { $0.count == values.count ? $0.shape : [values.count] } ?? [values.count]
+            return SafeTensors.Tensor(name: "optimizer.\(list[0].stateName).\(list[0].tensorName)", shape: shape, values: values)
+        }
+    }
+}
