@@ -1,0 +1,56 @@
+// GELU, tanh approximation, computed without libm calls so the loops vectorise.
+//
+// Why: glibc's tanhf goes through expm1f and costs ~50 ns an element; in the GPT benchmark model (N·4C = 2M
+// elements per layer) `geluForward`/`geluBackward` took about a third of a training step. Here, with
+// q = exp(−2u) and r = 1 / (1 + q),
+//   ½(1 + tanh u) = r,   ½(1 − tanh² u) = 2·(q·r)·r
+// (no cancellation in either tail, and no overflow: q saturates at e^88 and r at 0 or 1), and exp from Cephes' expf (range reduction to r ∈ [−ln2/2, ln2/2], degree-6
+// polynomial, 2ⁿ built in the exponent bits): plain arithmetic the compiler turns into SIMD. Tests check both
+// against a double-precision reference and against the libm-based `geluForward`/`geluBackward` (the naive twins).
+// Inputs beyond ±1e19 (where x³ overflows float) are outside the contract, as for the libm version.
+
+@inline(__always)
+private func expCephes(_ value: Float) -> Float {
+    // Clamp to the finite range of expf; 2ⁿ below then stays a normal float (n ∈ −126…127).
+    let x = Swift.min(Swift.max(value, -87.3), 88.3)
+    // n = round(x / ln 2) by the 1.5·2²³ trick (round-to-nearest without a libm call).
+    let shifter: Float = 12_582_912
+    let n = (x * 1.442_695_04 + shifter) - shifter
+    // r = x − n·ln 2, with ln 2 split in two so the product is exact.
+    let r = (x - n * 0.693_359_375) + n * 2.121_944_40e-4
+    var p: Float = 1.987_569_150_0e-4
+    p = p * r + 1.398_199_950_7e-3
+    p = p * r + 8.333_451_907_3e-3
+    p = p * r + 4.166_579_589_4e-2
+    p = p * r + 1.666_666_545_9e-1
+    p = p * r + 5.000_000_120_1e-1
+    p = p * r * r + r + 1
+    let scale = Float(bitPattern: UInt32(truncatingIfNeeded: Int32(n) &+ 127) &<< 23)
+    return p * scale
+}
+
+private let geluScaleFast: Float = 0.797_884_560_802_865_4  // √(2/π)
+private let geluCubicFast: Float = 0.044715
+
+/// y[n] = ½·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))   (same function as `geluForward`).
+public func geluFastForward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count n: Int) {
+    for i in 0..<n {
+        let v = x[i]
+        let u = geluScaleFast * (v + geluCubicFast * v * v * v)
+        let r = 1 / (1 + expCephes(-2 * u))
+        y[i] = v * r
+    }
+}
+
+/// dx[n] += dy · (½(1 + tanh u) + ½·x·(1 − tanh² u)·√(2/π)·(1 + 3·0.044715·x²))   (as `geluBackward`).
+public func geluFastBackward(_ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>,
+                             count n: Int) {
+    for i in 0..<n {
+        let v = x[i]
+        let u = geluScaleFast * (v + geluCubicFast * v * v * v)
+        let q = expCephes(-2 * u)
+        let r = 1 / (1 + q)
+        let du = geluScaleFast * (1 + 3 * geluCubicFast * v * v)
+        dx[i] += dy[i] * (r + 2 * v * du * (q * r) * r)
+    }
+}
