@@ -16,7 +16,7 @@ struct SwiftTrainCommand: ParsableCommand {
         which adds Open MPI's allow-run-as-root variables and --oversubscribe). Plain `swift-train` is one rank.
         """,
         version: swiftTrainVersion,
-        subcommands: [Train.self, ShowConfig.self, Export.self, Bench.self, BenchComm.self],
+        subcommands: [Train.self, ShowConfig.self, Export.self, Sample.self, Bench.self, BenchComm.self],
         defaultSubcommand: Train.self)
 }
 
@@ -54,7 +54,7 @@ struct Train: ParsableCommand {
         // Phase 1, before MPI: everything that can fail because of the user's input. Each rank checks the same
         // inputs; a failure exits non-zero here and mpirun ends the job, so no rank is left waiting in a collective.
         let config: TrainConfig
-        let datasets: (train: ImageDataset, test: ImageDataset)
+        let task: TrainingTask
         var runDirectory: RunDirectory?
         var checkpoint: LoadedCheckpoint?
         var runPath = ""
@@ -76,13 +76,11 @@ struct Train: ParsableCommand {
             }
             if let out { try resolved.set("output.dir", raw: out, source: "--out") }
             config = try TrainConfig(resolved, worldSize: launch.worldSize)
-            datasets = try FashionMNIST.load(directory: config.dataDirectory)
-            _ = try config.totalSteps(datasetSize: datasets.train.count)
-            if let checkpoint {
-                // The same model check Trainer makes, here before any rank communicates.
-                let shape = MLP(widths: [datasets.train.featureCount] + config.hidden + [datasets.train.classes], activation: config.activation)
-                try checkpoint.checkModel(shape.table, description: "MLP \(shape.widths.map(String.init).joined(separator: "-"))")
-            }
+            task = try config.makeTask()
+            _ = try config.totalSteps(datasetSize: task.rowsPerEpoch)
+            _ = try config.groupSpecs(for: task.model.table)  // e.g. Muon routed to a vector: named here, before MPI
+            // The same model check Trainer makes, here before any rank communicates.
+            try checkpoint?.checkModel(task.model.table, description: task.modelDescription)
             if let checkpoint, out == nil {
                 runPath = URL(fileURLWithPath: checkpoint.path).deletingLastPathComponent().deletingLastPathComponent().path
                 if isRoot { runDirectory = try RunDirectory(resuming: runPath, atStep: checkpoint.manifest.step) }
@@ -120,16 +118,17 @@ struct Train: ParsableCommand {
                 console.line("resolved config:\n" + config.resolved.yaml())
                 try runDirectory.write("config.yaml", text: config.resolved.yaml(header: "resolved configuration of this run; rerun with --config \(runDirectory.path)/config.yaml"))
             }
-            let trainer = try Trainer(config: config, comm: comm, train: datasets.train, test: datasets.test,
-                                      output: runDirectory, console: console, resume: checkpoint)
+            let trainer = try Trainer(config: config, comm: comm, task: task, output: runDirectory, console: console,
+                                      resume: checkpoint)
             trainer.checkpointRoot = runPath
             if let checkpoint, let console {
                 console.line("resumed from \(checkpoint.path) at step \(checkpoint.manifest.step) " +
                              "(written by \(checkpoint.manifest.worldSize) ranks at ZeRO stage \(checkpoint.manifest.zeroStage))")
             }
             if let console {
-                console.line("model: MLP \(trainer.model.widths.map(String.init).joined(separator: "-")) (\(config.activation.rawValue)), " +
-                             "\(trainer.model.table.count) parameters · optimizer \(config.optimizerName) · \(trainer.totalSteps) steps")
+                let groups = trainer.engine.plan.groups.map { "\($0.name) (\($0.range.count) parameters)" }.joined(separator: ", ")
+                console.line("model: \(task.modelDescription), \(trainer.model.table.count) parameters · optimizers: \(groups) · " +
+                             "ZeRO stage \(config.zeroStage) · \(trainer.totalSteps) steps")
             }
             let summary = try trainer.run()
             if let runDirectory, let console {
@@ -204,6 +203,65 @@ struct Export: ParsableCommand {
         } catch let error as CheckpointError {
             printError("error: \(error)")
             throw ExitCode(2)
+        }
+    }
+}
+
+/// `swift-train sample`: text from a GPT checkpoint.
+struct Sample: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Generate text from a GPT checkpoint.")
+
+    @Argument(help: "Checkpoint directory, run directory (its latest checkpoint), or `latest`.")
+    var checkpoint: String
+
+    @Option(help: "Text to continue (bytes of UTF-8).")
+    var prompt = "\n"
+
+    @Option(help: "Tokens to generate.")
+    var tokens = 200
+
+    @Option(help: "Softmax temperature; 0 is greedy.")
+    var temperature: Float = 0.8
+
+    @Option(name: .customLong("top-k"), help: "Sample among the k most likely tokens (0: all).")
+    var topK = 40
+
+    @Option(help: "Random seed.")
+    var seed: UInt64 = 0
+
+    func validate() throws {
+        guard tokens > 0 else { throw ValidationError("--tokens must be positive") }
+        guard temperature >= 0 else { throw ValidationError("--temperature must be ≥ 0") }
+    }
+
+    func run() throws {
+        do {
+            let loaded = try Checkpoint.load(try Checkpoint.resolve(checkpoint))
+            var resolved = ResolvedConfig(name: "sample")
+            try resolved.merge(yaml: loaded.manifest.config, source: "\(loaded.path)/manifest.json (config)")
+            let config = try TrainConfig(resolved, worldSize: 1)
+            guard config.modelKind == "gpt" else {
+                throw CheckpointError("\(loaded.path) holds a \(loaded.manifest.model), not a GPT: nothing to sample")
+            }
+            let model = GPT(config.gpt)
+            try loaded.checkModel(model.table, description: "GPT")
+            let params = FloatBuffer(count: model.table.count)
+            for e in model.table.entries {
+                let v = try loaded.values(state: "param", tensor: e.name, offset: 0, count: e.count)
+                for i in 0..<v.count { params[e.offset + i] = v[i] }
+            }
+            let promptTokens = Array(prompt.utf8).map { Int32($0) }.filter { Int($0) < config.gpt.vocabulary }
+            let out = generate(model: model, params: params.pointer, prompt: promptTokens, count: tokens,
+                               temperature: temperature, topK: topK, seed: seed)
+            if config.gpt.vocabulary == 256 {
+                print(prompt + String(decoding: out.map { UInt8($0) }, as: UTF8.self))
+            } else {
+                print(out.map(String.init).joined(separator: " "))
+            }
+        } catch let error as CheckpointError {
+            printError("error: \(error)"); throw ExitCode(2)
+        } catch let error as ConfigError {
+            printError("error: \(error)"); throw ExitCode(2)
         }
     }
 }

@@ -1,3 +1,4 @@
+import Data
 import Distributed
 import Foundation
 import Models
@@ -187,6 +188,11 @@ public struct TrainConfig: Sendable {
     public var zeroStage: Int
     public var bucketElements: Int
     public var maxBadSteps: Int
+    public var modelKind: String
+    public var gpt: GPTConfig
+    public var dataset: String
+    public var dataPath: String
+    public var evalSequences: Int
     public var stopAt: Int
     public var checkpointEvery: Int
     public var checkpointFinal: Bool
@@ -220,6 +226,12 @@ public struct TrainConfig: Sendable {
         outputDirectory = c.string("output.dir")
         saveModel = c.bool("output.save_model")
         maxBadSteps = c.int("train.max_bad_steps")
+        modelKind = c.string("model.kind")
+        gpt = GPTConfig(vocabulary: c.int("data.vocabulary"), context: c.int("model.context"), layers: c.int("model.layers"),
+                        heads: c.int("model.heads"), width: c.int("model.width"), tiedHead: c.bool("model.tied_head"))
+        dataset = c.string("data.dataset")
+        dataPath = c.string("data.path")
+        evalSequences = c.int("train.eval_sequences")
         stopAt = c.int("train.stop_at")
         checkpointEvery = c.int("checkpoint.every")
         checkpointFinal = c.bool("checkpoint.final")
@@ -238,6 +250,13 @@ public struct TrainConfig: Sendable {
         let usesSGD = optimizerName == "sgd" || TensorRole.allCases.contains { c.string("groups.\($0.rawValue).optimizer") == "sgd" }
         if usesSGD && c.bool("optimizer.nesterov") && (c.double("optimizer.momentum") <= 0 || c.double("optimizer.dampening") != 0) {
             throw ConfigError("optimizer.nesterov = true needs optimizer.momentum > 0 and optimizer.dampening = 0")
+        }
+        if (modelKind == "gpt") != (dataset == "text") {
+            throw ConfigError("model.kind = \(modelKind) does not fit data.dataset = \(dataset): use model.kind gpt with data.dataset text, " +
+                              "and model.kind mlp with data.dataset fashion-mnist")
+        }
+        if modelKind == "gpt", let problem = gpt.invalidReason {
+            throw ConfigError("model: \(problem)")
         }
         if steps == 0 && epochs == 0 {
             throw ConfigError("train.steps and train.epochs are both 0: set one of them to say how long to train")
@@ -280,6 +299,21 @@ public struct TrainConfig: Sendable {
             }
         }
         return specs
+    }
+
+    /// Loads the data and builds the model for this configuration (before MPI: errors here stop every rank).
+    public func makeTask() throws -> TrainingTask {
+        switch modelKind {
+        case "gpt":
+            let corpus = try TextCorpus.load(path: dataPath, vocabulary: gpt.vocabulary,
+                                             validationFraction: resolved.double("data.validation_fraction"))
+            try corpus.check(context: gpt.context)
+            return LanguageModelTask(corpus: corpus, config: gpt, microBatch: microBatch, seed: seed, evalSequences: evalSequences)
+        default:
+            let (train, test) = try FashionMNIST.load(directory: dataDirectory)
+            return ImageClassificationTask(train: train, test: test, hidden: hidden, activation: activation,
+                                           globalBatch: globalBatch, microBatch: microBatch, seed: seed)
+        }
     }
 
     public func schedule(totalSteps: Int) -> LRSchedule {

@@ -17,6 +17,8 @@ public struct TrainSummary: Sendable {
     public var finalTrainLoss: Double
     public var evalLoss: Double
     public var evalAccuracy: Double
+    /// Task-specific evaluation metrics (e.g. eval_bits_per_byte for language models).
+    public var evalExtras: [String: Double] = [:]
     public var samplesPerSecond: Double
     /// Global batch / median step time: robust to warm-up and noise (what benchmarks compare).
     public var medianStepSamplesPerSecond: Double
@@ -45,6 +47,7 @@ public struct TrainSummary: Sendable {
         o.add("final_train_loss", finalTrainLoss)
         o.add("eval_loss", evalLoss)
         o.add("eval_accuracy", evalAccuracy)
+        for (k, v) in evalExtras.sorted(by: { $0.key < $1.key }) { o.add(k, v) }
         o.add("samples_per_sec", samplesPerSecond)
         o.add("median_step_samples_per_sec", medianStepSamplesPerSecond)
         o.add("median_step_ms", medianStepSeconds * 1000)
@@ -73,7 +76,8 @@ public struct TrainSummary: Sendable {
 public final class Trainer {
     public let config: TrainConfig
     public let comm: Communicator
-    public let model: MLP
+    public let task: TrainingTask
+    public var model: Model { task.model }
     public let engine: ShardedDataParallel
     /// Full parameters (in the shard plan's layout), identical on every rank after each step.
     public var params: FloatBuffer { engine.params }
@@ -84,32 +88,24 @@ public final class Trainer {
     public var checkpointRoot: String?
     private var skippedSteps = 0
     private var consecutiveBadSteps = 0
-    private let train: ImageDataset
-    private let test: ImageDataset
-    private var sampler: BatchSampler
     private let schedule: LRSchedule
     private let output: RunDirectory?
     private let console: Console?
 
-    // Micro-batch buffers: features [microBatch, featureCount], labels [microBatch].
-    private let batchFeatures: FloatBuffer
-    private var batchLabels: [Int32]
-    private var indices: [Int32] = []
-
     /// - Parameters:
     ///   - output: rank 0's run directory (nil on other ranks, and in tests that write nothing).
     ///   - console: rank 0's console (nil elsewhere).
-    public init(config: TrainConfig, comm: Communicator, train: ImageDataset, test: ImageDataset,
-                output: RunDirectory? = nil, console: Console? = nil, resume: LoadedCheckpoint? = nil) throws {
+    ///   - resume: a verified checkpoint to continue from (any world size and ZeRO stage).
+    public init(config: TrainConfig, comm: Communicator, task: TrainingTask, output: RunDirectory? = nil,
+                console: Console? = nil, resume: LoadedCheckpoint? = nil) throws {
         precondition(comm.size == config.worldSize, "config validated for \(config.worldSize) ranks, world has \(comm.size)")
         self.config = config
         self.comm = comm
-        self.train = train
-        self.test = test
+        self.task = task
         self.output = output
         self.console = console
-        totalSteps = try config.totalSteps(datasetSize: train.count)
-        model = MLP(widths: [train.featureCount] + config.hidden + [train.classes], activation: config.activation)
+        totalSteps = try config.totalSteps(datasetSize: task.rowsPerEpoch)
+        let model = task.model
         // Shard plan first (identical on every rank), then the model adopts its layout.
         let plan = ShardPlan(table: model.table, groups: try config.groupSpecs(for: model.table), worldSize: comm.size)
         model.adopt(layout: plan.table)
@@ -122,12 +118,9 @@ public final class Trainer {
             hyperparameters: { config.hyperparameters(for: $0.role) })
         // Every rank initialises from the same seed, so parameters start identical without a broadcast.
         model.initializeParameters(engine.params.buffer, seed: config.seed)
-        sampler = BatchSampler(datasetSize: train.count, globalBatch: config.globalBatch, seed: config.seed)
         schedule = config.schedule(totalSteps: totalSteps)
-        batchFeatures = FloatBuffer(count: config.microBatch * train.featureCount)
-        batchLabels = [Int32](repeating: 0, count: config.microBatch)
         if let resume {
-            try resume.checkModel(model.table, description: modelDescription)
+            try resume.checkModel(model.table, description: task.modelDescription)
             try resume.restore(into: engine)
             startStep = resume.manifest.step
             skippedSteps = resume.manifest.skippedSteps
@@ -135,10 +128,16 @@ public final class Trainer {
         }
     }
 
-    /// "MLP 784-1024-1024-10 (relu)": recorded in checkpoints to explain a model mismatch.
-    public var modelDescription: String {
-        "MLP \(model.widths.map(String.init).joined(separator: "-")) (\(model.activation.rawValue))"
+    /// Image classification on `train`/`test` with the configured MLP.
+    public convenience init(config: TrainConfig, comm: Communicator, train: ImageDataset, test: ImageDataset,
+                            output: RunDirectory? = nil, console: Console? = nil, resume: LoadedCheckpoint? = nil) throws {
+        let task = ImageClassificationTask(train: train, test: test, hidden: config.hidden, activation: config.activation,
+                                           globalBatch: config.globalBatch, microBatch: config.microBatch, seed: config.seed)
+        try self.init(config: config, comm: comm, task: task, output: output, console: console, resume: resume)
     }
+
+    /// Recorded in checkpoints to explain a model mismatch.
+    public var modelDescription: String { task.modelDescription }
 
     /// Runs training to the end and returns the summary (identical on every rank).
     public func run() throws -> TrainSummary {
@@ -149,6 +148,7 @@ public final class Trainer {
         var stepTimes: [Double] = []
         stepTimes.reserveCapacity(totalSteps)
         var last: (loss: Double, accuracy: Double) = (.nan, .nan)
+        var lastEval: BatchResult?
         let micro = config.microBatch
 
         for step in startStep..<totalSteps {
@@ -157,15 +157,11 @@ public final class Trainer {
             var local = BatchResult()
             for m in 0..<config.gradAccum {
                 engine.beginMicroBatch(m)
-                sampler.indices(step: step, offset: comm.rank * config.perRankBatch + m * micro, rows: micro, into: &indices)
-                batchLabels.withUnsafeMutableBufferPointer {
-                    gatherRows(train, indices: indices, features: batchFeatures.pointer, labels: $0.baseAddress!)
-                }
-                local += batchLabels.withUnsafeBufferPointer { labels in
-                    model.forwardBackward(params: params.pointer, sink: engine.sink,
-                                          batch: ModelBatch(features: batchFeatures.pointer, targets: labels.baseAddress!, rows: micro),
-                                          lossScale: 1 / Float(config.perRankBatch))
-                }
+                let batch = task.trainBatch(step: step, firstRow: comm.rank * config.perRankBatch + m * micro, rows: micro,
+                                            globalBatch: config.globalBatch)
+                // The gradient of the mean loss over this rank's predictions; averaging over ranks gives the global mean.
+                local += model.forwardBackward(params: params.pointer, sink: engine.sink, batch: batch,
+                                               lossScale: 1 / Float(config.perRankBatch * model.predictionsPerRow))
                 engine.endMicroBatch()
             }
             let report = try engine.step(lr: Float(lr))
@@ -200,6 +196,7 @@ public final class Trainer {
             if done == totalSteps || (config.evalEvery > 0 && done % config.evalEvery == 0) {
                 let result = try evaluate()
                 last = (result.meanLoss, result.accuracy)
+                lastEval = result
                 try logEval(done, result)
             }
             // A signal on any rank stops every rank here, after the same step (one tiny all-reduce per step).
@@ -225,10 +222,10 @@ public final class Trainer {
         try comm.allReduce(&updateTimes, op: .sum)
         stepTimes.sort()
         let medianStep = stepTimes.isEmpty ? .nan : stepTimes[stepTimes.count / 2]
-        return TrainSummary(
+        var summary = TrainSummary(
             worldSize: comm.size, globalBatch: config.globalBatch, perRankBatch: config.perRankBatch,
             gradAccum: config.gradAccum, steps: totalSteps,
-            epochs: Double(totalSteps * config.globalBatch) / Double(train.count),
+            epochs: Double(totalSteps * config.globalBatch) / Double(task.rowsPerEpoch),
             finalTrainLoss: lastLoss, evalLoss: last.loss, evalAccuracy: last.accuracy,
             samplesPerSecond: Double((totalSteps - startStep) * config.globalBatch) / max(trainSeconds, 1e-9),
             medianStepSamplesPerSecond: Double(config.globalBatch) / medianStep, medianStepSeconds: medianStep,
@@ -236,6 +233,8 @@ public final class Trainer {
             skippedSteps: skippedSteps, zeroStage: config.zeroStage, optimizerStateBytesPerRank: perRank(0),
             gradientBytesPerRank: perRank(1), peakRSSBytesPerRank: perRank(2), optimizerSecondsPerStepPerRank: updateTimes,
             communicationWaitSeconds: engine.communicationWaitSeconds)
+        if let lastEval { summary.evalExtras = Dictionary(uniqueKeysWithValues: task.evaluationMetrics(lastEval)) }
+        return summary
     }
 
     /// Ends training early on every rank: rank 0 reports why, then all ranks meet once more before any exits, so
@@ -257,25 +256,10 @@ public final class Trainer {
         console?.line("checkpoint: \(path)")
     }
 
-    /// Test-set loss and accuracy: each rank evaluates a contiguous share, then one all-reduce of the sums.
+    /// Held-out loss and accuracy: each rank evaluates its share, then one all-reduce of the sums.
     public func evaluate() throws -> BatchResult {
-        let n = test.count
-        let lo = n * comm.rank / comm.size, hi = n * (comm.rank + 1) / comm.size
-        var total = BatchResult()
-        let chunk = 1000
-        let features = FloatBuffer(count: chunk * test.featureCount)
-        var labels = [Int32](repeating: 0, count: chunk)
-        var start = lo
-        while start < hi {
-            let rows = min(chunk, hi - start)
-            indices = (Int32(start)..<Int32(start + rows)).map { $0 }
-            labels.withUnsafeMutableBufferPointer { gatherRows(test, indices: indices, features: features.pointer, labels: $0.baseAddress!) }
-            total += labels.withUnsafeBufferPointer {
-                model.forward(params: params.pointer, batch: ModelBatch(features: features.pointer, targets: $0.baseAddress!, rows: rows))
-            }
-            start += rows
-        }
-        var sums = [total.lossSum, Double(total.correct), Double(total.predictions)]
+        let local = task.evaluate(params: params.pointer, rank: comm.rank, world: comm.size)
+        var sums = [local.lossSum, Double(local.correct), Double(local.predictions)]
         try comm.allReduce(&sums, op: .sum)
         return BatchResult(lossSum: sums[0], correct: Int(sums[1]), predictions: Int(sums[2]))
     }
@@ -285,7 +269,7 @@ public final class Trainer {
         guard comm.rank == 0 else { return }
         var o = JSONObject()
         o.add("step", step)
-        o.add("epoch", Double(step * config.globalBatch) / Double(train.count))
+        o.add("epoch", Double(step * config.globalBatch) / Double(task.rowsPerEpoch))
         o.add("loss", loss)
         o.add("lr", lr)
         o.add("grad_norm", gradNorm)
@@ -306,8 +290,10 @@ public final class Trainer {
         o.add("step", step)
         o.add("eval_loss", r.meanLoss)
         o.add("eval_accuracy", r.accuracy)
+        var extras = ""
+        for (k, v) in task.evaluationMetrics(r) { o.add(k, v); extras += String(format: "  %@ %.4f", k, v) }
         try output?.appendMetrics(o)
-        console?.line(String(format: "eval @ step %d: loss %.4f  accuracy %.4f", step, r.meanLoss, r.accuracy))
+        console?.line(String(format: "eval @ step %d: loss %.4f  accuracy %.4f", step, r.meanLoss, r.accuracy) + extras)
     }
 }
 
@@ -315,9 +301,7 @@ extension Trainer {
     /// The current parameters as safetensors bytes (names and shapes from the parameter table).
     public func modelSafeTensors() -> Foundation.Data {
         SafeTensors.encode(model.table.safeTensors(from: UnsafeBufferPointer(params.buffer)),
-                           metadata: ["format": "swift-train", "model": "mlp",
-                                      "widths": model.widths.map(String.init).joined(separator: ","),
-                                      "activation": config.activation.rawValue])
+                           metadata: ["format": "swift-train", "model": task.modelDescription, "config": config.resolved.yaml()])
     }
 }
 

@@ -1,0 +1,144 @@
+import Data
+import Foundation
+import Models
+import SwiftMPI
+import Tensors
+
+/// What the trainer trains: a model, the rows of each global batch, and an evaluation. Rows are indexed globally
+/// (rank r of N takes rows r·b ..< (r+1)·b of every global batch), so a step uses the same examples at any world
+/// size, and a run is reproducible from (seed, world size).
+public protocol TrainingTask: AnyObject {
+    var model: Model { get }
+    /// One line for logs and checkpoints, e.g. "MLP 784-1024-1024-10 (relu)".
+    var modelDescription: String { get }
+    /// Rows (examples or sequences) per epoch, for `train.epochs`.
+    var rowsPerEpoch: Int { get }
+    /// A batch of `rows` rows starting at global row `firstRow` of global batch `step`; valid until the next call.
+    func trainBatch(step: Int, firstRow: Int, rows: Int, globalBatch: Int) -> ModelBatch
+    /// This rank's share of the held-out evaluation, as sums (all-reduced by the caller).
+    func evaluate(params: UnsafePointer<Float>, rank: Int, world: Int) -> BatchResult
+    /// Extra evaluation metrics derived from the reduced result (e.g. bits per byte).
+    func evaluationMetrics(_ result: BatchResult) -> [(String, Double)]
+}
+
+/// Image classification (Fashion-MNIST) with the MLP.
+public final class ImageClassificationTask: TrainingTask {
+    public let mlp: MLP
+    public var model: Model { mlp }
+    public let train: ImageDataset
+    public let test: ImageDataset
+    private var sampler: BatchSampler
+    private let features: FloatBuffer
+    private let labels: UnsafeMutablePointer<Int32>
+    private var indices: [Int32] = []
+
+    public init(train: ImageDataset, test: ImageDataset, hidden: [Int], activation: Activation, globalBatch: Int,
+                microBatch: Int, seed: UInt64) {
+        self.train = train
+        self.test = test
+        mlp = MLP(widths: [train.featureCount] + hidden + [train.classes], activation: activation)
+        sampler = BatchSampler(datasetSize: train.count, globalBatch: globalBatch, seed: seed)
+        features = FloatBuffer(count: max(microBatch, 1000) * train.featureCount)
+        labels = .allocate(capacity: max(microBatch, 1000))
+    }
+
+    deinit { labels.deallocate() }
+
+    public var modelDescription: String {
+        "MLP \(mlp.widths.map(String.init).joined(separator: "-")) (\(mlp.activation.rawValue))"
+    }
+    public var rowsPerEpoch: Int { train.count }
+
+    public func trainBatch(step: Int, firstRow: Int, rows: Int, globalBatch: Int) -> ModelBatch {
+        sampler.indices(step: step, offset: firstRow, rows: rows, into: &indices)
+        return fill(from: train, rows: rows)
+    }
+
+    private func fill(from dataset: ImageDataset, rows: Int) -> ModelBatch {
+        gatherRows(dataset, indices: indices, features: features.pointer, labels: labels)
+        return ModelBatch(features: features.pointer, targets: labels, rows: rows)
+    }
+
+    /// Test-set loss and accuracy over this rank's contiguous share of the test set.
+    public func evaluate(params: UnsafePointer<Float>, rank: Int, world: Int) -> BatchResult {
+        let n = test.count
+        var start = n * rank / world
+        let end = n * (rank + 1) / world
+        var total = BatchResult()
+        while start < end {
+            let rows = min(1000, end - start)
+            indices = (Int32(start)..<Int32(start + rows)).map { $0 }
+            total += mlp.forward(params: params, batch: fill(from: test, rows: rows))
+            start += rows
+        }
+        return total
+    }
+
+    public func evaluationMetrics(_ result: BatchResult) -> [(String, Double)] { [] }
+}
+
+/// Next-token prediction on a token corpus with the GPT.
+public final class LanguageModelTask: TrainingTask {
+    public let gpt: GPT
+    public var model: Model { gpt }
+    public let corpus: TextCorpus
+    public let seed: UInt64
+    /// Held-out windows evaluated (the first ones of the validation split; 0 = all).
+    public let evalSequences: Int
+    private let tokens: UnsafeMutablePointer<Int32>
+    private let targets: UnsafeMutablePointer<Int32>
+    private let capacity: Int
+
+    public init(corpus: TextCorpus, config: GPTConfig, microBatch: Int, seed: UInt64, evalSequences: Int) {
+        self.corpus = corpus
+        self.seed = seed
+        self.evalSequences = evalSequences
+        gpt = GPT(config)
+        capacity = max(microBatch, 16)
+        tokens = .allocate(capacity: capacity * config.context)
+        targets = .allocate(capacity: capacity * config.context)
+    }
+
+    deinit {
+        tokens.deallocate()
+        targets.deallocate()
+    }
+
+    public var modelDescription: String {
+        let c = gpt.config
+        return "GPT \(c.layers) layers, width \(c.width), \(c.heads) heads, context \(c.context), vocabulary \(c.vocabulary)" +
+            (c.tiedHead ? ", tied head" : "")
+    }
+    public var rowsPerEpoch: Int { max(1, corpus.train.count / gpt.config.context) }
+
+    public func trainBatch(step: Int, firstRow: Int, rows: Int, globalBatch: Int) -> ModelBatch {
+        let t = gpt.config.context
+        for r in 0..<rows {
+            corpus.trainWindow(step: step, row: firstRow + r, seed: seed, context: t, tokens: tokens + r * t, targets: targets + r * t)
+        }
+        return ModelBatch(tokens: tokens, targets: targets, rows: rows)
+    }
+
+    public func evaluate(params: UnsafePointer<Float>, rank: Int, world: Int) -> BatchResult {
+        let t = gpt.config.context
+        let available = corpus.validationWindowCount(context: t)
+        let n = evalSequences > 0 ? min(evalSequences, available) : available
+        var start = n * rank / world
+        let end = n * (rank + 1) / world
+        var total = BatchResult()
+        while start < end {
+            let rows = min(capacity, end - start)
+            for r in 0..<rows {
+                corpus.validationWindow(index: start + r, context: t, tokens: tokens + r * t, targets: targets + r * t)
+            }
+            total += gpt.forward(params: params, batch: ModelBatch(tokens: tokens, targets: targets, rows: rows))
+            start += rows
+        }
+        return total
+    }
+
+    /// Bits per byte = nats per token / ln 2 when every token is one byte (the byte-level vocabulary).
+    public func evaluationMetrics(_ result: BatchResult) -> [(String, Double)] {
+        corpus.vocabulary == 256 ? [("eval_bits_per_byte", result.meanLoss / log(2))] : []
+    }
+}
