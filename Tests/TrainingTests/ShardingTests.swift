@@ -121,3 +121,40 @@ final class ShardingTests: XCTestCase {
         }
     }
 }
+
+/// The GPT language model under every ZeRO stage (configs/gpt-muon.yaml and gpt-adamw.yaml routes), on simulated
+/// ranks: stages 1 and 2 equal stage 0, within the same float tolerance as the MLP families.
+final class GPTShardingTests: XCTestCase {
+    func testGPTStagesAgreeForMuonAndAdamW() throws {
+        var rng = SplitMix64(seed: 3)
+        let tokens = (0..<4000).map { _ in UInt16(rng.next() % 16) }
+        let corpus = try TextCorpus(tokens: tokens, vocabulary: 16, validationFraction: 0.1, source: "synthetic")
+        for (name, overrides) in [("adamw", [String]()), ("muon+adamw", ["groups.matrix.optimizer=muon", "groups.matrix.lr=0.02"])] {
+            for world in [2, 3] {
+                var results: [[Float]] = []
+                for stage in 0...2 {
+                    var c = ResolvedConfig(name: "gpt")
+                    for s in ["model.kind=gpt", "data.dataset=text", "model.layers=1", "model.heads=2", "model.width=16",
+                              "model.context=8", "data.vocabulary=16", "train.steps=6", "train.global_batch=\(2 * world)",
+                              "train.log_every=3", "train.eval_sequences=4", "optimizer.lr=0.01", "zero.stage=\(stage)",
+                              "zero.bucket_mb=0.001"] + overrides { try c.override(s) }
+                    let config = try TrainConfig(c, worldSize: world)
+                    let params = try SimulatedWorld.run(size: world) { comm -> [Float] in
+                        let task = LanguageModelTask(corpus: corpus, config: config.gpt, microBatch: config.microBatch,
+                                                     seed: config.seed, evalSequences: config.evalSequences)
+                        let t = try Trainer(config: config, comm: comm, task: task)
+                        let summary = try t.run()
+                        XCTAssertTrue(summary.evalLoss.isFinite)
+                        XCTAssertNil(summary.evalExtras["eval_bits_per_byte"], "bits per byte are reported for byte vocabularies only")
+                        return t.params.array
+                    }
+                    results.append(params[0])
+                }
+                for stage in 1...2 {
+                    let worst = zip(results[stage], results[0]).map { abs($0 - $1) / max(1, abs($1)) }.max()!
+                    XCTAssertLessThanOrEqual(worst, 1e-5, "\(name) stage \(stage) vs 0 on \(world) ranks")
+                }
+            }
+        }
+    }
+}
