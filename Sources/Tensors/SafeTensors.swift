@@ -85,7 +85,8 @@ public enum SafeTensors {
         return (tensors.sorted { $0.0 < $1.0 }.map { $0.1 }, metadata)
     }
 
-    private static func jsonString(_ s: String) -> String {
+    /// `s` as a JSON string literal (quotes, backslashes and control characters escaped).
+    public static func jsonString(_ s: String) -> String {
         var out = "\""
         for ch in s.unicodeScalars {
             switch ch {

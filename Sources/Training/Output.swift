@@ -1,4 +1,5 @@
 import Foundation
+import Tensors
 
 /// A JSON object with keys in insertion order (readable metrics lines) and numbers formatted losslessly.
 public struct JSONObject {
@@ -19,20 +20,8 @@ public struct JSONObject {
     public var line: String { "{" + fields.map { "\(Self.quote($0.0)):\($0.1)" }.joined(separator: ",") + "}" }
     public var pretty: String { "{\n" + fields.map { "  \(Self.quote($0.0)): \($0.1)" }.joined(separator: ",\n") + "\n}\n" }
 
-    static func quote(_ s: String) -> String {
-        var out = "\""
-        for ch in s.unicodeScalars {
-            switch ch {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\t": out += "\\t"
-            case _ where ch.value < 0x20: out += String(format: "\\u%04x", ch.value)
-            default: out.unicodeScalars.append(ch)
-            }
-        }
-        return out + "\""
-    }
+    static func quote(_ s: String) -> String { SafeTensors.jsonString(s) }
+
 }
 
 /// Writes `data` to `path` atomically: a temporary file in the same folder, fsync, then rename over the target,
