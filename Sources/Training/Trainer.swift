@@ -86,6 +86,12 @@ public final class Trainer {
     public private(set) var startStep = 0
     /// Run directory path on every rank (checkpoints are written there); nil disables checkpoints.
     public var checkpointRoot: String?
+    /// Called on every rank after each evaluation with (step, the all-reduced result, mean training loss of the last
+    /// logged window); returning true ends training after this step (e.g. a sweep's target was reached). Must return
+    /// the same on every rank (it sees the same numbers everywhere).
+    public var afterEvaluation: ((_ step: Int, _ eval: BatchResult, _ trainLoss: Double) -> Bool)?
+    /// The step training actually ended at (less than `totalSteps` if `afterEvaluation` ended it).
+    public private(set) var finalStep = 0
     private var skippedSteps = 0
     private var consecutiveBadSteps = 0
     private let schedule: LRSchedule
@@ -151,6 +157,7 @@ public final class Trainer {
         var lastEval: BatchResult?
         let micro = config.microBatch
 
+        finalStep = totalSteps
         for step in startStep..<totalSteps {
             let stepStart = Date()
             let lr = schedule.lr(base: config.lr, step: step + 1)
@@ -198,6 +205,10 @@ public final class Trainer {
                 last = (result.meanLoss, result.accuracy)
                 lastEval = result
                 try logEval(done, result)
+                if let afterEvaluation, afterEvaluation(done, result, lastLoss) {
+                    finalStep = done
+                    break
+                }
             }
             // A signal on any rank stops every rank here, after the same step (one tiny all-reduce per step).
             let signalled = try comm.allReduce(Int32(StopRequest.pending), op: .max)
@@ -224,10 +235,10 @@ public final class Trainer {
         let medianStep = stepTimes.isEmpty ? .nan : stepTimes[stepTimes.count / 2]
         var summary = TrainSummary(
             worldSize: comm.size, globalBatch: config.globalBatch, perRankBatch: config.perRankBatch,
-            gradAccum: config.gradAccum, steps: totalSteps,
-            epochs: Double(totalSteps * config.globalBatch) / Double(task.rowsPerEpoch),
+            gradAccum: config.gradAccum, steps: finalStep,
+            epochs: Double(finalStep * config.globalBatch) / Double(task.rowsPerEpoch),
             finalTrainLoss: lastLoss, evalLoss: last.loss, evalAccuracy: last.accuracy,
-            samplesPerSecond: Double((totalSteps - startStep) * config.globalBatch) / max(trainSeconds, 1e-9),
+            samplesPerSecond: Double((finalStep - startStep) * config.globalBatch) / max(trainSeconds, 1e-9),
             medianStepSamplesPerSecond: Double(config.globalBatch) / medianStep, medianStepSeconds: medianStep,
             trainSeconds: trainSeconds, wallSeconds: Date().timeIntervalSince(start), paramCount: model.table.count,
             skippedSteps: skippedSteps, zeroStage: config.zeroStage, optimizerStateBytesPerRank: perRank(0),
