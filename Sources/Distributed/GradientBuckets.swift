@@ -70,6 +70,10 @@ final class BucketedGradientSink: GradientSink {
     /// Seconds spent blocked waiting for communication (what overlap did not hide).
     private(set) var waitSeconds = 0.0
     private(set) var collectivesStarted = 0
+    /// Σg² of this rank's local (not yet reduced) gradient in the buckets communicated since the last reset: the
+    /// "small batch" gradient norm of the gradient noise scale (McCandlish et al. 2018).
+    var localSquares = 0.0
+    var measuresLocalSquares = true
 
     init(comm: Communicator, plan: ShardPlan, mode: Mode, fullGrads: FloatBuffer?, shards: [FloatBuffer],
          bucketElements: Int) {
@@ -180,6 +184,13 @@ final class BucketedGradientSink: GradientSink {
         let bucket = buckets[b]
         let group = plan.groups[bucket.group]
         collectivesStarted += 1
+        // Measured before the collective starts: an in-place all-reduce overwrites the local values.
+        if measuresLocalSquares {
+            let local: UnsafeBufferPointer<Float> = mode == .reduceScatterPooled
+                ? UnsafeBufferPointer(start: slotOf[b]!.staging.pointer, count: bucket.range.count)
+                : UnsafeBufferPointer(fullGrads!.slice(bucket.range))
+            localSquares += sumOfSquares(local)
+        }
         switch mode {
         case .allReduce:
             let view = fullGrads!.slice(bucket.range)

@@ -52,6 +52,15 @@ public final class ShardedDataParallel {
     private let shards: [FloatBuffer]
     private let bucketSink: BucketedGradientSink
     private var microBatch = 0
+    /// For the noise scale with one rank and accumulation at stages 0/1 (one communication per step): the
+    /// accumulated gradient before the current micro-batch, so each micro-batch's own gradient is a difference.
+    private var previousAccumulation: FloatBuffer?
+    /// Per "small batch" of this step: ‖g‖² of its accumulated gradient contribution.
+    private var smallBatchSquares: [Double] = []
+    /// Whether the noise-scale norms are measured (one extra pass over the local gradient per step).
+    public var measuresNoiseScale = true {
+        didSet { bucketSink.measuresLocalSquares = measuresNoiseScale }
+    }
 
     /// - Parameters:
     ///   - makeOptimizer: creates the optimizer of group g for `count` elements and the segments it will update.
@@ -111,12 +120,43 @@ public final class ShardedDataParallel {
         if index == 0 {
             fullGrads?.zero()
             for s in shards { s.zero() }
+            smallBatchSquares.removeAll(keepingCapacity: true)
+            previousAccumulation?.zero()
         }
         bucketSink.communicate = stage == .gradients || index == gradAccum - 1
+        bucketSink.localSquares = 0
     }
 
+    /// True when each micro-batch's own gradient norm is measured by difference (one rank, accumulation, stages 0/1).
+    private var measuresMicroBatchesByDifference: Bool { comm.size == 1 && gradAccum > 1 && stage != .gradients }
+
     /// Ends the micro-batch: waits for its collectives.
-    public func endMicroBatch() { bucketSink.endMicroBatch() }
+    public func endMicroBatch() {
+        bucketSink.endMicroBatch()
+        guard measuresNoiseScale else { return }
+        if measuresMicroBatchesByDifference {
+            // ‖acc_m − acc_{m−1}‖² is this micro-batch's gradient; keep acc_m for the next one.
+            let previous = previousAccumulation ?? FloatBuffer(count: plan.table.count)
+            previousAccumulation = previous
+            let a = fullGrads!.pointer, p = previous.pointer
+            var sum = 0.0
+            for i in 0..<plan.table.count { let d = Double(a[i] - p[i]); sum += d * d; p[i] = a[i] }
+            smallBatchSquares.append(sum)
+        } else if bucketSink.communicate {
+            smallBatchSquares.append(bucketSink.localSquares)
+        }
+    }
+
+    /// The noise-scale inputs of the last step on this rank: Σ over small batches of ‖mean gradient‖², their number,
+    /// and the rows in each. A small batch is this rank's per-rank batch (one communication per step), or one
+    /// micro-batch (stage 2 with accumulation, or one rank with accumulation). Accumulated gradients are scaled by
+    /// 1/(per-rank batch), so a micro-batch's mean gradient is its contribution × (per-rank batch / micro-batch).
+    public func smallBatchNorms(perRankRows: Int) -> (sumSquares: Double, count: Int, rows: Int) {
+        let perSample = smallBatchSquares.count == gradAccum && gradAccum > 1
+        let rows = perSample ? perRankRows / gradAccum : perRankRows
+        let scale = perSample ? Double(gradAccum) * Double(gradAccum) : 1
+        return (smallBatchSquares.reduce(0, +) * scale, smallBatchSquares.count, rows)
+    }
 
     /// Gradient of group g as this rank's optimizer sees it (averaged over ranks once `step` has begun).
     private func ownedGradient(_ g: Int) -> UnsafeMutableBufferPointer<Float> {

@@ -188,6 +188,8 @@ public struct TrainConfig: Sendable {
     public var zeroStage: Int
     public var bucketElements: Int
     public var maxBadSteps: Int
+    public var measureNoiseScale: Bool
+    public var noiseScaleDecay: Double
     public var modelKind: String
     public var gpt: GPTConfig
     public var dataset: String
@@ -226,6 +228,8 @@ public struct TrainConfig: Sendable {
         outputDirectory = c.string("output.dir")
         saveModel = c.bool("output.save_model")
         maxBadSteps = c.int("train.max_bad_steps")
+        measureNoiseScale = c.bool("train.noise_scale")
+        noiseScaleDecay = c.double("train.noise_scale_ema")
         modelKind = c.string("model.kind")
         gpt = GPTConfig(vocabulary: c.int("data.vocabulary"), context: c.int("model.context"), layers: c.int("model.layers"),
                         heads: c.int("model.heads"), width: c.int("model.width"), tiedHead: c.bool("model.tied_head"))

@@ -93,6 +93,8 @@ public final class Trainer {
     /// The step training actually ended at (less than `totalSteps` if `afterEvaluation` ended it).
     public private(set) var finalStep = 0
     private var skippedSteps = 0
+    /// The online gradient noise scale (logged as `noise_scale`).
+    public private(set) var noiseScale: GradientNoiseScale
     private var consecutiveBadSteps = 0
     private let schedule: LRSchedule
     private let output: RunDirectory?
@@ -125,6 +127,8 @@ public final class Trainer {
         // Every rank initialises from the same seed, so parameters start identical without a broadcast.
         model.initializeParameters(engine.params.buffer, seed: config.seed)
         schedule = config.schedule(totalSteps: totalSteps)
+        noiseScale = GradientNoiseScale(decay: config.noiseScaleDecay)
+        engine.measuresNoiseScale = config.measureNoiseScale
         if let resume {
             try resume.checkModel(model.table, description: task.modelDescription)
             try resume.restore(into: engine)
@@ -181,6 +185,7 @@ public final class Trainer {
                 }
             } else {
                 consecutiveBadSteps = 0
+                if config.measureNoiseScale { try measureNoiseScale(bigSquared: report.gradNorm * report.gradNorm) }
             }
             let seconds = Date().timeIntervalSince(stepStart)
             stepTimes.append(seconds)
@@ -248,6 +253,17 @@ public final class Trainer {
         return summary
     }
 
+    /// Feeds the noise-scale estimator: the small-batch norms are averaged over ranks (one all-reduce of two
+    /// doubles); the big batch is the global batch, whose averaged gradient norm the step already measured.
+    private func measureNoiseScale(bigSquared: Double) throws {
+        let local = engine.smallBatchNorms(perRankRows: config.perRankBatch)
+        var sums = [local.sumSquares, Double(local.count)]
+        try comm.allReduce(&sums, op: .sum)
+        guard sums[1] > 0 else { return }
+        noiseScale.update(smallSquared: sums[0] / sums[1], smallBatch: local.rows, bigSquared: bigSquared,
+                          bigBatch: config.globalBatch)
+    }
+
     /// Ends training early on every rank: rank 0 reports why, then all ranks meet once more before any exits, so
     /// mpirun does not tear the job down while the message is still on its way.
     private func stop(_ reason: TrainingStopped) throws -> Never {
@@ -284,6 +300,7 @@ public final class Trainer {
         o.add("loss", loss)
         o.add("lr", lr)
         o.add("grad_norm", gradNorm)
+        if let b = noiseScale.value { o.add("noise_scale", b) }
         o.add("samples_per_sec", samplesPerSecond)
         o.add("elapsed_sec", elapsed)
         try output?.appendMetrics(o)
