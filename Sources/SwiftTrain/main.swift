@@ -16,7 +16,8 @@ struct SwiftTrainCommand: ParsableCommand {
         which adds Open MPI's allow-run-as-root variables and --oversubscribe). Plain `swift-train` is one rank.
         """,
         version: swiftTrainVersion,
-        subcommands: [Train.self, ShowConfig.self, Export.self, Sample.self, PlotCommand.self, Bench.self, BenchComm.self],
+        subcommands: [Train.self, ShowConfig.self, Export.self, Sample.self, PlotCommand.self, Sweep.self, Report.self,
+                      Bench.self, BenchComm.self],
         defaultSubcommand: Train.self)
 }
 

@@ -1,0 +1,111 @@
+import ArgumentParser
+import Foundation
+import SwiftMPI
+import Training
+
+/// `swift-train sweep`: every point of a sweep file's grid, one after another in one MPI job, each trained to the
+/// sweep's target within its budget; results in <out>/results.csv. docs/batch-size.md documents the sweep file.
+struct Sweep: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a grid of training runs (e.g. batch sizes × optimizers × learning rates) to a target.",
+        discussion: """
+        Launch once for all points: `launch/mpirun -n 2 swift-train sweep --config configs/sweeps/smoke.yaml`. Every \
+        point is validated for the world size before MPI starts. Each point writes <out>/points/<name>/ (config.yaml, \
+        metrics.jsonl, summary.json) and a row of <out>/results.csv. Running the same command again resumes: points \
+        with a summary.json are skipped. Then `swift-train report <out>`. See docs/batch-size.md.
+        """)
+
+    @Option(name: .long, help: ArgumentHelp("Sweep file (configs/sweeps/*.yaml).", valueName: "file"))
+    var config: String
+
+    @Option(name: .long, help: ArgumentHelp("Sweep directory (default: runs/sweeps/<sweep name>; an existing one is resumed).", valueName: "dir"))
+    var out: String?
+
+    @Flag(name: .long, help: "Print every point's derived settings and exit (no MPI, no training).")
+    var dryRun = false
+
+    @Flag(name: .long, help: "Print each point's training progress, not only one line per point.")
+    var verbose = false
+
+    mutating func run() throws {
+        let launch = LaunchEnvironment.current()
+        let isRoot = launch.rank == 0
+        // Phase 1, before MPI: the whole sweep is validated on every rank; a bad point stops every rank here.
+        let plan: SweepPlan
+        let factory = CachedTaskFactory()
+        var directory: SweepDirectory?
+        let path: String
+        do {
+            let spec = try SweepSpec.load(path: config)
+            plan = try SweepPlan(spec: spec, worldSize: launch.worldSize, taskFactory: factory.factory)
+            path = out ?? "runs/sweeps/\(spec.name)"
+            if dryRun {
+                if isRoot { print(Self.describe(plan, path: path)) }
+                return
+            }
+            if isRoot { directory = try SweepDirectory(path: path, plan: plan) }
+        } catch {
+            if isRoot { printError("error: \(error)") }
+            throw ExitCode(2)
+        }
+        let blasThreads = launch.configureBLASThreads()
+
+        // Phase 2: MPI, once for every point.
+        do {
+            try MPIRuntime.initialize()
+            let comm = try MPICommunicator()
+            guard comm.size == launch.worldSize else {
+                printError("error: the launcher reported \(launch.worldSize) ranks but MPI has \(comm.size)")
+                MPIRuntime.abort(code: 2)
+            }
+            StopRequest.install()
+            let console = isRoot ? Console() : nil
+            if let directory, let console {
+                let resumed = directory.finished.count
+                console.line("""
+                swift-train \(swiftTrainVersion) sweep '\(plan.spec.name)' · \(MPIRuntime.libraryVersion)
+                world size \(comm.size) · BLAS threads per rank \(blasThreads) · \(plan.points.count) points\
+                \(resumed > 0 ? " (\(resumed) finished earlier)" : "") · target \(plan.spec.target?.description ?? "none")
+                sweep directory \(directory.path)
+                """)
+            }
+            let runner = SweepRunner(plan: plan, comm: comm, taskFactory: factory.factory, directory: directory, console: console)
+            runner.verbose = verbose
+            runner.mpiLibrary = MPIRuntime.libraryVersion
+            runner.sweepPath = path
+            let rows = try runner.run()
+            if let console {
+                let reached = rows.filter(\.reached).count
+                console.line("done: \(rows.count) points, \(reached) reached the target · \(path)/results.csv · " +
+                             "report: swift-train report \(path)")
+            }
+            MPIRuntime.finalize()
+        } catch let stopped as TrainingStopped {
+            MPIRuntime.finalize()
+            if isRoot { printError("sweep interrupted; run the same command again to resume") }
+            throw ExitCode(stopped.exitCode)
+        } catch {
+            printError("error (rank \(launch.rank)): \(error)")
+            MPIRuntime.abort(code: 1)
+        }
+    }
+
+    /// The --dry-run table: each point's derived settings.
+    static func describe(_ plan: SweepPlan, path: String) -> String {
+        var out = "sweep '\(plan.spec.name)': \(plan.points.count) points for \(plan.worldSize) rank(s) · target " +
+            "\(plan.spec.target?.description ?? "none") · directory \(path)\n"
+        out += "  #  point                                     batch  accum  lr          warmup  eval_every  max steps\n"
+        var totalExamples = 0
+        for p in plan.points {
+            let c = p.config
+            let name = p.name.count >= 40 ? p.name : p.name.padding(toLength: 40, withPad: " ", startingAt: 0)
+            let lr = String(format: "%.4g", c.lr).padding(toLength: 10, withPad: " ", startingAt: 0)
+            out += String(format: "%3d  ", p.index + 1) + name + "  " + String(format: "%5d  %5d  ", c.globalBatch, c.gradAccum) + lr +
+                String(format: "  %6d  %10d  %9d", c.warmupSteps, c.evalEvery, p.totalSteps)
+            out += p.groupLRs.isEmpty ? "\n" : "  (\(p.groupLRs))\n"
+            totalExamples += p.totalSteps * c.globalBatch
+        }
+        out += "budget if no point stops early: \(totalExamples) training examples in all"
+        return out
+    }
+}
