@@ -40,7 +40,7 @@ let package = Package(
                           dependencies: ["Training", "SwiftMPI", "Tensors", "Models", "Data", .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: release),
         // Multi-rank checks that need real MPI collectives; run under `mpirun -n 4` by launch/test.
-        .executableTarget(name: "MPIChecks", dependencies: ["Training", "Distributed", "SwiftMPI"],
+        .executableTarget(name: "MPIChecks", dependencies: ["Training", "Distributed", "SwiftMPI", "Optimizers", "Data", "Tensors"],
                           swiftSettings: release),
 
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),

@@ -17,7 +17,7 @@ struct SwiftTrainCommand: ParsableCommand {
         """,
         version: swiftTrainVersion,
         subcommands: [Train.self, ShowConfig.self, Export.self, Sample.self, PlotCommand.self, Sweep.self, Report.self,
-                      Bench.self, BenchComm.self],
+                      Theory.self, Bench.self, BenchComm.self],
         defaultSubcommand: Train.self)
 }
 

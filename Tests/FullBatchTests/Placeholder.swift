@@ -1,1 +1,0 @@
-// Replaced by the full-batch optimizer tests.
