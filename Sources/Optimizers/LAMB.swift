@@ -68,15 +68,7 @@ public final class LAMB: TensorNormOptimizer {
         direction = FloatBuffer(count: count)
     }
 
-    private func excluded(_ seg: ParamSegment) -> Bool {
-        hyper.excludeBiasAndNorm && (seg.tensor.role == .bias || seg.tensor.role == .norm)
-    }
-
-    public func update(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
-                       segments: [ParamSegment], context: StepContext) {
-        updateWholeTensors(params: params, grads: grads, segments: segments, context: context,
-                           tensorCount: (segments.map(\.tensorIndex).max() ?? -1) + 1)
-    }
+    private func excluded(_ seg: ParamSegment) -> Bool { excludedFromTrustRatio(seg, enabled: hyper.excludeBiasAndNorm) }
 
     public func prepare(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
                         segments: [ParamSegment], context: StepContext,

@@ -77,6 +77,12 @@ public func defaultDecays(_ role: TensorRole) -> Bool {
     }
 }
 
+/// Biases and norm gains get no weight decay and trust ratio 1 in LARS/LAMB when `enabled` (the usual practice,
+/// You et al. 2017/2019).
+public func excludedFromTrustRatio(_ segment: ParamSegment, enabled: Bool) -> Bool {
+    enabled && (segment.tensor.role == .bias || segment.tensor.role == .norm)
+}
+
 /// Optimizers whose update needs norms over whole tensors (LARS, LAMB): the update is split in two phases so a
 /// sharded owner of a slice can contribute partial sums and receive exact totals (one all-reduce of a vector of
 /// length 2 × tensors) without the optimizer itself communicating.
@@ -96,6 +102,13 @@ public protocol TensorNormOptimizer: Optimizer {
 }
 
 extension TensorNormOptimizer {
+    /// The plain update: the owned range holds whole tensors, so local sums are the totals.
+    public func update(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
+                       segments: [ParamSegment], context: StepContext) {
+        updateWholeTensors(params: params, grads: grads, segments: segments, context: context,
+                           tensorCount: (segments.map(\.tensorIndex).max() ?? -1) + 1)
+    }
+
     /// Unsharded use: the owned range holds whole tensors, so the partial sums are already the totals.
     /// `tensorCount` is the number of entries in the parameter table.
     public func updateWholeTensors(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
