@@ -49,6 +49,6 @@ let package = Package(
         .testTarget(name: "MatrixOptimizersTests", dependencies: ["Optimizers", "Tensors"], exclude: ["Fixtures"]),
         .testTarget(name: "FullBatchTests", dependencies: ["Optimizers", "Tensors", "Training", "SwiftMPI"]),
         .testTarget(name: "DataTests", dependencies: ["Data"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Distributed", "SwiftMPI"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Distributed", "SwiftMPI", "Models", "Data", "Tensors", "Optimizers"]),
     ]
 )

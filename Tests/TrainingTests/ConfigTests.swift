@@ -1,4 +1,6 @@
 import Foundation
+import Models
+import Distributed
 import Optimizers
 import Training
 import XCTest
@@ -110,6 +112,24 @@ final class ConfigTests: XCTestCase {
             XCTAssertEqual(o.count, 8, name)
             XCTAssertEqual(o.state.count, o.stateNames.count, name)
         }
+    }
+
+    func testMuonOnANonMatrixIsAConfigurationErrorNamingTheParameter() throws {
+        let table = MLP(widths: [8, 6, 3], activation: .relu).table
+        var c = ResolvedConfig()
+        try c.override("groups.bias.optimizer=muon")
+        let m = message { _ = try TrainConfig(c, worldSize: 1).groupSpecs(for: table) }
+        XCTAssertTrue(m.contains("groups.bias.optimizer = muon") && m.contains("'layer0.bias'"), m)
+        var all = ResolvedConfig()
+        try all.override("optimizer.name=muon")
+        XCTAssertTrue(message { _ = try TrainConfig(all, worldSize: 1).groupSpecs(for: table) }.contains("optimizer.name = muon"))
+        // The intended routing: Muon for hidden matrices, AdamW for the rest — two groups, matrices whole.
+        var good = ResolvedConfig()
+        try good.override("groups.matrix.optimizer=muon")
+        let specs = try TrainConfig(good, worldSize: 1).groupSpecs(for: table)
+        XCTAssertEqual(specs.map(\.name), ["muon", "adamw"])
+        XCTAssertEqual(specs[0].tensorNames, ["layer0.weight"])
+        XCTAssertEqual(specs[0].sharding, .matrix)
     }
 
     func testStepsDerivedFromEpochs() throws {
