@@ -52,12 +52,7 @@ struct Sweep: ParsableCommand {
 
         // Phase 2: MPI, once for every point.
         do {
-            try MPIRuntime.initialize()
-            let comm = try MPICommunicator()
-            guard comm.size == launch.worldSize else {
-                printError("error: the launcher reported \(launch.worldSize) ranks but MPI has \(comm.size)")
-                MPIRuntime.abort(code: 2)
-            }
+            let comm = try startWorld(expecting: launch)
             StopRequest.install()
             let console = isRoot ? Console() : nil
             if let directory, let console {

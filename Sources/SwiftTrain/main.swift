@@ -97,13 +97,7 @@ struct Train: ParsableCommand {
 
         // Phase 2: MPI.
         do {
-            try MPIRuntime.initialize()
-            let comm = try MPICommunicator()
-            guard comm.size == launch.worldSize else {
-                // Launched by something that did not announce the world size: validate again (same result everywhere).
-                printError("error: the launcher reported \(launch.worldSize) ranks but MPI has \(comm.size)")
-                MPIRuntime.abort(code: 2)
-            }
+            let comm = try startWorld(expecting: launch)
             // The default run directory name has rank 0's clock in it: every rank takes rank 0's.
             runPath = try broadcast(runPath, comm: comm)
             StopRequest.install()
@@ -168,6 +162,18 @@ struct ShowConfig: ParsableCommand {
             throw ExitCode(2)
         }
     }
+}
+
+/// Initialises MPI and returns the world, which must have the size the launcher announced (configuration was
+/// validated for that size before MPI started); otherwise every rank stops with the same message.
+func startWorld(expecting launch: LaunchEnvironment) throws -> MPICommunicator {
+    try MPIRuntime.initialize()
+    let comm = try MPICommunicator()
+    guard comm.size == launch.worldSize else {
+        printError("error: the launcher reported \(launch.worldSize) ranks but MPI has \(comm.size)")
+        MPIRuntime.abort(code: 2)
+    }
+    return comm
 }
 
 /// Rank 0's string on every rank.
