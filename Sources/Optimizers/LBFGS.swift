@@ -168,8 +168,9 @@ public struct GradientDescent: Sendable {
 /// - Pairs with yᵀs ≤ 1e-10 are skipped (not stored), keeping H positive definite — the same absolute threshold as
 ///   torch. The oldest pair is dropped when m are held.
 /// - H₀ = γI with γ = sᵀy / yᵀy of the newest pair (N&W eq. 7.20); with no pairs H₀ = I.
-/// - Initial trial step: min(1, 1/‖g₀‖₁) on the first iteration (as torch, so the first step, taken along −g, moves
-///   x by at most 1 in ℓ∞ … ℓ₁ terms), then 1 (the natural quasi-Newton step).
+/// - Initial trial step: min(1, 1/‖g₀‖₁) on the first iteration (as torch: the first direction is −g₀, unscaled, so
+///   the first trial moves x by at most 1 in ℓ₁), then 1 (the natural quasi-Newton step).
+/// - The line search's sufficient-decrease test allows rounding-level slack in f (`StrongWolfeLineSearch.valueTolerance`).
 /// - Stopping: ‖∇f‖₂ ≤ `gradientTolerance` (torch tests max|g| ≤ 1e-7 and also stops on small changes of x or f;
 ///   here those cases end as `lineSearchFailed` when the line search can make no progress), or `maxIterations`.
 /// - If the two-loop direction is not a descent direction (impossible in exact arithmetic with the yᵀs filter), the
@@ -199,6 +200,7 @@ public struct LBFGS: Sendable {
         var rho = [Double](repeating: 0, count: history), alphas = rho
         var count = 0, newest = -1
         var direction = [Double](repeating: 0, count: n)
+        var sNew = direction, yNew = direction  // (n) the candidate pair
 
         for k in 1...max(1, maxIterations) {
             guard st.finite else { return st.result(.diverged) }
@@ -256,20 +258,24 @@ public struct LBFGS: Sendable {
             guard step.step > 0 else { return st.result(.lineSearchFailed) }
 
             // Phase 3: the new pair s = x₊ − x = αd, y = g₊ − g; stored only if yᵀs > threshold.
-            let slot = (newest + 1) % history
-            try s.withUnsafeMutableBufferPointer { sp in try y.withUnsafeMutableBufferPointer { yp in
-                let S = sp.baseAddress! + slot * n, Y = yp.baseAddress! + slot * n
-                for i in 0..<n {
-                    S[i] = step.step * direction[i]
-                    Y[i] = st.gTrial[i] - st.g[i]
-                }
-                let ys = try objective.dot(Y, S)
-                if ys > curvatureThreshold {
-                    rho[slot] = 1 / ys
-                    newest = slot
-                    count = min(count + 1, history)
-                }
-            }}
+            // Built in scratch first: a rejected pair must not overwrite the oldest stored one.
+            for i in 0..<n {
+                sNew[i] = step.step * direction[i]
+                yNew[i] = st.gTrial[i] - st.g[i]
+            }
+            let ys = try sNew.withUnsafeBufferPointer { sp in
+                try yNew.withUnsafeBufferPointer { try objective.dot($0.baseAddress!, sp.baseAddress!) }
+            }
+            if ys > curvatureThreshold {
+                let slot = (newest + 1) % history
+                s.withUnsafeMutableBufferPointer { sp in y.withUnsafeMutableBufferPointer { yp in
+                    let S = sp.baseAddress! + slot * n, Y = yp.baseAddress! + slot * n
+                    for i in 0..<n { S[i] = sNew[i]; Y[i] = yNew[i] }
+                }}
+                rho[slot] = 1 / ys
+                newest = slot
+                count = min(count + 1, history)
+            }
             try st.acceptTrial(value: step.value, objective)
             st.record(iteration: k, lineSearch: step)
         }

@@ -179,6 +179,13 @@ public struct ArmijoBacktracking: Sendable, Equatable {
 /// replaced by bisection (N&W only ask that the trial lie strictly inside the bracket). The search gives up when the
 /// bracket shrinks below `intervalTolerance` (|Δα|·‖d‖₂) or after `maxEvaluations`, returning the best point found
 /// that satisfies sufficient decrease (flagged `satisfied = false`).
+///
+/// Deviation, for rounding: the sufficient-decrease test is φ(α) ≤ φ(0) + c₁αφ'(0) + `valueTolerance`·|φ(0)|.
+/// Near a minimiser the decrease c₁αφ'(0) falls below the few ulps to which a sum of m terms is known (at ‖g‖ ≈ 1e-8
+/// and f ≈ 0.5 the whole decrease is ≈ 1e-16), and the exact test then fails on rounding noise, ending the run short
+/// of the gradient tolerance. The default 4ε|φ(0)| (ε = 2.2e-16) only treats values equal up to rounding as not
+/// increased; the curvature condition, which uses the accurate gradient, still has to hold. This is the idea of
+/// Hager & Zhang's (2005) approximate Wolfe conditions with their ε = 1e-6 replaced by a rounding-level one.
 public struct StrongWolfeLineSearch: Sendable, Equatable {
     public var c1: Double
     public var c2: Double
@@ -186,11 +193,15 @@ public struct StrongWolfeLineSearch: Sendable, Equatable {
     public var maxEvaluations: Int
     /// Smallest bracket worth refining, measured as the change in x it represents (torch: tolerance_change 1e-9).
     public var intervalTolerance: Double
+    /// Relative slack on the sufficient-decrease test for rounding in f (see above; 0 gives the exact test).
+    public var valueTolerance: Double
 
-    public init(c1: Double = 1e-4, c2: Double = 0.9, maxEvaluations: Int = 25, intervalTolerance: Double = 1e-12) {
+    public init(c1: Double = 1e-4, c2: Double = 0.9, maxEvaluations: Int = 25, intervalTolerance: Double = 1e-12,
+                valueTolerance: Double = 4 * Double.ulpOfOne) {
         precondition(0 < c1 && c1 < c2 && c2 < 1, "strong Wolfe needs 0 < c1 < c2 < 1 (got \(c1), \(c2))")
         precondition(maxEvaluations > 0, "maxEvaluations must be positive")
         self.c1 = c1; self.c2 = c2; self.maxEvaluations = maxEvaluations; self.intervalTolerance = intervalTolerance
+        self.valueTolerance = valueTolerance
     }
 
     /// Searches along `direction` from `x` (value `value0`, slope `slope0` < 0), first trying `initialStep`.
@@ -205,7 +216,8 @@ public struct StrongWolfeLineSearch: Sendable, Equatable {
             LineSearchStep(step: p.alpha, value0: value0, slope0: slope0, value: p.value, slope: p.slope,
                            evaluations: evaluations, satisfied: satisfied)
         }
-        func sufficientDecrease(_ p: Point) -> Bool { p.value <= value0 + c1 * p.alpha * slope0 }  // false for NaN
+        let slack = valueTolerance * abs(value0)
+        func sufficientDecrease(_ p: Point) -> Bool { p.value <= value0 + c1 * p.alpha * slope0 + slack }  // false for NaN
         func curvature(_ p: Point) -> Bool { abs(p.slope) <= -c2 * slope0 }
 
         // Phase 1 (Algorithm 3.5): grow α until [previous, current] brackets a strong-Wolfe point.

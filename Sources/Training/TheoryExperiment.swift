@@ -169,8 +169,9 @@ public struct TheoryResult: Sendable {
         lines.append(pad("(c) decaying SGD: mean gap epochs \(late.late)", 44) + pad(format(Self.mean(sgdDecayingGaps, late.late)), 22) + "")
         lines.append(pad("(c) decaying SGD: gap at epoch \(e)", 44) + pad(format(sgdDecayingGaps[e]), 22) + "")
         lines.append("")
-        lines.append("to ‖∇f‖ < 1e-8 from w = 0: GD-Armijo \(gdArmijo.iterations) iterations (\(gdArmijo.evaluations) evaluations); "
-                     + "L-BFGS \(lbfgs.iterations) iterations (\(lbfgs.evaluations) evaluations)")
+        lines.append("to ‖∇f‖ < 1e-8 from w = 0: GD-Armijo \(gdArmijo.iterations) iterations (\(gdArmijo.evaluations) evaluations, "
+                     + "\(gdArmijo.stop.rawValue), ‖∇f‖ = \(format(gdArmijo.gradientNorm))); L-BFGS \(lbfgs.iterations) iterations "
+                     + "(\(lbfgs.evaluations) evaluations, \(lbfgs.stop.rawValue), ‖∇f‖ = \(format(lbfgs.gradientNorm)))")
         return lines.joined(separator: "\n")
     }
 
