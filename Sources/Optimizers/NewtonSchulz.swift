@@ -117,16 +117,8 @@ public final class NewtonSchulz {
     public func orthogonalize(_ g: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>,
                               alpha: Float = 1, beta: Float = 0) {
         let n = rows * cols
-        // Phase 1: X = G / (f·‖G‖_F + eps). Four accumulators let the double sum vectorise.
-        var s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
-        var i = 0
-        while i + 4 <= n {
-            let a = Double(g[i]), b = Double(g[i + 1]), c = Double(g[i + 2]), d = Double(g[i + 3])
-            s0 += a * a; s1 += b * b; s2 += c * c; s3 += d * d
-            i += 4
-        }
-        while i < n { let a = Double(g[i]); s0 += a * a; i += 1 }
-        let norm = (s0 + s1 + s2 + s3).squareRoot()
+        // Phase 1: X = G / (f·‖G‖_F + eps).
+        let norm = sumOfSquares(UnsafeBufferPointer(start: g, count: n)).squareRoot()
         let scale = Float(1 / (coefficients.normFactor * norm + Double(eps)))
         let xp0 = x.pointer
         for j in 0..<n { xp0[j] = g[j] * scale }
