@@ -1,6 +1,6 @@
 // swift-tools-version:6.0
 // Dependency direction (each module imports only those listed after it):
-//   swift-train (CLI) → Training → Distributed, Data, Models, Optimizers → Tensors → CBLAS
+//   swift-train (CLI) → Training → Distributed, Data, Models, Optimizers → Tensors → CBLAS, CKernels
 //   Distributed → SwiftMPI → CMPI         Data → Tensors (RNG), CZlib
 // Optimizers never import MPI: they update a contiguous range of the flat buffer and nothing else.
 import PackageDescription
@@ -19,14 +19,15 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
-        // C APIs, each behind a small module map; nothing above Tensors/SwiftMPI/Data sees them.
+        // C APIs, each behind a small module map; nothing above Tensors/Optimizers/SwiftMPI/Data sees them.
+        // CKernels: hand-vectorised element-wise loops (runtime CPU dispatch), each with a Swift twin in tests.
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c",
                        providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
 
         .target(name: "SwiftMPI", dependencies: ["CMPI"], swiftSettings: release),
-        .target(name: "Tensors", dependencies: ["CBLAS"], swiftSettings: release),
+        .target(name: "Tensors", dependencies: ["CBLAS", "CKernels"], swiftSettings: release),
         .target(name: "Models", dependencies: ["Tensors"], swiftSettings: release),
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=off"])]),
         .target(name: "Optimizers", dependencies: ["Tensors", "CKernels"], swiftSettings: release),

@@ -65,6 +65,8 @@ final class BucketedGradientSink: GradientSink {
         /// Where this rank's block lands in its shard, when it must be added after completion.
         let addTarget: UnsafeMutablePointer<Float>?
         let addCount: Int
+        /// The reduced values this rank keeps once the collective completes (measured there for Σg²).
+        let reduced: UnsafeMutableBufferPointer<Float>?
     }
     private var pending: [Pending] = []
     /// Seconds spent blocked waiting for communication (what overlap did not hide).
@@ -74,6 +76,12 @@ final class BucketedGradientSink: GradientSink {
     /// "small batch" gradient norm of the gradient noise scale (McCandlish et al. 2018).
     var localSquares = 0.0
     var measuresLocalSquares = true
+    /// Σg² of the reduced gradient this rank keeps (the whole buffer at stage 0, its shards at stages 1/2), summed as
+    /// each bucket's collective completes — while the bucket is still in cache, instead of one more pass over the
+    /// gradient in the step. Final only when every owned element arrives in one collective: not when stage 2 adds
+    /// micro-batches into the shards (`accumulateIntoShards`).
+    var reducedSquares = 0.0
+    var reducedSquaresAreFinal: Bool { !accumulateIntoShards }
 
     init(comm: Communicator, plan: ShardPlan, mode: Mode, fullGrads: FloatBuffer?, shards: [FloatBuffer],
          bucketElements: Int) {
@@ -194,7 +202,8 @@ final class BucketedGradientSink: GradientSink {
         switch mode {
         case .allReduce:
             let view = fullGrads!.slice(bucket.range)
-            pending.append(Pending(request: try comm.iAllReduce(view, op: .sum), bucket: b, slot: nil, addTarget: nil, addCount: 0))
+            pending.append(Pending(request: try comm.iAllReduce(view, op: .sum), bucket: b, slot: nil, addTarget: nil,
+                                   addCount: 0, reduced: view))
         case .reduceScatter, .reduceScatterPooled:
             // Each rank's share of the bucket is the overlap with its block of the group.
             let counts = (0..<comm.size).map { r -> Int in
@@ -215,11 +224,11 @@ final class BucketedGradientSink: GradientSink {
             if accumulateIntoShards {
                 let receive = UnsafeMutableBufferPointer(start: slot!.receive!.pointer, count: mine)
                 pending.append(Pending(request: try comm.iReduceScatter(send, into: receive, counts: counts, op: .sum),
-                                       bucket: b, slot: slot, addTarget: target, addCount: mine))
+                                       bucket: b, slot: slot, addTarget: target, addCount: mine, reduced: nil))
             } else {
                 let receive = UnsafeMutableBufferPointer(start: target, count: mine)
                 pending.append(Pending(request: try comm.iReduceScatter(send, into: receive, counts: counts, op: .sum),
-                                       bucket: b, slot: slot, addTarget: nil, addCount: 0))
+                                       bucket: b, slot: slot, addTarget: nil, addCount: 0, reduced: receive))
             }
             if mode == .reduceScatterPooled { slotOf[b] = nil }
         }
@@ -240,6 +249,7 @@ final class BucketedGradientSink: GradientSink {
             let src = slot.receive!.pointer
             for k in 0..<p.addCount { target[k] += src[k] }
         }
+        if let reduced = p.reduced { reducedSquares += sumOfSquares(UnsafeBufferPointer(reduced)) }
         if let slot = p.slot { free.append(slot) }
     }
 

@@ -125,7 +125,13 @@ public final class ShardedDataParallel {
         }
         bucketSink.communicate = stage == .gradients || index == gradAccum - 1
         bucketSink.localSquares = 0
+        bucketSink.reducedSquares = 0
     }
+
+    /// What each rank scales its loss by, on top of 1/(its own batch): gradients are *summed* across ranks, so each
+    /// rank writes its contribution to the global mean, (1/world) × its local mean gradient. Folding the average
+    /// into the loss scale saves a read-and-write pass over the whole gradient every step.
+    public var contributionScale: Float { 1 / Float(comm.size) }
 
     /// True when each micro-batch's own gradient norm is measured by difference (one rank, accumulation, stages 0/1).
     private var measuresMicroBatchesByDifference: Bool { comm.size == 1 && gradAccum > 1 && stage != .gradients }
@@ -154,7 +160,9 @@ public final class ShardedDataParallel {
     public func smallBatchNorms(perRankRows: Int) -> (sumSquares: Double, count: Int, rows: Int) {
         let perSample = smallBatchSquares.count == gradAccum && gradAccum > 1
         let rows = perSample ? perRankRows / gradAccum : perRankRows
-        let scale = perSample ? Double(gradAccum) * Double(gradAccum) : 1
+        // Contributions carry the 1/world of `contributionScale`: undo it to get this rank's own mean gradient.
+        let world = Double(comm.size)
+        let scale = (perSample ? Double(gradAccum) * Double(gradAccum) : 1) * world * world
         return (smallBatchSquares.reduce(0, +) * scale, smallBatchSquares.count, rows)
     }
 
@@ -165,14 +173,16 @@ public final class ShardedDataParallel {
 
     /// Applies the step to `params` from the accumulated gradients; `lr` is the scheduled learning rate.
     public func step(lr: Float) throws -> StepReport {
-        let inverseWorld = 1 / Float(comm.size)
+        // The collectives summed contributions already scaled by `contributionScale`: the gradient is the global mean.
+        // Σg² was measured as each bucket arrived (else one pass here).
         var sumSquares = 0.0
         if stage == .replicated {
-            // Every rank holds the same summed gradient: scale and measure locally; the decision is identical everywhere.
-            scale(fullGrads!.buffer, by: inverseWorld)
-            sumSquares = sumOfSquares(UnsafeBufferPointer(fullGrads!.buffer))
+            // Every rank holds the same gradient: measure locally; the decision is identical everywhere.
+            sumSquares = bucketSink.reducedSquaresAreFinal
+                ? bucketSink.reducedSquares : sumOfSquares(UnsafeBufferPointer(fullGrads!.buffer))
         } else {
-            for s in shards { scale(s.buffer, by: inverseWorld); sumSquares += sumOfSquares(UnsafeBufferPointer(s.buffer)) }
+            sumSquares = bucketSink.reducedSquaresAreFinal
+                ? bucketSink.reducedSquares : shards.reduce(0) { $0 + sumOfSquares(UnsafeBufferPointer($1.buffer)) }
             sumSquares = try comm.allReduce(sumSquares, op: .sum)
         }
         guard sumSquares.isFinite else { return StepReport(gradNorm: .nan, skipped: true, clipped: false) }

@@ -113,15 +113,16 @@ public final class MLP: Model {
                                     scale: lossScale)
         for l in stride(from: layerCount - 1, through: 0, by: -1) {
             let input: UnsafePointer<Float> = l == 0 ? batch.features! : UnsafePointer(outputs[l - 1].pointer)
-            // d(output of layer l−1) goes to a zeroed scratch buffer; the input layer needs no input gradient.
+            // d(output of layer l−1) goes to a scratch buffer the GEMM overwrites (β = 0: no zeroing pass); the
+            // input layer needs no input gradient.
             let n = rows * widths[l]
-            let dInput: UnsafeMutablePointer<Float>? = l > 0 ? scratch(zeroed: n) : nil
+            let dInput: UnsafeMutablePointer<Float>? = l > 0 ? scratch(n) : nil
             let w = weightIndex[l], b = biasIndex[l]
             let dy = UnsafePointer(dOutputs[l].pointer), inF = widths[l], outF = widths[l + 1]
             if let dInput {
-                // dx[B, I] += dy[B, O] · W[O, I]
+                // dx[B, I] = dy[B, O] · W[O, I]
                 sgemm(transposeA: false, transposeB: false, m: rows, n: inF, k: outF, alpha: 1, dy, lda: outF,
-                      params + weights[l].offset, ldb: inF, beta: 1, dInput, ldc: inF)
+                      params + weights[l].offset, ldb: inF, beta: 0, dInput, ldc: inF)
             }
             // Parameter gradients in the blocks the sink asks for; each block is handed over as soon as it is final.
             for block in sink.rowBlocks(b) {
@@ -149,9 +150,8 @@ public final class MLP: Model {
 
     // One scratch buffer for d(activation output), grown to the widest hidden layer × batch.
     private var scratchBuffer = FloatBuffer(count: 0)
-    private func scratch(zeroed n: Int) -> UnsafeMutablePointer<Float> {
+    private func scratch(_ n: Int) -> UnsafeMutablePointer<Float> {
         if scratchBuffer.count < n { scratchBuffer = FloatBuffer(count: n) }
-        scratchBuffer.pointer.update(repeating: 0, count: n)
         return scratchBuffer.pointer
     }
 }

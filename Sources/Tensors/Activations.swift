@@ -1,3 +1,5 @@
+import CKernels
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -12,8 +14,15 @@ public func reluForward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Flo
 }
 
 /// dx += dy · 1[x > 0]   (the subgradient at 0 is taken as 0, as in PyTorch)
+/// Branch-free C kernel; `reluBackwardNaive` is its twin.
 public func reluBackward(_ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>,
                          count n: Int) {
+    swt_relu_backward_add(dx, dy, x, n)
+}
+
+/// Naive twin of `reluBackward` for tests.
+public func reluBackwardNaive(_ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>,
+                              count n: Int) {
     for i in 0..<n where x[i] > 0 { dx[i] += dy[i] }
 }
 

@@ -1,4 +1,5 @@
 import CBLAS
+import CKernels
 
 // Dimension letters used in this file:
 //   B  rows in the batch        I  input features        O  output features
@@ -30,12 +31,7 @@ public func linearBackward(_ dx: UnsafeMutablePointer<Float>?, _ dWeight: Unsafe
     }
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(outFeatures), Int32(inFeatures), Int32(batch),
                 1, dy, Int32(outFeatures), x, Int32(inFeatures), 1, dWeight, Int32(inFeatures))
-    if let dBias {
-        for row in 0..<batch {
-            let r = dy + row * outFeatures
-            for o in 0..<outFeatures { dBias[o] += r[o] }
-        }
-    }
+    if let dBias { swt_column_sums_add(dBias, dy, batch, outFeatures, outFeatures) }
 }
 
 /// The weight and bias gradients of `linearBackward` for output rows `rows` only (o ∈ rows), accumulated:
@@ -49,12 +45,7 @@ public func linearBackwardParameterRows(_ dWeightRows: UnsafeMutablePointer<Floa
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(rows.count), Int32(inFeatures), Int32(batch),
                     1, dy + rows.lowerBound, Int32(outFeatures), x, Int32(inFeatures), 1, dWeightRows, Int32(inFeatures))
     }
-    if let dBiasRows {
-        for b in 0..<batch {
-            let r = dy + b * outFeatures + rows.lowerBound
-            for o in 0..<rows.count { dBiasRows[o] += r[o] }
-        }
-    }
+    if let dBiasRows { swt_column_sums_add(dBiasRows, dy + rows.lowerBound, batch, rows.count, outFeatures) }
 }
 
 /// Naive twin of `linearForward` (triple loop, double accumulation) for tests.

@@ -170,9 +170,10 @@ public final class Trainer {
                 engine.beginMicroBatch(m)
                 let batch = task.trainBatch(step: step, firstRow: comm.rank * config.perRankBatch + m * micro, rows: micro,
                                             globalBatch: config.globalBatch)
-                // The gradient of the mean loss over this rank's predictions; averaging over ranks gives the global mean.
+                // This rank's share of the gradient of the global mean loss: its own mean × 1/world; the engine sums shares.
                 local += model.forwardBackward(params: params.pointer, sink: engine.sink, batch: batch,
-                                               lossScale: 1 / Float(config.perRankBatch * model.predictionsPerRow))
+                                               lossScale: engine.contributionScale
+                                                   / Float(config.perRankBatch * model.predictionsPerRow))
                 engine.endMicroBatch()
             }
             let report = try engine.step(lr: Float(lr))

@@ -34,6 +34,30 @@ final class KernelTests: XCTestCase {
         XCTAssertNotEqual(dwF[0], dw0[0], "backward did not change the gradient")
     }
 
+    /// The C kernels (vectorised, runtime-dispatched) against their Swift twins, on lengths that exercise the
+    /// vector body and the scalar tail. ReLU backward must be bit-identical (same operation per element, zeros and
+    /// NaN activations included); Σx² differs only in summation order of doubles: relative 1e-12.
+    func testCKernelsMatchTheirTwins() {
+        for n in [0, 1, 7, 16, 17, 1000, 4099] {
+            var x = random(n, seed: UInt64(n) + 7)
+            if n > 3 { x[1] = 0; x[2] = -0.0; x[3] = .nan }
+            let dy = random(n, seed: UInt64(n) + 8)
+            var fast = random(n, seed: 9), naive = fast
+            reluBackward(&fast, dy, x, count: n)
+            reluBackwardNaive(&naive, dy, x, count: n)
+            XCTAssertEqual(fast.map(\.bitPattern), naive.map(\.bitPattern), "relu backward, n = \(n)")
+
+            let y = random(n, seed: UInt64(n) + 11, scale: 3)
+            let s = y.withUnsafeBufferPointer { sumOfSquares($0) }, t = y.withUnsafeBufferPointer { sumOfSquaresNaive($0) }
+            XCTAssertEqual(s, t, accuracy: 1e-12 * max(t, 1e-30), "sum of squares, n = \(n)")
+            if n > 0 { XCTAssertGreaterThan(s, 0) }
+        }
+        var bad: [Float] = [1, 2, .infinity, 3]
+        XCTAssertFalse(bad.withUnsafeBufferPointer { sumOfSquares($0) }.isFinite)
+        bad[2] = .nan
+        XCTAssertTrue(bad.withUnsafeBufferPointer { sumOfSquares($0) }.isNaN)
+    }
+
     /// Central differences in double on the float kernel: step 1e-3, error O(h²) ≈ 1e-6 plus float32 rounding of
     /// y (≈ 6e-8 / 2e-3 ≈ 3e-5); tolerance 1e-3 absolute on derivatives of order 1.
     func testActivationBackwardMatchesFiniteDifferences() {

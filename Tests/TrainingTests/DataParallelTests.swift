@@ -91,7 +91,8 @@ final class DataParallelTests: XCTestCase {
             for rows in e.sink.rowBlocks(i) {
                 let g = e.sink.gradient(i, rows: rows)
                 let start = entry.offset + rows.lowerBound * entry.blockCols
-                for k in 0..<(rows.count * entry.blockCols) { g[k] += values[start + k] }
+                // Each rank writes its share of the mean (the engine sums shares).
+                for k in 0..<(rows.count * entry.blockCols) { g[k] += values[start + k] * e.contributionScale }
                 e.sink.finished(i, rows: rows)
             }
         }

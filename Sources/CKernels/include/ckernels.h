@@ -13,4 +13,15 @@ void swt_adam_update(float *p, const float *g, float *m, float *v, size_t n,
                      float decay, float l2, float w1, float beta2, float w2,
                      float step, float inv_bc2_sqrt, float eps, int streaming);
 
+/// Σ x[i]² over n floats, accumulated in double (8 partial sums per vector lane, so the order differs from a
+/// sequential sum by rounding only); non-finite if any element is.
+double swt_sum_squares(const float *x, size_t n);
+
+/// dx[i] += (x[i] > 0 ? dy[i] : 0) — ReLU backward without a branch per element (a data-dependent branch on the sign
+/// of activations mispredicts about half the time).
+void swt_relu_backward_add(float *dx, const float *dy, const float *x, size_t n);
+
+/// dst[j] += Σ_r src[r·ld + j] for j < cols, r < rows — the bias gradient (column sums of dy).
+void swt_column_sums_add(float *dst, const float *src, size_t rows, size_t cols, size_t ld);
+
 #endif
