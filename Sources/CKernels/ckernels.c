@@ -70,9 +70,14 @@ void swt_adam_update(float *p, const float *g, float *m, float *v, size_t n,
 
 typedef double v8d __attribute__((vector_size(64), aligned(4)));
 
+// The kernels below are compiled for AVX-512, AVX2 and the baseline; the loader picks the best the CPU supports.
 #if defined(__x86_64__)
-__attribute__((target_clones("avx512f", "avx2", "default")))
+#define SWT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define SWT_CLONES
 #endif
+
+SWT_CLONES
 double swt_sum_squares(const float *x, size_t n) {
     // Two independent 8-wide double accumulators hide the add latency; the widening keeps the sum exact enough
     // for a 7.5 M-element gradient (float accumulation would lose ~3 digits).
@@ -90,19 +95,28 @@ double swt_sum_squares(const float *x, size_t n) {
     return s;
 }
 
-#if defined(__x86_64__)
-__attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
+SWT_CLONES
 void swt_relu_backward_add(float *restrict dx, const float *restrict dy, const float *restrict x, size_t n) {
     for (size_t i = 0; i < n; i++) dx[i] += x[i] > 0 ? dy[i] : 0.0f;
 }
 
-#if defined(__x86_64__)
-__attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
+SWT_CLONES
 void swt_column_sums_add(float *restrict dst, const float *restrict src, size_t rows, size_t cols, size_t ld) {
     for (size_t r = 0; r < rows; r++) {
         const float *row = src + r * ld;
         for (size_t j = 0; j < cols; j++) dst[j] += row[j];
+    }
+}
+
+SWT_CLONES
+void swt_row_sums_add(float *restrict dst, const float *restrict src, size_t rows, size_t cols, size_t ld) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *row = src + r * ld;
+        v8f acc = {0};
+        size_t j = 0;
+        for (; j + 8 <= cols; j += 8) acc += *(const v8f *)(row + j);
+        float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+        for (; j < cols; j++) s += row[j];
+        dst[r] += s;
     }
 }

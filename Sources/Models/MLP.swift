@@ -20,11 +20,15 @@ public final class MLP: Model {
     private var weightIndex: [Int] = []
     private var biasIndex: [Int] = []
 
-    // Workspace for a batch of `capacity` rows. preActivations[l], outputs[l]: [B, widths[l+1]] for layer l.
+    // Workspace for a batch of up to `capacity` rows. Activations are feature-major (LinearFeatureMajor.swift: the
+    // GEMMs run faster with the batch as the narrow dimension): preActivations[l], outputs[l], dOutputs[l] are
+    // [widths[l+1], B] for layer l. The logits are transposed to [B, C] for the softmax and back for backward.
     private var capacity = 0
     private var preActivations: [FloatBuffer] = []
     private var outputs: [FloatBuffer] = []
     private var dOutputs: [FloatBuffer] = []
+    private var logits = FloatBuffer(count: 0)
+    private var dLogits = FloatBuffer(count: 0)
     private var probs = FloatBuffer(count: 0)
 
     public init(widths: [Int], activation: Activation) {
@@ -70,6 +74,8 @@ public final class MLP: Model {
         preActivations = (0..<layerCount).map { FloatBuffer(count: rows * widths[$0 + 1]) }
         outputs = (0..<layerCount).map { FloatBuffer(count: rows * widths[$0 + 1]) }
         dOutputs = (0..<layerCount).map { FloatBuffer(count: rows * widths[$0 + 1]) }
+        logits = FloatBuffer(count: rows * classes)
+        dLogits = FloatBuffer(count: rows * classes)
         probs = FloatBuffer(count: rows * classes)
     }
 
@@ -81,11 +87,11 @@ public final class MLP: Model {
     private func runForward(params: UnsafePointer<Float>, batch: ModelBatch) -> BatchResult {
         guard let features = batch.features else { preconditionFailure("MLP needs dense features") }
         let rows = batch.rows
-        var input = features
+        var input = features  // [B, I] for the first layer, then feature-major [I, B]
         for l in 0..<layerCount {
             let z = preActivations[l].pointer
-            linearForward(z, input, params + weights[l].offset, params + biases[l].offset,
-                          batch: rows, inFeatures: widths[l], outFeatures: widths[l + 1])
+            linearForwardFeatureMajor(z, input, inputIsBatchMajor: l == 0, params + weights[l].offset,
+                                      params + biases[l].offset, batch: rows, inFeatures: widths[l], outFeatures: widths[l + 1])
             if l < layerCount - 1 {
                 let n = rows * widths[l + 1]
                 switch activation {
@@ -96,7 +102,8 @@ public final class MLP: Model {
             }
         }
         var correct = 0
-        let loss = softmaxCrossEntropyForward(probs.pointer, preActivations[layerCount - 1].pointer, targets: batch.targets,
+        transpose(preActivations[layerCount - 1].pointer, rows: classes, cols: rows, into: logits.pointer)
+        let loss = softmaxCrossEntropyForward(probs.pointer, logits.pointer, targets: batch.targets,
                                               batch: rows, classes: classes, correct: &correct)
         return BatchResult(lossSum: loss, correct: correct, predictions: rows)
     }
@@ -106,12 +113,13 @@ public final class MLP: Model {
         reserve(rows: batch.rows)
         let result = runForward(params: params, batch: batch)
         let rows = batch.rows
-        // dOutputs[l] holds dLoss/d(preActivation of layer l) once its activation backward has run.
-        let dLogits = dOutputs[layerCount - 1]
+        // dOutputs[l] ([O, B]) holds dLoss/d(preActivation of layer l) once its activation backward has run.
         dLogits.slice(0..<(rows * classes)).update(repeating: 0)
         softmaxCrossEntropyBackward(dLogits.pointer, probs.pointer, targets: batch.targets, batch: rows, classes: classes,
                                     scale: lossScale)
+        transpose(dLogits.pointer, rows: rows, cols: classes, into: dOutputs[layerCount - 1].pointer)
         for l in stride(from: layerCount - 1, through: 0, by: -1) {
+            // The first layer reads the batch as it arrives, [B, I]; the others their input feature-major, [I, B].
             let input: UnsafePointer<Float> = l == 0 ? batch.features! : UnsafePointer(outputs[l - 1].pointer)
             // d(output of layer l−1) goes to a scratch buffer the GEMM overwrites (β = 0: no zeroing pass); the
             // input layer needs no input gradient.
@@ -120,19 +128,18 @@ public final class MLP: Model {
             let w = weightIndex[l], b = biasIndex[l]
             let dy = UnsafePointer(dOutputs[l].pointer), inF = widths[l], outF = widths[l + 1]
             if let dInput {
-                // dx[B, I] = dy[B, O] · W[O, I]
-                sgemm(transposeA: false, transposeB: false, m: rows, n: inF, k: outF, alpha: 1, dy, lda: outF,
-                      params + weights[l].offset, ldb: inF, beta: 0, dInput, ldc: inF)
+                linearBackwardInputFeatureMajor(dInput, dy, params + weights[l].offset, batch: rows, inFeatures: inF,
+                                                outFeatures: outF)
             }
             // Parameter gradients in the blocks the sink asks for; each block is handed over as soon as it is final.
             for block in sink.rowBlocks(b) {
-                linearBackwardParameterRows(nil, sink.gradient(b, rows: block), dy, input, rows: block,
-                                            batch: rows, inFeatures: inF, outFeatures: outF)
+                linearBackwardParameterRowsFeatureMajor(nil, sink.gradient(b, rows: block), dy, input,
+                                                        inputIsBatchMajor: l == 0, rows: block, batch: rows, inFeatures: inF)
                 sink.finished(b, rows: block)
             }
             for block in sink.rowBlocks(w) {
-                linearBackwardParameterRows(sink.gradient(w, rows: block), nil, dy, input, rows: block,
-                                            batch: rows, inFeatures: inF, outFeatures: outF)
+                linearBackwardParameterRowsFeatureMajor(sink.gradient(w, rows: block), nil, dy, input,
+                                                        inputIsBatchMajor: l == 0, rows: block, batch: rows, inFeatures: inF)
                 sink.finished(w, rows: block)
             }
             if let dInput {

@@ -34,6 +34,39 @@ final class KernelTests: XCTestCase {
         XCTAssertNotEqual(dwF[0], dw0[0], "backward did not change the gradient")
     }
 
+    /// Feature-major kernels against the naive batch-major twins on transposed data, both input layouts, and the
+    /// row-block gradient summed over blocks equal to the whole. Same 1e-5 tolerance as above (BLAS order vs naive).
+    func testFeatureMajorLinearMatchesNaive() {
+        let (b, i, o) = (6, 37, 11)
+        let x = random(b * i, seed: 21), w = random(o * i, seed: 22), bias = random(o, seed: 23), dy = random(b * o, seed: 24)
+        var xT = [Float](repeating: 0, count: b * i), dyT = [Float](repeating: 0, count: b * o)
+        transpose(x, rows: b, cols: i, into: &xT)
+        transpose(dy, rows: b, cols: o, into: &dyT)
+        var y = [Float](repeating: 0, count: b * o), dxN = [Float](repeating: 0, count: b * i)
+        var dwN = [Float](repeating: 0, count: o * i), dbN = [Float](repeating: 0, count: o)
+        linearForwardNaive(&y, x, w, bias, batch: b, inFeatures: i, outFeatures: o)
+        linearBackwardNaive(&dxN, &dwN, &dbN, dy, x, w, batch: b, inFeatures: i, outFeatures: o)
+        for batchMajor in [true, false] {
+            var yT = [Float](repeating: 0, count: b * o)
+            linearForwardFeatureMajor(&yT, batchMajor ? x : xT, inputIsBatchMajor: batchMajor, w, bias,
+                                      batch: b, inFeatures: i, outFeatures: o)
+            for r in 0..<b { for c in 0..<o { XCTAssertEqual(yT[c * b + r], y[r * o + c], accuracy: 1e-5 * max(1, abs(y[r * o + c]))) } }
+            var dw = [Float](repeating: 0.25, count: o * i), db = [Float](repeating: 0.25, count: o)  // accumulates
+            for block in [0..<4, 4..<5, 5..<o] {
+                dw.withUnsafeMutableBufferPointer { dwp in db.withUnsafeMutableBufferPointer { dbp in
+                    linearBackwardParameterRowsFeatureMajor(dwp.baseAddress! + block.lowerBound * i, dbp.baseAddress! + block.lowerBound,
+                                                            dyT, batchMajor ? x : xT, inputIsBatchMajor: batchMajor,
+                                                            rows: block, batch: b, inFeatures: i)
+                } }
+            }
+            for k in 0..<(o * i) { XCTAssertEqual(dw[k] - 0.25, dwN[k], accuracy: 1e-5 * max(1, abs(dwN[k]))) }
+            for k in 0..<o { XCTAssertEqual(db[k] - 0.25, dbN[k], accuracy: 1e-5 * max(1, abs(dbN[k]))) }
+        }
+        var dxT = [Float](repeating: .nan, count: b * i)  // overwritten, never read
+        linearBackwardInputFeatureMajor(&dxT, dyT, w, batch: b, inFeatures: i, outFeatures: o)
+        for r in 0..<b { for c in 0..<i { XCTAssertEqual(dxT[c * b + r], dxN[r * i + c], accuracy: 1e-5 * max(1, abs(dxN[r * i + c]))) } }
+    }
+
     /// The C kernels (vectorised, runtime-dispatched) against their Swift twins, on lengths that exercise the
     /// vector body and the scalar tail. ReLU backward must be bit-identical (same operation per element, zeros and
     /// NaN activations included); Σx² differs only in summation order of doubles: relative 1e-12.

@@ -24,4 +24,8 @@ void swt_relu_backward_add(float *dx, const float *dy, const float *x, size_t n)
 /// dst[j] += Σ_r src[r·ld + j] for j < cols, r < rows — the bias gradient (column sums of dy).
 void swt_column_sums_add(float *dst, const float *src, size_t rows, size_t cols, size_t ld);
 
+/// dst[r] += Σ_j src[r·ld + j] for r < rows, j < cols — the bias gradient in feature-major layout (row sums of dyᵀ);
+/// 8-wide partial sums, so the order differs from a sequential sum by rounding only.
+void swt_row_sums_add(float *dst, const float *src, size_t rows, size_t cols, size_t ld);
+
 #endif
