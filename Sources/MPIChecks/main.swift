@@ -46,6 +46,49 @@ func check(_ name: String, _ ok: Bool, _ detail: @autoclosure () -> String = "")
 func contribution(_ r: Int, _ i: Int) -> Float { Float((r + 1) * 1000 + i) }
 
 
+/// The engine's direct (point-to-point) Float-sum collectives against the closed-form results: uneven counts with
+/// an empty block, several calls in flight and completed in a different order on different ranks (tags must keep
+/// the phases apart), and an all-reduce of non-integer values that must leave every rank bit-identical.
+func directCollectiveChecks(counts: [Int], offsets: [Int], expectedBlock: [Float]) throws {
+    let total = counts.reduce(0, +)
+    let send = FloatBuffer(count: total), receive = FloatBuffer(count: counts[rank])
+    for i in 0..<total { send[i] = contribution(rank, i) }
+    let n = 1001  // not divisible by 2, 3 or 4
+    let a = FloatBuffer(count: n), c = FloatBuffer(count: n)
+    for i in 0..<n { a[i] = Float(rank + 1); c[i] = Float(i % 7) * Float(rank + 1) }
+    let gather = FloatBuffer(count: total)
+    for i in 0..<counts[rank] { gather[offsets[rank] + i] = Float(rank * 100 + i) }
+    let requests = [try comm.iAllReduceSumDirect(a.buffer),
+                    try comm.iReduceScatterSumDirect(UnsafeBufferPointer(send.buffer), into: receive.buffer, counts: counts),
+                    try comm.iAllReduceSumDirect(c.buffer),
+                    try comm.iAllGatherInPlaceDirect(gather.buffer, counts: counts)]
+    // Rank 0 completes them last-first, the others first-last; everyone polls once in between.
+    _ = try requests.map { try $0.test() }
+    for r in (rank == 0 ? requests.reversed() : requests) { try r.wait() }
+    let triangle = Float(world * (world + 1) / 2)
+    check("direct all-reduce, \(n) elements over \(world) ranks", (0..<n).allSatisfy { a[$0] == triangle })
+    check("direct all-reduce, second call in flight", (0..<n).allSatisfy { c[$0] == Float($0 % 7) * triangle })
+    check("direct reduce-scatter, uneven counts \(counts)", receive.array == expectedBlock, "\(receive.array) vs \(expectedBlock)")
+    check("direct all-gather in place, uneven counts",
+          (0..<world).allSatisfy { r in (0..<counts[r]).allSatisfy { gather[offsets[r] + $0] == Float(r * 100 + $0) } })
+
+    // Non-integer values: rounding depends on summation order, which is fixed (rank order) and done by one owner.
+    let x = FloatBuffer(count: n)
+    for i in 0..<n { x[i] = Float(i + 1).squareRoot() / Float(rank + 3) }
+    try comm.iAllReduceSumDirect(x.buffer).wait()
+    var hi = x.array, lo = x.array
+    try comm.allReduce(&hi, op: .max)
+    try comm.allReduce(&lo, op: .min)
+    var worst = 0.0
+    for i in 0..<n {
+        var exact = 0.0
+        for r in 0..<world { exact += Double(Float(i + 1).squareRoot() / Float(r + 3)) }
+        worst = max(worst, abs(Double(x[i]) - exact) / exact)
+    }
+    check("direct all-reduce leaves every rank bit-identical, within 1e-6 of the double sum (max rel. \(worst))",
+          hi == x.array && lo == x.array && worst <= 1e-6)
+}
+
 func runChecks() throws {
     // all-reduce, sum and max, three element types
     var floats = (0..<13).map { contribution(rank, $0) }
@@ -110,6 +153,8 @@ func runChecks() throws {
     check("iReduceScatter uneven counts", rsReceive.array == expectedBlock)
     check("iAllGatherv in place, two requests in flight",
           (0..<world).allSatisfy { r in (0..<counts[r]).allSatisfy { gatherBuffer[offsets[r] + $0] == Float(r) } })
+
+    try directCollectiveChecks(counts: counts, offsets: offsets, expectedBlock: expectedBlock)
 
     // A layout error is thrown before any communication, identically on every rank, so nothing hangs.
     var wrong = [Float](repeating: 0, count: counts[rank] + 1)

@@ -73,6 +73,14 @@ public protocol Communicator: AnyObject {
     func iReduceScatter<T: CollectiveScalar>(_ send: UnsafeBufferPointer<T>, into receive: UnsafeMutableBufferPointer<T>,
                                              counts: [Int], op: ReduceOp) throws -> CollectiveRequest
     func iAllGatherInPlace<T: CollectiveScalar>(_ buffer: UnsafeMutableBufferPointer<T>, counts: [Int]) throws -> CollectiveRequest
+
+    /// Float sums for large buffers, by direct exchange between ranks (MPICommunicator: point-to-point messages,
+    /// DirectCollectives.swift; other implementations: the collectives above). Same contracts as `iReduceScatter`
+    /// (op .sum), `iAllReduce` (op .sum) and `iAllGatherInPlace`.
+    func iReduceScatterSumDirect(_ send: UnsafeBufferPointer<Float>, into receive: UnsafeMutableBufferPointer<Float>,
+                                 counts: [Int]) throws -> CollectiveRequest
+    func iAllReduceSumDirect(_ buffer: UnsafeMutableBufferPointer<Float>) throws -> CollectiveRequest
+    func iAllGatherInPlaceDirect(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws -> CollectiveRequest
 }
 
 /// Errors from the communication layer; each names the call that failed.
@@ -84,6 +92,17 @@ public struct CommunicationError: Error, CustomStringConvertible {
 }
 
 extension Communicator {
+    public func iReduceScatterSumDirect(_ send: UnsafeBufferPointer<Float>, into receive: UnsafeMutableBufferPointer<Float>,
+                                        counts: [Int]) throws -> CollectiveRequest {
+        try iReduceScatter(send, into: receive, counts: counts, op: .sum)
+    }
+    public func iAllReduceSumDirect(_ buffer: UnsafeMutableBufferPointer<Float>) throws -> CollectiveRequest {
+        try iAllReduce(buffer, op: .sum)
+    }
+    public func iAllGatherInPlaceDirect(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws -> CollectiveRequest {
+        try iAllGatherInPlace(buffer, counts: counts)
+    }
+
     /// Convenience for scalars: all-reduces one value.
     public func allReduce<T: CollectiveScalar>(_ value: T, op: ReduceOp) throws -> T {
         var v = value

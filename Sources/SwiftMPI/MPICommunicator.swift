@@ -81,6 +81,9 @@ public final class MPICommunicator: Communicator {
     public let rank: Int
     public let size: Int
     private let comm: MPI_Comm
+    private var tagCounter = 0
+    private var scratchPool: [ScratchBuffer] = []
+    private var activeDirect: [DirectRequest] = []
 
     /// The world communicator; `MPIRuntime.initialize()` must have been called.
     public init() throws {
@@ -179,6 +182,46 @@ public final class MPICommunicator: Communicator {
                                              request.counts, request.displacements, Self.datatype(T.scalarKind), comm,
                                              &request.handle), "MPI_Iallgatherv")
         return request
+    }
+
+    // MARK: - Point-to-point pieces of the direct collectives (DirectCollectives.swift)
+
+    /// A tag for the next direct collective phase: the counter advances identically on every rank.
+    func nextTag() -> Int32 {
+        tagCounter = (tagCounter + 1) % 32_767  // MPI guarantees tags up to 32767 (MPI_TAG_UB ≥ 32767)
+        return Int32(tagCounter)
+    }
+
+    func postSend(_ data: UnsafePointer<Float>, count: Int, to peer: Int, tag: Int32, call: String) throws -> MPI_Request? {
+        var handle: MPI_Request? = swt_request_null()
+        try MPIRuntime.check(MPI_Isend(data, try int32Count(count, call), swt_type_float(), Int32(peer), tag, comm, &handle),
+                             "MPI_Isend(\(call))")
+        return handle
+    }
+
+    func postReceive(_ data: UnsafeMutablePointer<Float>, count: Int, from peer: Int, tag: Int32, call: String) throws -> MPI_Request? {
+        var handle: MPI_Request? = swt_request_null()
+        try MPIRuntime.check(MPI_Irecv(data, try int32Count(count, call), swt_type_float(), Int32(peer), tag, comm, &handle),
+                             "MPI_Irecv(\(call))")
+        return handle
+    }
+
+    func takeScratch(count: Int) -> ScratchBuffer {
+        if let i = scratchPool.firstIndex(where: { $0.capacity >= count }) { return scratchPool.remove(at: i) }
+        return ScratchBuffer(capacity: count)
+    }
+
+    func returnScratch(_ buffer: ScratchBuffer) { scratchPool.append(buffer) }
+
+    /// Keeps a direct collective in the progress list until it completes.
+    func register(_ request: DirectRequest) {
+        if !request.isComplete { activeDirect.append(request) }
+    }
+
+    /// One pass over every direct collective in flight (see `DirectRequest.test`).
+    func progressDirectRequests() throws {
+        for request in activeDirect { try request.advance() }
+        activeDirect.removeAll { $0.isComplete }
     }
 
     // MARK: - Layout checks (before the call, so a wrong layout is an error rather than memory corruption)

@@ -48,6 +48,16 @@ struct BenchComm: ParsableCommand {
             ("all-gatherv raw", {
                 counts32.withUnsafeBufferPointer { c in displacements32.withUnsafeBufferPointer { d in
                     _ = RawMPI.allGatherInPlace(buffer.pointer, counts: c.baseAddress!, displacements: d.baseAddress!) } } }),
+            // The non-blocking forms the gradient buckets use: Open MPI's (coll/libnbc) against the direct exchange
+            // (Sources/SwiftMPI/DirectCollectives.swift), each started and waited for.
+            ("allreduce direct", { try comm.iAllReduceSumDirect(buffer.buffer).wait() }),
+            ("allreduce nonblocking", { try comm.iAllReduce(buffer.buffer, op: .sum).wait() }),
+            ("reduce-scatter direct", {
+                try comm.iReduceScatterSumDirect(UnsafeBufferPointer(buffer.buffer), into: shard.buffer, counts: counts).wait() }),
+            ("reduce-scatter nonblocking", {
+                try comm.iReduceScatter(UnsafeBufferPointer(buffer.buffer), into: shard.buffer, counts: counts, op: .sum).wait() }),
+            ("all-gatherv direct", { try comm.iAllGatherInPlaceDirect(buffer.buffer, counts: counts).wait() }),
+            ("all-gatherv nonblocking", { try comm.iAllGatherInPlace(buffer.buffer, counts: counts).wait() }),
         ]
         for repetition in 0..<(repeats + 2) {  // the first two are warm-up, dropped below
             // Alternate wrapper-first and raw-first so neither always runs on a warmer cache.
@@ -85,8 +95,15 @@ struct BenchComm: ParsableCommand {
                   String(format: "  %9.3f  %7.3f   %11.3f  %10.3f   %8.2f", w * 1000, r * 1000, w / r, best, bus))
             rows.append("{\"collective\":\"\(op)\",\"wrapper_seconds\":\(w),\"raw_seconds\":\(r),\"ratio\":\(w / r),\"best_ratio\":\(best),\"bus_bytes_per_sec\":\(bus * 1e9)}")
         }
+        print("  non-blocking     libnbc ms   direct ms   direct / libnbc (median)")
+        var direct: [String] = []
+        for op in ["allreduce", "reduce-scatter", "all-gatherv"] {
+            let m = medians["\(op) nonblocking"]!, d = medians["\(op) direct"]!
+            print("  " + op.padding(toLength: 16, withPad: " ", startingAt: 0) + String(format: "  %9.3f  %9.3f   %9.3f", m * 1000, d * 1000, d / m))
+            direct.append("{\"collective\":\"\(op)\",\"libnbc_seconds\":\(m),\"direct_seconds\":\(d),\"ratio\":\(d / m)}")
+        }
         if let json {
-            try writeAtomically(Data("{\"world\":\(world),\"elements\":\(n),\"collectives\":[\(rows.joined(separator: ","))]}\n".utf8), to: json)
+            try writeAtomically(Data("{\"world\":\(world),\"elements\":\(n),\"collectives\":[\(rows.joined(separator: ","))],\"nonblocking\":[\(direct.joined(separator: ","))]}\n".utf8), to: json)
         }
     }
 }
