@@ -120,3 +120,45 @@ void swt_row_sums_add(float *restrict dst, const float *restrict src, size_t row
         dst[r] += s;
     }
 }
+
+// Cephes expf, exactly as `expCephes` in FastGELU.swift (clamp written as Swift's max/min so NaN behaves the same).
+static inline float exp_cephes(float value) {
+    float lo = -87.3f >= value ? -87.3f : value;        // Swift.max(value, -87.3)
+    float x = 88.3f < lo ? 88.3f : lo;                  // Swift.min(lo, 88.3)
+    const float shifter = 12582912.0f;
+    float n = (x * 1.44269504f + shifter) - shifter;
+    float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { uint32_t u; float f; } scale = { .u = (uint32_t)((int32_t)n + 127) << 23 };
+    return p * scale.f;
+}
+
+static const float gelu_scale = 0.7978845608028654f, gelu_cubic = 0.044715f;
+
+SWT_CLONES
+void swt_gelu_forward(float *restrict y, const float *restrict x, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        float u = gelu_scale * (v + gelu_cubic * v * v * v);
+        float r = 1.0f / (1.0f + exp_cephes(-2.0f * u));
+        y[i] = v * r;
+    }
+}
+
+SWT_CLONES
+void swt_gelu_backward_add(float *restrict dx, const float *restrict dy, const float *restrict x, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        float u = gelu_scale * (v + gelu_cubic * v * v * v);
+        float q = exp_cephes(-2.0f * u);
+        float r = 1.0f / (1.0f + q);
+        float du = gelu_scale * (1.0f + 3.0f * gelu_cubic * v * v);
+        dx[i] += dy[i] * (r + 2.0f * v * du * (q * r) * r);
+    }
+}

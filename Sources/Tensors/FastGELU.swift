@@ -1,3 +1,5 @@
+import CKernels
+
 // GELU, tanh approximation, computed without libm calls so the loops vectorise.
 //
 // Why: glibc's tanhf goes through expm1f and costs ~50 ns an element; in the GPT benchmark model (N·4C = 2M
@@ -32,8 +34,21 @@ private func expCephes(_ value: Float) -> Float {
 private let geluScaleFast: Float = 0.797_884_560_802_865_4  // √(2/π)
 private let geluCubicFast: Float = 0.044715
 
-/// y[n] = ½·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))   (same function as `geluForward`).
+/// y[n] = ½·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))   (same function as `geluForward`). Runs the C kernel
+/// (AVX-512/AVX2 where available: the Swift loop below vectorises only to the baseline's 4 lanes); bit-identical
+/// to `geluFastForwardSwift`.
 public func geluFastForward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count n: Int) {
+    swt_gelu_forward(y, x, n)
+}
+
+/// dx[n] += dy · GELU'(x): the C kernel, bit-identical to `geluFastBackwardSwift`.
+public func geluFastBackward(_ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>,
+                             count n: Int) {
+    swt_gelu_backward_add(dx, dy, x, n)
+}
+
+/// Swift twin of `geluFastForward` (tests).
+public func geluFastForwardSwift(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count n: Int) {
     for i in 0..<n {
         let v = x[i]
         let u = geluScaleFast * (v + geluCubicFast * v * v * v)
@@ -42,8 +57,9 @@ public func geluFastForward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer
     }
 }
 
+/// Swift twin of `geluFastBackward`:
 /// dx[n] += dy · (½(1 + tanh u) + ½·x·(1 − tanh² u)·√(2/π)·(1 + 3·0.044715·x²))   (as `geluBackward`).
-public func geluFastBackward(_ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>,
+public func geluFastBackwardSwift(_ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>,
                              count n: Int) {
     for i in 0..<n {
         let v = x[i]

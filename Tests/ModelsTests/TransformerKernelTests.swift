@@ -160,6 +160,22 @@ final class TransformerKernelTests: XCTestCase {
         }
     }
 
+    /// The C GELU kernels (16 lanes under AVX-512) do the same float operations in the same order as their Swift
+    /// twins (CKernels is built with -ffp-contract=off, so no fused multiply-adds): bit-identical, tails included.
+    func testFastGELUCKernelsAreBitIdenticalToSwiftTwins() {
+        var x = random(4099, seed: 18, scale: 4)
+        x += [0, -0.0, 1e-8, -1e-8, 10, -10, 50, -50, 200, -200, 1e6, -1e6]
+        let dy = random(x.count, seed: 19)
+        var y = [Float](repeating: 0, count: x.count), ySwift = y
+        geluFastForward(&y, x, count: x.count)
+        geluFastForwardSwift(&ySwift, x, count: x.count)
+        var dx = random(x.count, seed: 20), dxSwift = dx
+        geluFastBackward(&dx, dy, x, count: x.count)
+        geluFastBackwardSwift(&dxSwift, dy, x, count: x.count)
+        XCTAssertEqual(y.map(\.bitPattern), ySwift.map(\.bitPattern))
+        XCTAssertEqual(dx.map(\.bitPattern), dxSwift.map(\.bitPattern))
+    }
+
     func testResidual() {
         let a = random(10, seed: 13), b = random(10, seed: 14), d = random(10, seed: 15)
         var out = [Float](repeating: 0, count: 10)

@@ -28,4 +28,10 @@ void swt_column_sums_add(float *dst, const float *src, size_t rows, size_t cols,
 /// 8-wide partial sums, so the order differs from a sequential sum by rounding only.
 void swt_row_sums_add(float *dst, const float *src, size_t rows, size_t cols, size_t ld);
 
+/// GELU (tanh approximation) without libm, the same operations in the same order as the Swift twins
+/// `geluFastForwardSwift`/`geluFastBackwardSwift` in Sources/Tensors/FastGELU.swift (bit-identical results):
+///   y = x·r,   dx += dy·(r + 2·x·du·(q·r)·r),   q = exp(−2u), r = 1/(1 + q), u = √(2/π)(x + 0.044715x³).
+void swt_gelu_forward(float *y, const float *x, size_t n);
+void swt_gelu_backward_add(float *dx, const float *dy, const float *x, size_t n);
+
 #endif
