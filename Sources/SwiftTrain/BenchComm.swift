@@ -14,7 +14,7 @@ struct BenchComm: ParsableCommand {
     var elements = 1_863_690
 
     @Option(help: "Timed repetitions (medians are reported).")
-    var repeats = 60
+    var repeats = 300
 
     @Option(help: "Write the results as JSON here (rank 0).")
     var json: String?
@@ -76,7 +76,7 @@ struct BenchComm: ParsableCommand {
             medians[name] = t.sorted()[t.count / 2]
         }
         /// Ratio of the fastest repetitions: a 7.5 MB collective on this VM alternates between a fast and a slow
-        /// phase (scheduling), which medians can straddle differently for the two variants; the minimum over 60 is
+        /// phase (scheduling), which medians can straddle differently for the two variants; the minimum over the repetitions is
         /// the cost of the call itself.
         func bestRatio(_ op: String) -> Double { reduced["\(op) wrapper"]!.min()! / reduced["\(op) raw"]!.min()! }
         guard comm.rank == 0 else { return }
