@@ -162,3 +162,89 @@ void swt_gelu_backward_add(float *restrict dx, const float *restrict dy, const f
         dx[i] += dy[i] * (r + 2.0f * v * du * (q * r) * r);
     }
 }
+
+SWT_CLONES
+void swt_adagrad_update(float *restrict p, const float *restrict g, float *restrict s, size_t n, float wd, float clr,
+                        float eps) {
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i] + wd * p[i];
+        float si = s[i] + gi * gi;
+        s[i] = si;
+        p[i] = p[i] + -clr * gi / (sqrtf(si) + eps);
+    }
+}
+
+// Swift's max(x, 0) for the centred variance, NaN included: 0 >= x ? 0 : x.
+static inline float swift_max0(float x) { return 0.0f >= x ? 0.0f : x; }
+
+SWT_CLONES
+void swt_rmsprop_update(float *restrict p, const float *restrict g, float *restrict v, float *restrict b,
+                        float *restrict gbar, size_t n, float wd, float alpha, float w, float eps, float mu, float lr) {
+    if (!b && !gbar) {
+        for (size_t i = 0; i < n; i++) {
+            float gi = g[i] + wd * p[i];
+            float vi = v[i] * alpha + w * gi * gi;
+            v[i] = vi;
+            p[i] = p[i] + -lr * gi / (sqrtf(vi) + eps);
+        }
+    } else if (b && !gbar) {
+        for (size_t i = 0; i < n; i++) {
+            float gi = g[i] + wd * p[i];
+            float vi = v[i] * alpha + w * gi * gi;
+            v[i] = vi;
+            float bi = b[i] * mu + gi / (sqrtf(vi) + eps);
+            b[i] = bi;
+            p[i] = p[i] + -lr * bi;
+        }
+    } else if (!b) {
+        for (size_t i = 0; i < n; i++) {
+            float gi = g[i] + wd * p[i];
+            float vi = v[i] * alpha + w * gi * gi;
+            float ai = gbar[i] + w * (gi - gbar[i]);
+            v[i] = vi;
+            gbar[i] = ai;
+            p[i] = p[i] + -lr * gi / (sqrtf(swift_max0(vi - ai * ai)) + eps);
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            float gi = g[i] + wd * p[i];
+            float vi = v[i] * alpha + w * gi * gi;
+            float ai = gbar[i] + w * (gi - gbar[i]);
+            v[i] = vi;
+            gbar[i] = ai;
+            float bi = b[i] * mu + gi / (sqrtf(swift_max0(vi - ai * ai)) + eps);
+            b[i] = bi;
+            p[i] = p[i] + -lr * bi;
+        }
+    }
+}
+
+SWT_CLONES
+void swt_adadelta_update(float *restrict p, const float *restrict g, float *restrict v, float *restrict u, size_t n,
+                         float wd, float rho, float w, float eps, float lr) {
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i] + wd * p[i];
+        float vi = v[i] * rho + w * gi * gi;
+        v[i] = vi;
+        float delta = sqrtf(u[i] + eps) / sqrtf(vi + eps) * gi;
+        u[i] = u[i] * rho + w * delta * delta;
+        p[i] = p[i] + -lr * delta;
+    }
+}
+
+SWT_CLONES
+void swt_nadam_update(float *restrict p, const float *restrict g, float *restrict m, float *restrict v, size_t n,
+                      float decay, float l2, float w1, float b2, float w2, float bc2, float eps, float grad_coef,
+                      float mom_coef) {
+    for (size_t i = 0; i < n; i++) {
+        float pi = p[i] * decay;
+        float gi = g[i] + l2 * pi;
+        float mi = m[i] + w1 * (gi - m[i]);
+        float vi = v[i] * b2 + w2 * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        float d = sqrtf(vi / bc2) + eps;
+        float pg = pi + grad_coef * gi / d;
+        p[i] = pg + mom_coef * mi / d;
+    }
+}

@@ -1,3 +1,4 @@
+import CKernels
 import Tensors
 
 /// Adadelta (Zeiler 2012), as in `torch.optim.Adadelta`:
@@ -23,6 +24,8 @@ public final class Adadelta: Optimizer {
     public let count: Int
     public let hyper: Hyper
     public var stepCount = 0
+    /// false: the plain Swift loop (the C kernel's twin, bit-identical; for tests).
+    public var usesCKernel = true
     public let state: [FloatBuffer]
     public let stateNames = ["square_avg", "acc_delta"]
 
@@ -42,7 +45,12 @@ public final class Adadelta: Optimizer {
         let v = state[0].pointer, u = state[1].pointer
         for seg in segments {
             let lr = context.lr * seg.lrScale, wd = seg.weightDecay
-            for i in seg.range {
+            if usesCKernel {
+                let lo = seg.range.lowerBound
+                swt_adadelta_update(p + lo, g + lo, v + lo, u + lo, seg.range.count, wd, rho, w, eps, lr)
+                continue
+            }
+            for i in seg.range {  // the C kernel's twin
                 let gi = g[i] + wd * p[i]
                 let vi = v[i] * rho + w * gi * gi
                 v[i] = vi

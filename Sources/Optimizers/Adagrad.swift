@@ -1,3 +1,4 @@
+import CKernels
 import Tensors
 
 /// Adagrad (Duchi, Hazan & Singer 2011), as in `torch.optim.Adagrad`:
@@ -25,6 +26,8 @@ public final class Adagrad: Optimizer {
     public let count: Int
     public let hyper: Hyper
     public var stepCount = 0
+    /// false: the plain Swift loop (the C kernel's twin, bit-identical; for tests).
+    public var usesCKernel = true
     public let state: [FloatBuffer]
     public let stateNames = ["sum"]
 
@@ -49,7 +52,12 @@ public final class Adagrad: Optimizer {
         for seg in segments {
             let clr = Float(Double(context.lr * seg.lrScale) / divisor)
             let wd = seg.weightDecay
-            for i in seg.range {
+            if usesCKernel {
+                let lo = seg.range.lowerBound
+                swt_adagrad_update(p + lo, g + lo, s + lo, seg.range.count, wd, clr, eps)
+                continue
+            }
+            for i in seg.range {  // the C kernel's twin
                 let gi = g[i] + wd * p[i]
                 let si = s[i] + gi * gi
                 s[i] = si

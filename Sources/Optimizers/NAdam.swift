@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CKernels
 import Tensors
 
 /// NAdam, Adam with Nesterov momentum (Dozat 2016), as in `torch.optim.NAdam`:
@@ -41,6 +42,8 @@ public final class NAdam: Optimizer {
     public let count: Int
     public let hyper: Hyper
     public var stepCount = 0
+    /// false: the plain Swift loop (the C kernel's twin, bit-identical; for tests).
+    public var usesCKernel = true
     public let state: [FloatBuffer]
     public let stateNames = ["exp_avg", "exp_avg_sq"]
     /// Π_t = μ₁·…·μ_t after `muProductStep` steps (1 before the first step).
@@ -94,7 +97,13 @@ public final class NAdam: Optimizer {
             let gradCoef = Float(-Double(lr) * cg), momCoef = Float(-Double(lr) * cm)
             let decay: Float = hyper.decoupled ? decoupledDecayFactor(lr: lr, weightDecay: wd) : 1
             let l2: Float = hyper.decoupled ? 0 : wd
-            for i in seg.range {
+            if usesCKernel {
+                let lo = seg.range.lowerBound
+                swt_nadam_update(p + lo, g + lo, m + lo, v + lo, seg.range.count, decay, l2, w1, b2, w2, bc2, eps,
+                                 gradCoef, momCoef)
+                continue
+            }
+            for i in seg.range {  // the C kernel's twin
                 let pi = p[i] * decay
                 let gi = g[i] + l2 * pi
                 let mi = m[i] + w1 * (gi - m[i])

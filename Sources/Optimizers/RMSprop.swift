@@ -1,3 +1,4 @@
+import CKernels
 import Tensors
 
 /// RMSprop (Tieleman & Hinton 2012, lecture 6.5; centered form from Graves 2013), as in `torch.optim.RMSprop`:
@@ -30,6 +31,8 @@ public final class RMSprop: Optimizer {
     public let count: Int
     public let hyper: Hyper
     public var stepCount = 0
+    /// false: the plain Swift loop (the C kernel's twin, bit-identical; for tests).
+    public var usesCKernel = true
     public let state: [FloatBuffer]
     public let stateNames: [String]
 
@@ -55,7 +58,13 @@ public final class RMSprop: Optimizer {
         let gbar: UnsafeMutablePointer<Float>? = hyper.centered ? state[state.count - 1].pointer : nil
         for seg in segments {
             let lr = context.lr * seg.lrScale, wd = seg.weightDecay
-            // One loop per configuration so nothing configuration-dependent is decided per element.
+            if usesCKernel {
+                let lo = seg.range.lowerBound
+                swt_rmsprop_update(p + lo, g + lo, v + lo, b.map { $0 + lo }, gbar.map { $0 + lo }, seg.range.count, wd,
+                                   alpha, w, eps, mu, lr)
+                continue
+            }
+            // The C kernel's twin. One loop per configuration so nothing configuration-dependent is decided per element.
             switch (b, gbar) {
             case (nil, nil):
                 for i in seg.range {

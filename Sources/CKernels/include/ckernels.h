@@ -34,4 +34,18 @@ void swt_row_sums_add(float *dst, const float *src, size_t rows, size_t cols, si
 void swt_gelu_forward(float *y, const float *x, size_t n);
 void swt_gelu_backward_add(float *dx, const float *dy, const float *x, size_t n);
 
+// Element-wise optimizer updates over one parameter segment, each the same expression in the same order as the
+// optimizer's Swift loop (its twin, selected with `usesCKernel = false`; tests compare the two bit for bit).
+/// Adagrad: g' = g + wd·θ;  s += g'²;  θ += −clr·g' / (√s + ε)
+void swt_adagrad_update(float *p, const float *g, float *s, size_t n, float wd, float clr, float eps);
+/// RMSprop (torch semantics), with momentum buffer `b` and centred average `gbar` each optional (NULL).
+void swt_rmsprop_update(float *p, const float *g, float *v, float *b, float *gbar, size_t n, float wd, float alpha,
+                        float w, float eps, float mu, float lr);
+/// Adadelta: v ← ρv + (1−ρ)g'²;  Δ = √(u+ε)/√(v+ε)·g';  u ← ρu + (1−ρ)Δ²;  θ += −lr·Δ
+void swt_adadelta_update(float *p, const float *g, float *v, float *u, size_t n, float wd, float rho, float w,
+                         float eps, float lr);
+/// NAdam (torch semantics, per-step coefficients computed by the caller).
+void swt_nadam_update(float *p, const float *g, float *m, float *v, size_t n, float decay, float l2, float w1,
+                      float b2, float w2, float bc2, float eps, float grad_coef, float mom_coef);
+
 #endif

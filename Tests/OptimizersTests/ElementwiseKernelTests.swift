@@ -1,0 +1,59 @@
+import Optimizers
+import Tensors
+import XCTest
+
+/// The C kernels of Adagrad, RMSprop (all four variants), Adadelta and NAdam against each optimizer's own Swift loop
+/// (`usesCKernel = false`), bit for bit: both evaluate the same expression in the same order, and CKernels is built
+/// with -ffp-contract=off, so vectorisation (8 or 16 lanes) must not change a single result. Two segments with
+/// different weight decay and learning-rate scale, an odd length (the scalar tail) and five steps.
+final class ElementwiseKernelTests: XCTestCase {
+    private func assertTwinsAgree(_ name: String, _ make: (Int) -> Optimizer) {
+        let n = 1037
+        var table = ParameterTable()
+        let a = table.add("a", shape: [600], role: .matrix), b = table.add("b", shape: [n - 600], role: .bias)
+        let segments = [ParamSegment(range: 0..<600, tensor: a, tensorIndex: 0, weightDecay: 0.1),
+                        ParamSegment(range: 600..<n, tensor: b, tensorIndex: 1, weightDecay: 0, lrScale: 0.5)]
+        let fast = make(n), twin = make(n)
+        setKernel(twin, false)
+        var rng = SplitMix64(seed: 99)
+        let start = (0..<n).map { _ in rng.uniform(-1, 1) }
+        let pFast = FloatBuffer(count: n), pTwin = FloatBuffer(count: n), g = FloatBuffer(count: n)
+        pFast.buffer.update(from: start); pTwin.buffer.update(from: start)
+        for _ in 0..<5 {
+            for i in 0..<n { g[i] = rng.uniform(-0.5, 0.5) }
+            g[7] = 0  // a zero gradient element
+            fast.update(params: pFast.buffer, grads: UnsafeBufferPointer(g.buffer), segments: segments, context: StepContext(lr: 0.01))
+            twin.update(params: pTwin.buffer, grads: UnsafeBufferPointer(g.buffer), segments: segments, context: StepContext(lr: 0.01))
+        }
+        XCTAssertNotEqual(pFast.array, start, "\(name): parameters did not move")
+        XCTAssertEqual(pFast.array.map(\.bitPattern), pTwin.array.map(\.bitPattern), "\(name): parameters differ")
+        for (s, t) in zip(fast.state, twin.state) {
+            XCTAssertEqual(s.array.map(\.bitPattern), t.array.map(\.bitPattern), "\(name): state differs")
+        }
+    }
+
+    private func setKernel(_ o: Optimizer, _ on: Bool) {
+        switch o {
+        case let x as Adagrad: x.usesCKernel = on
+        case let x as RMSprop: x.usesCKernel = on
+        case let x as Adadelta: x.usesCKernel = on
+        case let x as NAdam: x.usesCKernel = on
+        default: XCTFail("no C kernel switch on \(type(of: o))")
+        }
+    }
+
+    func testAdagrad() { assertTwinsAgree("adagrad") { Adagrad(count: $0, hyper: .init(lrDecay: 0.01, initialAccumulator: 0.1)) } }
+    func testRMSpropVariants() {
+        for (momentum, centered) in [(Float(0), false), (0.9, false), (0, true), (0.9, true)] {
+            assertTwinsAgree("rmsprop momentum \(momentum) centered \(centered)") {
+                RMSprop(count: $0, hyper: .init(momentum: momentum, centered: centered))
+            }
+        }
+    }
+    func testAdadelta() { assertTwinsAgree("adadelta") { Adadelta(count: $0) } }
+    func testNAdam() {
+        for decoupled in [false, true] {
+            assertTwinsAgree("nadam decoupled \(decoupled)") { NAdam(count: $0, hyper: .init(decoupled: decoupled)) }
+        }
+    }
+}
