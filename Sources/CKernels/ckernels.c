@@ -248,3 +248,39 @@ void swt_nadam_update(float *restrict p, const float *restrict g, float *restric
         p[i] = pg + mom_coef * mi / d;
     }
 }
+
+SWT_CLONES
+void swt_lamb_direction(const float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
+                        float *restrict r, size_t n, float b1, float b2, float inv_bc1, float inv_sqrt_bc2, float eps,
+                        float wd, double *sum_p, double *sum_r) {
+    double sp[8] = {0}, sr[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        for (int k = 0; k < 8; k++) {
+            float gi = g[i + k], pi = p[i + k];
+            float mi = b1 * m[i + k] + (1.0f - b1) * gi;
+            float vi = b2 * v[i + k] + (1.0f - b2) * gi * gi;
+            m[i + k] = mi;
+            v[i + k] = vi;
+            float ri = (mi * inv_bc1) / (sqrtf(vi) * inv_sqrt_bc2 + eps) + wd * pi;
+            r[i + k] = ri;
+            sp[k] += (double)pi * (double)pi;
+            sr[k] += (double)ri * (double)ri;
+        }
+    }
+    double tp = 0, tr = 0;
+    for (int k = 0; k < 8; k++) { tp += sp[k]; tr += sr[k]; }
+    for (; i < n; i++) {
+        float gi = g[i], pi = p[i];
+        float mi = b1 * m[i] + (1.0f - b1) * gi;
+        float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        float ri = (mi * inv_bc1) / (sqrtf(vi) * inv_sqrt_bc2 + eps) + wd * pi;
+        r[i] = ri;
+        tp += (double)pi * (double)pi;
+        tr += (double)ri * (double)ri;
+    }
+    *sum_p += tp;
+    *sum_r += tr;
+}

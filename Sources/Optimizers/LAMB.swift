@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CKernels
 import Tensors
 
 /// LAMB, layer-wise adaptive moments (You et al. 2019/2020, "Large Batch Optimization for Deep Learning: Training
@@ -53,6 +54,8 @@ public final class LAMB: TensorNormOptimizer {
     public let count: Int
     public let hyper: Hyper
     public var stepCount = 0
+    /// false: the plain Swift loop (the C kernel's twin; for tests).
+    public var usesCKernel = true
     public let state: [FloatBuffer]
     public let stateNames = ["exp_avg", "exp_avg_sq"]
     /// r for the owned range, written by `prepare` and read by `apply` (not checkpointed).
@@ -84,7 +87,15 @@ public final class LAMB: TensorNormOptimizer {
         for seg in segments {
             let wd: Float = excluded(seg) ? 0 : seg.weightDecay
             var sumP = 0.0, sumR = 0.0
-            for i in seg.range {
+            if usesCKernel {
+                let lo = seg.range.lowerBound
+                swt_lamb_direction(p + lo, g + lo, m + lo, v + lo, r + lo, seg.range.count, b1, b2, invBc1, invSqrtBc2,
+                                   eps, wd, &sumP, &sumR)
+                partialSquares[2 * seg.tensorIndex] += sumP
+                partialSquares[2 * seg.tensorIndex + 1] += sumR
+                continue
+            }
+            for i in seg.range {  // the C kernel's twin
                 let gi = g[i], pi = p[i]
                 let mi = b1 * m[i] + (1 - b1) * gi
                 let vi = b2 * v[i] + (1 - b2) * gi * gi

@@ -48,4 +48,10 @@ void swt_adadelta_update(float *p, const float *g, float *v, float *u, size_t n,
 void swt_nadam_update(float *p, const float *g, float *m, float *v, size_t n, float decay, float l2, float w1,
                       float b2, float w2, float bc2, float eps, float grad_coef, float mom_coef);
 
+/// LAMB's first pass over a segment: moments, the Adam direction r = m̂/(√v̂ + ε) + wd·θ, and Σθ², Σr² added to
+/// *sum_p, *sum_r (double; 8-lane partial sums, so the sums differ from the Swift twin's sequential ones by rounding
+/// only, while θ-independent outputs m, v, r are bit-identical).
+void swt_lamb_direction(const float *p, const float *g, float *m, float *v, float *r, size_t n, float b1, float b2,
+                        float inv_bc1, float inv_sqrt_bc2, float eps, float wd, double *sum_p, double *sum_r);
+
 #endif
