@@ -174,12 +174,12 @@ public final class ShardedDataParallel {
     /// Applies the step to `params` from the accumulated gradients; `lr` is the scheduled learning rate.
     public func step(lr: Float) throws -> StepReport {
         // The collectives summed contributions already scaled by `contributionScale`: the gradient is the global mean.
-        // Σg² was measured as each bucket arrived (else one pass here).
+        // Σg² was measured as each bucket arrived (stage 2 with accumulation: one pass over the shards here).
         var sumSquares = 0.0
         if stage == .replicated {
-            // Every rank holds the same gradient: measure locally; the decision is identical everywhere.
-            sumSquares = bucketSink.reducedSquaresAreFinal
-                ? bucketSink.reducedSquares : sumOfSquares(UnsafeBufferPointer(fullGrads!.buffer))
+            // Every rank holds the same gradient (all of it arrived in the last micro-batch's all-reduces): the
+            // decision is identical everywhere without communicating.
+            sumSquares = bucketSink.reducedSquares
         } else {
             sumSquares = bucketSink.reducedSquaresAreFinal
                 ? bucketSink.reducedSquares : shards.reduce(0) { $0 + sumOfSquares(UnsafeBufferPointer($1.buffer)) }

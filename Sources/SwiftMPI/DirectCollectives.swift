@@ -84,6 +84,13 @@ final class DirectRequest: CollectiveRequest {
                             tag: Int32, then next: ((DirectRequest) throws -> Void)? = nil) throws {
         let c = communicator, rank = c.rank, size = c.size, mine = counts[rank]
         let offsets = displacements(of: counts)
+        let own = send.baseAddress.map { $0 + offsets[rank] }
+        if size == 1 {
+            // One rank: the "sum" is the block itself (the same memory in an in-place all-reduce).
+            if mine > 0 { receive.baseAddress!.update(from: own!, count: mine) }
+            if let next { try next(self) }
+            return
+        }
         // Peers' copies of my block land in scratch slots, in rank order with my own slot skipped.
         let peers = size - 1
         let slots = c.takeScratch(count: peers * mine)
@@ -99,14 +106,13 @@ final class DirectRequest: CollectiveRequest {
                                               call: call))
             }
         }
-        let own = send.baseAddress.map { $0 + offsets[rank] }
         onPhaseComplete = { request in
             if mine > 0, let out = receive.baseAddress, let own {
                 // own + peers in rank order. `out` may be `own` itself (in-place all-reduce), so own is read only
                 // in the first pass, element by element before that element is written.
                 let first = UnsafePointer(slots.pointer)
                 for i in 0..<mine { out[i] = own[i] + first[i] }
-                for slot in 1..<max(1, peers) {
+                for slot in 1..<peers {
                     let b = slots.pointer + slot * mine
                     for i in 0..<mine { out[i] += b[i] }
                 }
@@ -115,14 +121,6 @@ final class DirectRequest: CollectiveRequest {
             request.scratch = nil
             request.onPhaseComplete = nil
             if let next { try next(request) }
-        }
-        if size == 1 {
-            // One rank: the "sum" is the block itself.
-            if mine > 0 { receive.baseAddress!.update(from: own!, count: mine) }
-            c.returnScratch(slots)
-            scratch = nil
-            onPhaseComplete = nil
-            if let next { try next(self) }
         }
     }
 

@@ -20,8 +20,8 @@ public enum MPIRuntime {
     /// onto one rank, then broadcast — for any in-place call or fewer than 4 ranks, which is every gradient bucket
     /// here: the reduction is serialised on the root and each rank moves the whole bucket twice. The reduce-scatter +
     /// all-gather algorithm (3, Rabenseifner) spreads the reduction over the ranks. Measured on 2 ranks, four
-    /// in-place 2 MiB buckets: binomial 2.4–6.7 ms, Rabenseifner 1.0–2.0 ms; end to end +3–4% samples/s at
-    /// stage 0 (docs/benchmarks.md). Set before MPI_Init, and only where the user has not chosen
+    /// in-place 2 MiB buckets: binomial 2.4–6.7 ms, Rabenseifner 1.0–2.0 ms; end to end +7% samples/s at
+    /// stage 0 (`launch/compare`, 3 runs each: 13,893 → 14,836; docs/benchmarks.md). Set before MPI_Init, and only where the user has not chosen
     /// (`OMPI_MCA_coll_libnbc_iallreduce_algorithm` in the environment wins); other MPI libraries ignore it.
     public static let collectiveTuning = ["OMPI_MCA_coll_libnbc_iallreduce_algorithm": "3"]
 
