@@ -1,8 +1,21 @@
 // swift-tools-version:6.0
-// Dependency direction (each module imports only those listed after it):
-//   swift-train (CLI) → Training → Distributed, Data, Models, Optimizers → Tensors → CBLAS, CKernels
-//   Distributed → SwiftMPI → CMPI         Data → Tensors (RNG), CZlib
-// Optimizers never import MPI: they update a contiguous range of the flat buffer and nothing else.
+// Module map: each module and the modules its sources import (checked against the real `import` lines and the
+// dependencies below by Tests/PackageLayoutTests; `—` means none). Arrows point down the list, never up.
+// Only Distributed communicates during a training step; Optimizers never import MPI.
+//   SwiftTrain  → Bench, Experiments, FullBatch, Training
+//   Bench       → Optimizers, SwiftMPI, Tensors, Training
+//   Experiments → Datasets, Models, Plots, SwiftMPI, Tensors, Training, Yams
+//   MPIChecks   → Datasets, Distributed, FullBatch, Optimizers, SwiftMPI, Tensors, Training
+//   Training    → Datasets, Distributed, Models, Optimizers, SwiftMPI, Tensors, Yams
+//   Distributed → Optimizers, SwiftMPI, Tensors
+//   Datasets    → CZlib, Tensors
+//   FullBatch   → Plots, SwiftMPI, Tensors
+//   Models      → Tensors
+//   Optimizers  → CKernels, Tensors
+//   TestSupport → Tensors
+//   SwiftMPI    → CMPI
+//   Tensors     → CBLAS, CKernels
+//   Plots       → —
 import PackageDescription
 
 let release: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
@@ -19,37 +32,59 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
-        // C APIs, each behind a small module map; nothing above Tensors/Optimizers/SwiftMPI/Data sees them.
+        // C APIs, each behind a small module map; only SwiftMPI, Tensors, Optimizers and Datasets see them.
         // CKernels: hand-vectorised element-wise loops (runtime CPU dispatch), each with a Swift twin in tests.
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c",
                        providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=off"])]),
 
+        // Foundations: no module here knows about training.
         .target(name: "SwiftMPI", dependencies: ["CMPI"], swiftSettings: release),
         .target(name: "Tensors", dependencies: ["CBLAS", "CKernels"], swiftSettings: release),
+        .target(name: "Plots", swiftSettings: release),
         .target(name: "Models", dependencies: ["Tensors"], swiftSettings: release),
-        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=off"])]),
+        .target(name: "Datasets", dependencies: ["CZlib", "Tensors"], swiftSettings: release),
         .target(name: "Optimizers", dependencies: ["Tensors", "CKernels"], swiftSettings: release),
+        // The only module that communicates during a training step.
         .target(name: "Distributed", dependencies: ["SwiftMPI", "Tensors", "Optimizers"], swiftSettings: release),
-        .target(name: "Data", dependencies: ["CZlib", "Tensors"], swiftSettings: release),
+        // The training loop, configuration, checkpoints and the run directory.
         .target(name: "Training",
-                dependencies: ["Distributed", "Data", "Models", "Optimizers", "Tensors", "SwiftMPI",
+                dependencies: ["Distributed", "Datasets", "Models", "Optimizers", "Tensors", "SwiftMPI",
                                .product(name: "Yams", package: "Yams")],
                 swiftSettings: release),
+        // Many runs: sweeps, their results and reports.
+        .target(name: "Experiments",
+                dependencies: ["Training", "Datasets", "Models", "Plots", "SwiftMPI", "Tensors", .product(name: "Yams", package: "Yams")],
+                swiftSettings: release),
+        // Full-batch optimisation (L-BFGS, line searches), the convergence-theory check and logistic regression.
+        .target(name: "FullBatch", dependencies: ["Plots", "SwiftMPI", "Tensors"], swiftSettings: release),
+        // Kernel and collective benchmarks.
+        .target(name: "Bench", dependencies: ["Training", "Optimizers", "SwiftMPI", "Tensors"], swiftSettings: release),
         .executableTarget(name: "SwiftTrain",
-                          dependencies: ["Training", "SwiftMPI", "Tensors", "Models", "Data", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          dependencies: ["Training", "Experiments", "FullBatch", "Bench",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: release),
+        // Pieces shared by the XCTest targets and the multi-rank checks (no XCTest inside).
+        .target(name: "TestSupport", dependencies: ["Tensors"],
+                swiftSettings: release),
         // Multi-rank checks that need real MPI collectives; run under `mpirun -n 4` by launch/test.
-        .executableTarget(name: "MPIChecks", dependencies: ["Training", "Distributed", "SwiftMPI", "Optimizers", "Data", "Tensors"],
+        .executableTarget(name: "MPIChecks",
+                          dependencies: ["Training", "Distributed", "FullBatch", "SwiftMPI", "Optimizers", "Datasets", "Tensors"],
                           swiftSettings: release),
 
+        .testTarget(name: "SwiftMPITests", dependencies: ["SwiftMPI"]),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
-        .testTarget(name: "ModelsTests", dependencies: ["Models", "Tensors"]),
+        .testTarget(name: "PlotsTests", dependencies: ["Plots"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "Tensors", "TestSupport"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets"]),
         .testTarget(name: "OptimizersTests", dependencies: ["Optimizers", "Tensors"], exclude: ["Fixtures"]),
         .testTarget(name: "MatrixOptimizersTests", dependencies: ["Optimizers", "Tensors"], exclude: ["Fixtures"]),
-        .testTarget(name: "FullBatchTests", dependencies: ["Optimizers", "Tensors", "Training", "SwiftMPI"]),
-        .testTarget(name: "DataTests", dependencies: ["Data"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Distributed", "SwiftMPI", "Models", "Data", "Tensors", "Optimizers"]),
+        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "Tensors"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Distributed", "SwiftMPI", "Models", "Datasets", "Tensors", "Optimizers"]),
+        .testTarget(name: "ExperimentsTests", dependencies: ["Experiments", "Training", "Datasets", "Models", "SwiftMPI"]),
+        .testTarget(name: "FullBatchTests", dependencies: ["FullBatch", "Optimizers", "SwiftMPI", "Tensors"]),
+        .testTarget(name: "PackageLayoutTests"),
     ]
 )

@@ -2,10 +2,11 @@
 //   launch/mpirun -n 4 .build/release/swift-train-mpi-checks     (and with other rank counts)
 // Every rank runs every check (so every rank calls every collective in the same order); results are combined
 // with an all-reduce and rank 0 prints one line per check and a closing "N passed, M failed" line.
-import Data
+import Datasets
 import Optimizers
 import Distributed
 import Foundation
+import FullBatch
 import SwiftMPI
 import Tensors
 import Training

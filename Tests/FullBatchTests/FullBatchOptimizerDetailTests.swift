@@ -1,7 +1,7 @@
 import Optimizers
 import SwiftMPI
 import Tensors
-import Training
+import FullBatch
 import XCTest
 
 /// Rosenbrock's function f(x, y) = (1 − x)² + 100(y − x²)², minimum 0 at (1, 1) (N&W 2006, eq. 2.22).

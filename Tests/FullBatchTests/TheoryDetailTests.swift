@@ -1,6 +1,6 @@
 import Optimizers
 import Tensors
-import Training
+import FullBatch
 import XCTest
 
 /// Further checks of the theory experiment, beside the three claims in FullBatchTests.swift (TheoryTests).

@@ -6,6 +6,7 @@ import Darwin
 import Foundation
 import Models
 import Tensors
+import TestSupport
 import XCTest
 
 /// A tiny GPT with parameters spread wider than the 0.02 initialisation, so every path (attention softmax,
@@ -53,26 +54,10 @@ final class GPTGradientTests: XCTestCase {
         }
         XCTAssertEqual(result.predictions, N)
         XCTAssertEqual(result.meanLoss, loss(), accuracy: 1e-12, "forwardBackward and forward agree on the loss")
-        var checked = 0
-        for entry in model.table.entries {
-            var largest = 0.0
-            for i in entry.range {
-                let original = params[i]
-                let h: Float = 1e-2
-                params[i] = original + h
-                let up = loss()
-                params[i] = original - h
-                let down = loss()
-                params[i] = original
-                let numeric = (up - down) / Double(2 * h)
-                let analytic = Double(grads[i])
-                largest = max(largest, abs(analytic))
-                XCTAssertEqual(analytic, numeric, accuracy: 5e-4 + 2e-2 * abs(numeric),
-                               "\(tied ? "tied" : "untied") \(entry.name)[\(i - entry.offset)]")
-                checked += 1
-            }
-            XCTAssertGreaterThan(largest, 1e-3, "\(entry.name) has no gradient to check")
-        }
+        let differences = FiniteDifferenceCheck(absolute: 5e-4, relative: 2e-2).run(table: model.table, params: params, grads: grads, loss: loss)
+        XCTAssertEqual(differences.mismatches.map(\.description), [], tied ? "tied" : "untied")
+        for (name, largest) in differences.largestGradient { XCTAssertGreaterThan(largest, 1e-3, "\(name) has no gradient to check") }
+        let checked = differences.checked
         XCTAssertEqual(checked, model.table.count)
     }
 

@@ -1,5 +1,6 @@
 import Models
 import Tensors
+import TestSupport
 import XCTest
 
 /// Every parameter gradient of the MLP against central finite differences of the loss.
@@ -26,24 +27,9 @@ final class MLPGradientTests: XCTestCase {
             _ = model.forwardBackward(params: params.pointer, grads: grads.pointer,
                                       batch: ModelBatch(features: f.baseAddress!, targets: t.baseAddress!, rows: rows), lossScale: scale)
         } }
-        var checked = 0
-        for entry in model.table.entries {
-            for i in entry.range {
-                let original = params[i]
-                let h: Float = 1e-2
-                params[i] = original + h
-                let up = loss()
-                params[i] = original - h
-                let down = loss()
-                params[i] = original
-                let numeric = (up - down) / Double(2 * h)
-                let analytic = Double(grads[i])
-                XCTAssertEqual(analytic, numeric, accuracy: 2e-3 + 2e-2 * abs(numeric),
-                               "\(activation) \(entry.name)[\(i - entry.offset)]")
-                checked += 1
-            }
-        }
-        XCTAssertEqual(checked, model.table.count)
+        let result = FiniteDifferenceCheck(absolute: 2e-3, relative: 2e-2).run(table: model.table, params: params, grads: grads, loss: loss)
+        XCTAssertEqual(result.mismatches.map(\.description), [], "\(activation)")
+        XCTAssertEqual(result.checked, model.table.count)
     }
 
     func testGELUGradientsMatchFiniteDifferences() {

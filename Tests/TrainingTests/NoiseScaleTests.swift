@@ -1,4 +1,4 @@
-import Data
+import Datasets
 import SwiftMPI
 import Tensors
 import Training

@@ -9,7 +9,6 @@
 // so f is μ-strongly convex and L-smooth with L = λ_max(XᵀX)/(4m) + μ.
 
 import Foundation
-import Optimizers
 import SwiftMPI
 import Tensors
 

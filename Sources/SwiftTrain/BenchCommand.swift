@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import Tensors
+import Bench
 import Training
 
 /// `swift-train bench`: single-core kernel benchmarks against the same run's hardware references.
@@ -25,7 +25,7 @@ struct Bench: ParsableCommand {
     var json: String?
 
     func run() throws {
-        BLASThreads.set(1)  // one core: the targets compare against one core's bandwidth and sgemm rate
+        Benchmarks.useOneCore()  // one core: the targets compare against one core's bandwidth and sgemm rate
         let copy = Benchmarks.copyBandwidth(elements: elements, repeats: repeats)
         print(String(format: "memory copy (read + write), %d floats: %.2f GB/s", elements, copy / 1e9))
         print("optimizer update, \(elements) floats, one core (bytes = θ, g and state read + θ and state written):")

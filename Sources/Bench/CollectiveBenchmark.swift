@@ -1,25 +1,13 @@
-import ArgumentParser
 import Foundation
 import SwiftMPI
 import Tensors
 import Training
 
-/// `swift-train bench-comm` (under mpirun): the typed collectives against the raw MPI calls, interleaved.
-struct BenchComm: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "bench-comm",
-        abstract: "Collective bandwidth of the Swift wrapper against the raw MPI calls (run under mpirun).")
-
-    @Option(help: "Floats per collective (default: the MLP's 1,863,690 parameters).")
-    var elements = 1_863_690
-
-    @Option(help: "Timed repetitions (medians are reported).")
-    var repeats = 300
-
-    @Option(help: "Write the results as JSON here (rank 0).")
-    var json: String?
-
-    func run() throws {
+/// The typed collectives against the raw MPI calls, interleaved (`swift-train bench-comm`, under mpirun): blocking
+/// all-reduce, reduce-scatter and all-gatherv through the wrapper and through MPI directly, then the non-blocking
+/// forms the gradient buckets use (Open MPI's libnbc against the direct exchange). Rank 0 prints the table.
+public enum CollectiveBenchmark {
+    public static func run(elements: Int, repeats: Int, json: String?) throws {
         try MPIRuntime.initialize()
         defer { MPIRuntime.finalize() }
         let comm = try MPICommunicator()

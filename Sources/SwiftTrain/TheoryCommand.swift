@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import FullBatch
 import Training
 
 /// `swift-train theory`: the convergence-theory check on strongly convex logistic regression (single process, no MPI).

@@ -1,4 +1,4 @@
-import Training
+import Plots
 import XCTest
 
 final class PlotTests: XCTestCase {

@@ -1,10 +1,14 @@
 import Foundation
+import Training
 import Optimizers
 import Tensors
 
 /// Micro-benchmarks behind `swift-train bench`: each result is a median over repeated runs, measured beside the
 /// hardware reference it is compared with (memory copy bandwidth, sgemm GFLOP/s) in the same process.
 public enum Benchmarks {
+    /// One BLAS thread: the targets compare against one core's bandwidth and sgemm rate.
+    public static func useOneCore() { BLASThreads.set(1) }
+
     /// Median of `repeats` timings of `body` (seconds), after one warm-up call.
     public static func median(repeats: Int, _ body: () -> Void) -> Double {
         body()

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import SwiftMPI
+import Experiments
 import Training
 
 /// `swift-train sweep`: every point of a sweep file's grid, one after another in one MPI job, each trained to the
@@ -52,13 +52,13 @@ struct Sweep: ParsableCommand {
 
         // Phase 2: MPI, once for every point.
         do {
-            let comm = try startWorld(expecting: launch)
+            let comm = try MPISession.start(expecting: launch)
             StopRequest.install()
             let console = isRoot ? Console() : nil
             if let directory, let console {
                 let resumed = directory.finished.count
                 console.line("""
-                swift-train \(swiftTrainVersion) sweep '\(plan.spec.name)' · \(MPIRuntime.libraryVersion)
+                swift-train \(swiftTrainVersion) sweep '\(plan.spec.name)' · \(MPISession.libraryVersion)
                 world size \(comm.size) · BLAS threads per rank \(blasThreads) · \(plan.points.count) points\
                 \(resumed > 0 ? " (\(resumed) finished earlier)" : "") · target \(plan.spec.target?.description ?? "none")
                 sweep directory \(directory.path)
@@ -66,7 +66,7 @@ struct Sweep: ParsableCommand {
             }
             let runner = SweepRunner(plan: plan, comm: comm, taskFactory: factory.factory, directory: directory, console: console)
             runner.verbose = verbose
-            runner.mpiLibrary = MPIRuntime.libraryVersion
+            runner.mpiLibrary = MPISession.libraryVersion
             runner.sweepPath = path
             let rows = try runner.run()
             if let console {
@@ -74,14 +74,14 @@ struct Sweep: ParsableCommand {
                 console.line("done: \(rows.count) points, \(reached) reached the target · \(path)/results.csv · " +
                              "report: swift-train report \(path)")
             }
-            MPIRuntime.finalize()
+            MPISession.finalize()
         } catch let stopped as TrainingStopped {
-            MPIRuntime.finalize()
+            MPISession.finalize()
             if isRoot { printError("sweep interrupted; run the same command again to resume") }
             throw ExitCode(stopped.exitCode)
         } catch {
             printError("error (rank \(launch.rank)): \(error)")
-            MPIRuntime.abort(code: 1)
+            MPISession.abort(code: 1)
         }
     }
 

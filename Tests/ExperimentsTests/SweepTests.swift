@@ -1,7 +1,8 @@
-import Data
+import Datasets
 import Foundation
 import Models
 import SwiftMPI
+import Experiments
 import Training
 import XCTest
 

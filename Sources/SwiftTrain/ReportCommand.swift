@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Experiments
 import Training
 
 /// `swift-train report`: a markdown report with SVG plots from sweep directories (see docs/batch-size.md).

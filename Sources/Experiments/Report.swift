@@ -3,6 +3,8 @@
 // batch, loss curves and the gradient noise scale. docs/batch-size.md explains the quantities.
 
 import Foundation
+import Plots
+import Training
 
 /// One finished sweep point as read back from results.csv (and its metrics.jsonl).
 public struct SweepEntry: Sendable {

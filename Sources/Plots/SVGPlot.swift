@@ -64,7 +64,8 @@ public struct SVGPlot {
             dashed: dashed, markers: markers)
     }
 
-    public func write(to path: String) throws { try writeAtomically(Data(render().utf8), to: path) }
+    /// Foundation's atomic write: a temporary file renamed over `path`, so a reader never sees half a plot.
+    public func write(to path: String) throws { try render().write(toFile: path, atomically: true, encoding: .utf8) }
 
     // MARK: - Rendering
 

@@ -11,7 +11,7 @@
 // (c) SGD with a step decaying like β/(t + t₀), β > 1/μ, keeps converging at rate O(1/t) (same paper, Theorem 4.7).
 
 import Foundation
-import Optimizers
+import Plots
 import Tensors
 
 /// The experiment's settings. Defaults are the ones the tests and docs/theory.md use.
