@@ -133,6 +133,13 @@ public final class ShardedDataParallel {
     /// into the loss scale saves a read-and-write pass over the whole gradient every step.
     public var contributionScale: Float { 1 / Float(comm.size) }
 
+    /// The loss scale of one micro-batch's backward, and the one place the mean is decided: gradients are of the
+    /// mean loss over the *global* batch, 1 / (per-rank rows × ranks × predictions per row), so summing every
+    /// rank's contribution in the collectives yields the global mean with no division pass afterwards.
+    public func meanLossScale(perRankRows: Int, predictionsPerRow: Int) -> Float {
+        contributionScale / Float(perRankRows * predictionsPerRow)
+    }
+
     /// True when each micro-batch's own gradient norm is measured by difference (one rank, accumulation, stages 0/1).
     private var measuresMicroBatchesByDifference: Bool { comm.size == 1 && gradAccum > 1 && stage != .gradients }
 

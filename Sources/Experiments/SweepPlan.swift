@@ -209,8 +209,7 @@ public struct SweepPlan: Sendable {
             try c.set("schedule.warmup_steps", raw: warmup, source: "warmup_epochs")
             config = try TrainConfig(c, worldSize: worldSize)
         }
-        let totalSteps = try config.totalSteps(datasetSize: task.rowsPerEpoch)
-        _ = try config.groupSpecs(for: task.model.table)
+        let totalSteps = try TrainingPlan(config: config, task: task).totalSteps  // the train command's validation
 
         let routed = TensorRole.allCases.compactMap { role -> String? in
             let o = c.string("groups.\(role.rawValue).optimizer")

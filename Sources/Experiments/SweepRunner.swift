@@ -65,7 +65,8 @@ public final class SweepRunner {
         let task = try taskFactory(config)
         let output = try directory?.startPoint(point)
         if verbose { console?.line("── \(point.name) (\(point.label)): \(point.totalSteps) steps max") }
-        let trainer = try Trainer(config: config, comm: comm, task: task, output: output, console: verbose ? console : nil)
+        let trainer = try Trainer(plan: TrainingPlan(config: config, task: task), comm: comm, output: output,
+                                  console: verbose ? console : nil)
         if plan.spec.checkpoints, let sweepPath {
             // Checkpoint.save is collective: every rank needs the path.
             trainer.checkpointRoot = "\(sweepPath)/points/\(point.name)"

@@ -25,8 +25,7 @@ public final class CachedTaskFactory: @unchecked Sendable {
         guard config.globalBatch <= data.train.count else {
             throw ConfigError("train.global_batch = \(config.globalBatch) exceeds the \(data.train.count) training examples")
         }
-        return ImageClassificationTask(train: data.train, test: data.test, hidden: config.hidden, activation: config.activation,
-                                       globalBatch: config.globalBatch, microBatch: config.microBatch, seed: config.seed)
+        return config.imageTask(train: data.train, test: data.test)
     }
 
     public var factory: SweepTaskFactory { { [self] in try self.make($0) } }

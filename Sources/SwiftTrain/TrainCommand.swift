@@ -19,7 +19,7 @@ struct Train: ParsableCommand {
         // Phase 1, before MPI: everything that can fail because of the user's input. Each rank checks the same
         // inputs; a failure exits non-zero here and mpirun ends the job, so no rank is left waiting in a collective.
         let config: TrainConfig
-        let task: TrainingTask
+        let plan: TrainingPlan
         var runDirectory: RunDirectory?
         var checkpoint: LoadedCheckpoint?
         var runPath = ""
@@ -41,11 +41,9 @@ struct Train: ParsableCommand {
             }
             if let out { try resolved.set("output.dir", raw: out, source: "--out") }
             config = try TrainConfig(resolved, worldSize: launch.worldSize)
-            task = try config.makeTask()
-            _ = try config.totalSteps(datasetSize: task.rowsPerEpoch)
-            _ = try config.groupSpecs(for: task.model.table)  // e.g. Muon routed to a vector: named here, before MPI
+            plan = try TrainingPlan(config: config)  // data, model, steps and optimizer groups, validated once
             // The same model check Trainer makes, here before any rank communicates.
-            try checkpoint?.checkModel(task.model.table, description: task.modelDescription)
+            try checkpoint?.checkModel(plan.task.model.table, description: plan.task.modelDescription)
             if let checkpoint, out == nil {
                 runPath = URL(fileURLWithPath: checkpoint.path).deletingLastPathComponent().deletingLastPathComponent().path
                 if isRoot { runDirectory = try RunDirectory(resuming: runPath, atStep: checkpoint.manifest.step) }
@@ -77,7 +75,7 @@ struct Train: ParsableCommand {
                 console.line("resolved config:\n" + config.resolved.yaml())
                 try runDirectory.write("config.yaml", text: config.resolved.yaml(header: "resolved configuration of this run; rerun with --config \(runDirectory.path)/config.yaml"))
             }
-            let trainer = try Trainer(config: config, comm: comm, task: task, output: runDirectory, console: console,
+            let trainer = try Trainer(plan: plan, comm: comm, output: runDirectory, console: console,
                                       resume: checkpoint)
             trainer.checkpointRoot = runPath
             if let checkpoint, let console {
@@ -86,7 +84,7 @@ struct Train: ParsableCommand {
             }
             if let console {
                 let groups = trainer.engine.plan.groups.map { "\($0.name) (\($0.range.count) parameters)" }.joined(separator: ", ")
-                console.line("model: \(task.modelDescription), \(trainer.model.table.count) parameters · optimizers: \(groups) · " +
+                console.line("model: \(plan.task.modelDescription), \(trainer.model.table.count) parameters · optimizers: \(groups) · " +
                              "ZeRO stage \(config.zeroStage) · \(trainer.totalSteps) steps")
             }
             let summary = try trainer.run()

@@ -2,7 +2,6 @@ import Datasets
 import Distributed
 import Foundation
 import Optimizers
-import SwiftMPI
 import Tensors
 
 /// Sharded checkpoints (docs/checkpoints.md).
@@ -105,67 +104,72 @@ public enum Checkpoint {
 
     // MARK: Saving (collective: every rank calls it at the same step)
 
-    /// Writes a checkpoint of `trainer` after `step` completed steps into `runDirectory/checkpoints`.
-    /// Returns the checkpoint directory.
+    /// What a checkpoint records beside the engine's state: the model and where training stands.
+    public struct RunState: Sendable {
+        public var step: Int
+        public var model: String
+        public var table: ParameterTable
+        public var dataSeed: UInt64
+        public var skippedSteps: Int
+        public var consecutiveBadSteps: Int
+        /// The resolved configuration (YAML), so `--resume` needs nothing else.
+        public var config: String
+        public init(step: Int, model: String, table: ParameterTable, dataSeed: UInt64, skippedSteps: Int,
+                    consecutiveBadSteps: Int, config: String) {
+            self.step = step; self.model = model; self.table = table; self.dataSeed = dataSeed
+            self.skippedSteps = skippedSteps; self.consecutiveBadSteps = consecutiveBadSteps; self.config = config
+        }
+    }
+
+    /// Writes a checkpoint of `engine` after `run.step` completed steps into `runDirectory/checkpoints`.
+    /// Collective: every rank calls it at the same step; the engine issues every collective. Returns the directory.
     @discardableResult
-    public static func save(_ trainer: Trainer, step: Int, runDirectory: String, keep: Int, skippedSteps: Int,
-                            consecutiveBadSteps: Int) throws -> String {
-        let comm = trainer.comm, engine = trainer.engine
+    public static func save(_ engine: ShardedDataParallel, run: RunState, runDirectory: String, keep: Int) throws -> String {
+        let rank = engine.rank, world = engine.worldSize, step = run.step
         let root = "\(runDirectory)/checkpoints"
         let name = String(format: "step-%08d", step)
         let final = "\(root)/\(name)", temporary = "\(root)/.\(name).partial"
         let fm = FileManager.default
-        if comm.rank == 0 {
+        // Phase 1: rank 0 creates the temporary directory; everyone waits for it.
+        if rank == 0 {
             try? fm.removeItem(atPath: temporary)
             do { try fm.createDirectory(atPath: temporary, withIntermediateDirectories: true) } catch {
                 throw CheckpointError("cannot create \(temporary): \(error.localizedDescription)")
             }
         }
-        try comm.barrier()
+        try engine.synchronize()
 
-        // Every rank writes what it owns; at stage 0 the state is replicated, so rank 0 alone writes it.
+        // Phase 2: every rank writes what it owns, then the sizes and checksums meet on every rank.
         var myBytes = 0, myCRC: UInt32 = 0
-        var records: [TensorState] = []
-        if engine.stage != .replicated || comm.rank == 0 {
-            for (g, optimizer) in engine.optimizers.enumerated() {
-                if let keyed = optimizer as? TensorKeyedStateOptimizer {
-                    records += keyed.exportState(segments: engine.segments[g])
-                } else {
-                    records += optimizer.exportElementState(segments: engine.segments[g], ownedStart: engine.ownedRanges[g].lowerBound)
-                }
-            }
-        }
+        let records = engine.exportOptimizerState()
         if !records.isEmpty {
             let data = encode(records)
-            try writeDurably(data, to: "\(temporary)/\(stateFile(comm.rank))")
+            try writeDurably(data, to: "\(temporary)/\(stateFile(rank))")
             myBytes = data.count
             myCRC = data.withUnsafeBytes { crc32($0) }
         }
-        var sizes = [Int64](repeating: 0, count: 2 * comm.size)
-        sizes[2 * comm.rank] = Int64(myBytes)
-        sizes[2 * comm.rank + 1] = Int64(myCRC)
-        try comm.allReduce(&sizes, op: .sum)
+        let sizes = try engine.gatherPerRank(Int64(myBytes)), checksums = try engine.gatherPerRank(Int64(myCRC))
 
-        if comm.rank == 0 {
-            let params = encode(trainer.model.table.entries.map {
+        // Phase 3: rank 0 writes the parameters and the manifest last, then renames the directory into place.
+        if rank == 0 {
+            let params = encode(run.table.entries.map {
                 TensorState(stateName: "param", tensorName: $0.name, offset: 0, values: Array(engine.params.slice($0.range)))
             })
             try writeDurably(params, to: "\(temporary)/params.bin")
             var files = [FileEntry(name: "params.bin", bytes: params.count, crc32: params.withUnsafeBytes { crc32($0) })]
-            for r in 0..<comm.size where sizes[2 * r] > 0 {
-                files.append(FileEntry(name: stateFile(r), bytes: Int(sizes[2 * r]), crc32: UInt32(sizes[2 * r + 1])))
+            for r in 0..<world where sizes[r] > 0 {
+                files.append(FileEntry(name: stateFile(r), bytes: Int(sizes[r]), crc32: UInt32(checksums[r])))
             }
             let manifest = Manifest(
-                format: format, version: version, step: step, worldSize: comm.size, zeroStage: engine.stage.rawValue,
-                model: trainer.modelDescription, table: trainer.model.table.entries,
-                groups: engine.plan.groups.enumerated().map { g, layout in
-                    GroupEntry(name: layout.name, sharding: layout.sharding.rawValue,
-                               range: [layout.range.lowerBound, layout.range.upperBound], counts: layout.counts,
-                               owners: layout.owners, stateNames: engine.optimizers[g].stateNames,
-                               stepCount: engine.optimizers[g].stepCount)
+                format: format, version: version, step: step, worldSize: world, zeroStage: engine.stage.rawValue,
+                model: run.model, table: run.table.entries,
+                groups: engine.groupStates.map { g in
+                    GroupEntry(name: g.layout.name, sharding: g.layout.sharding.rawValue,
+                               range: [g.layout.range.lowerBound, g.layout.range.upperBound], counts: g.layout.counts,
+                               owners: g.layout.owners, stateNames: g.stateNames, stepCount: g.stepCount)
                 },
-                dataSeed: trainer.config.seed, dataStep: step, skippedSteps: skippedSteps,
-                consecutiveBadSteps: consecutiveBadSteps, config: trainer.config.resolved.yaml(), files: files,
+                dataSeed: run.dataSeed, dataStep: step, skippedSteps: run.skippedSteps,
+                consecutiveBadSteps: run.consecutiveBadSteps, config: run.config, files: files,
                 created: ISO8601DateFormatter().string(from: Date()))
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -178,7 +182,7 @@ public enum Checkpoint {
             try writeAtomically(Foundation.Data((name + "\n").utf8), to: "\(root)/latest")
             prune(root: root, keep: keep)
         }
-        try comm.barrier()
+        try engine.synchronize()
         return final
     }
 
@@ -320,23 +324,10 @@ public final class LoadedCheckpoint: StateSource, @unchecked Sendable {
 
     /// Restores parameters and optimizer state into `engine` (any world size and stage).
     public func restore(into engine: ShardedDataParallel) throws {
-        for entry in engine.plan.table.entries {
-            let values = try self.values(state: "param", tensor: entry.name, offset: 0, count: entry.count)
-            let dst = engine.params.slice(entry.range)
-            for i in 0..<values.count { dst[i] = values[i] }
-        }
-        for (g, optimizer) in engine.optimizers.enumerated() {
-            let name = engine.plan.groups[g].name
-            guard let saved = manifest.groups.first(where: { $0.name == name }) else {
-                throw CheckpointError("\(path): no optimizer group '\(name)' (the checkpoint has \(manifest.groups.map(\.name).joined(separator: ", "))); resume with the optimizers it was written with")
-            }
-            if let keyed = optimizer as? TensorKeyedStateOptimizer {
-                try keyed.importState(segments: engine.segments[g], from: self)
-            } else {
-                try optimizer.importElementState(segments: engine.segments[g], ownedStart: engine.ownedRanges[g].lowerBound, from: self)
-            }
-            optimizer.stepCount = saved.stepCount
-        }
+        let saved = Dictionary(manifest.groups.map { ($0.name, $0.stepCount) }, uniquingKeysWith: { a, _ in a })
+        try engine.importState(from: self, stepCount: { saved[$0] }, missingGroup: { name in
+            CheckpointError("\(self.path): no optimizer group '\(name)' (the checkpoint has \(self.manifest.groups.map(\.name).joined(separator: ", "))); resume with the optimizers it was written with")
+        })
     }
 
     /// All parameters by name (for export).

@@ -316,8 +316,7 @@ public struct TrainConfig: Sendable {
         default:
             let (train, test) = try FashionMNIST.load(directory: dataDirectory)
             _ = try totalSteps(datasetSize: train.count)  // a global batch larger than the data set is a config error
-            return ImageClassificationTask(train: train, test: test, hidden: hidden, activation: activation,
-                                           globalBatch: globalBatch, microBatch: microBatch, seed: seed)
+            return imageTask(train: train, test: test)
         }
     }
 

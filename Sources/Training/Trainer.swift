@@ -104,22 +104,23 @@ public final class Trainer {
     ///   - output: rank 0's run directory (nil on other ranks, and in tests that write nothing).
     ///   - console: rank 0's console (nil elsewhere).
     ///   - resume: a verified checkpoint to continue from (any world size and ZeRO stage).
-    public init(config: TrainConfig, comm: Communicator, task: TrainingTask, output: RunDirectory? = nil,
-                console: Console? = nil, resume: LoadedCheckpoint? = nil) throws {
+    public init(plan: TrainingPlan, comm: Communicator, output: RunDirectory? = nil, console: Console? = nil,
+                resume: LoadedCheckpoint? = nil) throws {
+        let config = plan.config
         precondition(comm.size == config.worldSize, "config validated for \(config.worldSize) ranks, world has \(comm.size)")
         self.config = config
         self.comm = comm
-        self.task = task
+        self.task = plan.task
         self.output = output
         self.console = console
-        totalSteps = try config.totalSteps(datasetSize: task.rowsPerEpoch)
-        let model = task.model
+        totalSteps = plan.totalSteps
+        let model = plan.task.model
         // Shard plan first (identical on every rank), then the model adopts its layout.
-        let plan = ShardPlan(table: model.table, groups: try config.groupSpecs(for: model.table), worldSize: comm.size)
-        model.adopt(layout: plan.table)
+        let shardPlan = ShardPlan(table: model.table, groups: plan.groups, worldSize: comm.size)
+        model.adopt(layout: shardPlan.table)
         let resolved = config.resolved
         engine = ShardedDataParallel(
-            comm: comm, plan: plan, stage: ZeroStage(rawValue: config.zeroStage)!, gradAccum: config.gradAccum,
+            comm: comm, plan: shardPlan, stage: ZeroStage(rawValue: config.zeroStage)!, gradAccum: config.gradAccum,
             clipNorm: config.gradClip, bucketElements: config.bucketElements,
             makeOptimizer: { group, count, segments in
                 OptimizerCatalog.make(group.name, count: count, segments: segments, config: resolved) },
@@ -130,7 +131,7 @@ public final class Trainer {
         noiseScale = GradientNoiseScale(decay: config.noiseScaleDecay)
         engine.measuresNoiseScale = config.measureNoiseScale
         if let resume {
-            try resume.checkModel(model.table, description: task.modelDescription)
+            try resume.checkModel(model.table, description: plan.task.modelDescription)
             try resume.restore(into: engine)
             startStep = resume.manifest.step
             skippedSteps = resume.manifest.skippedSteps
@@ -138,12 +139,18 @@ public final class Trainer {
         }
     }
 
+    /// Validates `config` for `task` (a `TrainingPlan`) and builds the trainer: for tests and the checks, which
+    /// already hold a task.
+    public convenience init(config: TrainConfig, comm: Communicator, task: TrainingTask, output: RunDirectory? = nil,
+                            console: Console? = nil, resume: LoadedCheckpoint? = nil) throws {
+        try self.init(plan: TrainingPlan(config: config, task: task), comm: comm, output: output, console: console, resume: resume)
+    }
+
     /// Image classification on `train`/`test` with the configured MLP.
     public convenience init(config: TrainConfig, comm: Communicator, train: ImageDataset, test: ImageDataset,
                             output: RunDirectory? = nil, console: Console? = nil, resume: LoadedCheckpoint? = nil) throws {
-        let task = ImageClassificationTask(train: train, test: test, hidden: config.hidden, activation: config.activation,
-                                           globalBatch: config.globalBatch, microBatch: config.microBatch, seed: config.seed)
-        try self.init(config: config, comm: comm, task: task, output: output, console: console, resume: resume)
+        try self.init(config: config, comm: comm, task: config.imageTask(train: train, test: test), output: output,
+                      console: console, resume: resume)
     }
 
     /// Recorded in checkpoints to explain a model mismatch.
@@ -170,10 +177,10 @@ public final class Trainer {
                 engine.beginMicroBatch(m)
                 let batch = task.trainBatch(step: step, firstRow: comm.rank * config.perRankBatch + m * micro, rows: micro,
                                             globalBatch: config.globalBatch)
-                // This rank's share of the gradient of the global mean loss: its own mean × 1/world; the engine sums shares.
+                // This rank's share of the gradient of the global mean loss; the engine sums the shares.
                 local += model.forwardBackward(params: params.pointer, sink: engine.sink, batch: batch,
-                                               lossScale: engine.contributionScale
-                                                   / Float(config.perRankBatch * model.predictionsPerRow))
+                                               lossScale: engine.meanLossScale(perRankRows: config.perRankBatch,
+                                                                               predictionsPerRow: model.predictionsPerRow))
                 engine.endMicroBatch()
             }
             let report = try engine.step(lr: Float(lr))
@@ -199,7 +206,7 @@ public final class Trainer {
             let done = step + 1
             if done % config.logEvery == 0 || done == totalSteps {
                 var sums = [windowLoss, Double(windowPredictions)]
-                try comm.allReduce(&sums, op: .sum)
+                try engine.sumOverRanks(&sums)
                 lastLoss = sums[0] / sums[1]
                 let rate = Double(windowSamples) / max(windowSeconds, 1e-9)
                 try logStep(done, loss: lastLoss, lr: lr, gradNorm: report.gradNorm, samplesPerSecond: rate,
@@ -217,7 +224,7 @@ public final class Trainer {
                 }
             }
             // A signal on any rank stops every rank here, after the same step (one tiny all-reduce per step).
-            let signalled = try comm.allReduce(Int32(StopRequest.pending), op: .max)
+            let signalled = try engine.maxOverRanks(Int32(StopRequest.pending))
             let pause = config.stopAt > startStep && done == config.stopAt
             let periodic = config.checkpointEvery > 0 && done % config.checkpointEvery == 0
             if signalled != 0 || pause || periodic || (done == totalSteps && config.checkpointFinal) {
@@ -227,16 +234,11 @@ public final class Trainer {
             if pause { try stop(.paused(step: done)) }
         }
 
-        // Memory per rank, gathered so rank 0 can report every rank.
-        var memory = [Int64](repeating: 0, count: 3 * comm.size)
-        memory[3 * comm.rank] = Int64(engine.optimizerStateBytes)
-        memory[3 * comm.rank + 1] = Int64(engine.gradientBytes)
-        memory[3 * comm.rank + 2] = Int64(peakResidentBytes())
-        try comm.allReduce(&memory, op: .sum)
-        let perRank = { (k: Int) in (0..<self.comm.size).map { Int(memory[3 * $0 + k]) } }
-        var updateTimes = [Double](repeating: 0, count: comm.size)
-        updateTimes[comm.rank] = engine.updateSeconds / Double(max(totalSteps, 1))
-        try comm.allReduce(&updateTimes, op: .sum)
+        // Memory and update time per rank, gathered so rank 0 can report every rank.
+        let stateBytes = try engine.gatherPerRank(Int64(engine.optimizerStateBytes)).map { Int($0) }
+        let gradientBytes = try engine.gatherPerRank(Int64(engine.gradientBytes)).map { Int($0) }
+        let peakRSS = try engine.gatherPerRank(Int64(peakResidentBytes())).map { Int($0) }
+        let updateTimes = try engine.gatherPerRank(engine.updateSeconds / Double(max(totalSteps, 1)))
         stepTimes.sort()
         let medianStep = stepTimes.isEmpty ? .nan : stepTimes[stepTimes.count / 2]
         var summary = TrainSummary(
@@ -247,8 +249,8 @@ public final class Trainer {
             samplesPerSecond: Double((finalStep - startStep) * config.globalBatch) / max(trainSeconds, 1e-9),
             medianStepSamplesPerSecond: Double(config.globalBatch) / medianStep, medianStepSeconds: medianStep,
             trainSeconds: trainSeconds, wallSeconds: Date().timeIntervalSince(start), paramCount: model.table.count,
-            skippedSteps: skippedSteps, zeroStage: config.zeroStage, optimizerStateBytesPerRank: perRank(0),
-            gradientBytesPerRank: perRank(1), peakRSSBytesPerRank: perRank(2), optimizerSecondsPerStepPerRank: updateTimes,
+            skippedSteps: skippedSteps, zeroStage: config.zeroStage, optimizerStateBytesPerRank: stateBytes,
+            gradientBytesPerRank: gradientBytes, peakRSSBytesPerRank: peakRSS, optimizerSecondsPerStepPerRank: updateTimes,
             communicationWaitSeconds: engine.communicationWaitSeconds)
         if let lastEval { summary.evalExtras = Dictionary(uniqueKeysWithValues: task.evaluationMetrics(lastEval)) }
         return summary
@@ -259,7 +261,7 @@ public final class Trainer {
     private func measureNoiseScale(bigSquared: Double) throws {
         let local = engine.smallBatchNorms(perRankRows: config.perRankBatch)
         var sums = [local.sumSquares, Double(local.count)]
-        try comm.allReduce(&sums, op: .sum)
+        try engine.sumOverRanks(&sums)
         guard sums[1] > 0 else { return }
         noiseScale.update(smallSquared: sums[0] / sums[1], smallBatch: local.rows, bigSquared: bigSquared,
                           bigBatch: config.globalBatch)
@@ -272,15 +274,17 @@ public final class Trainer {
         if comm.rank == 0 {
             if let console { console.line("swift-train: \(reason)") } else { printError("swift-train: \(reason)") }
         }
-        try comm.barrier()
+        try engine.synchronize()
         throw reason
     }
 
     /// Writes a checkpoint after `step` completed steps (collective; no-op without a run directory).
     public func saveCheckpoint(after step: Int) throws {
         guard let root = checkpointRoot else { return }
-        let path = try Checkpoint.save(self, step: step, runDirectory: root, keep: config.checkpointKeep,
-                                       skippedSteps: skippedSteps, consecutiveBadSteps: consecutiveBadSteps)
+        let run = Checkpoint.RunState(step: step, model: task.modelDescription, table: model.table, dataSeed: config.seed,
+                                      skippedSteps: skippedSteps, consecutiveBadSteps: consecutiveBadSteps,
+                                      config: config.resolved.yaml())
+        let path = try Checkpoint.save(engine, run: run, runDirectory: root, keep: config.checkpointKeep)
         console?.line("checkpoint: \(path)")
     }
 
@@ -288,7 +292,7 @@ public final class Trainer {
     public func evaluate() throws -> BatchResult {
         let local = task.evaluate(params: params.pointer, rank: comm.rank, world: comm.size)
         var sums = [local.lossSum, Double(local.correct), Double(local.predictions)]
-        try comm.allReduce(&sums, op: .sum)
+        try engine.sumOverRanks(&sums)
         return BatchResult(lossSum: sums[0], correct: Int(sums[1]), predictions: Int(sums[2]))
     }
 
