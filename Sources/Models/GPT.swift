@@ -1,3 +1,7 @@
+// Over 400 lines on purpose: one model, its parameter table, forward and backward read top to bottom as one
+// sequence of phases (embedding → blocks → head), each backward phase beside its forward; splitting it would
+// separate each phase from its gradient.
+
 import Tensors
 
 // Dimension letters used in this file:

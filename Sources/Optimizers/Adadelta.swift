@@ -24,8 +24,6 @@ public final class Adadelta: Optimizer {
     public let count: Int
     public let hyper: Hyper
     public var stepCount = 0
-    /// false: the plain Swift loop (the C kernel's twin, bit-identical; for tests).
-    public var usesCKernel = true
     public let state: [FloatBuffer]
     public let stateNames = ["square_avg", "acc_delta"]
 
@@ -39,13 +37,24 @@ public final class Adadelta: Optimizer {
 
     public func update(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
                        segments: [ParamSegment], context: StepContext) {
+        update(params: params, grads: grads, segments: segments, context: context, kernel: .c)
+    }
+
+    /// The C kernel's naive twin, for tests: the same update through the plain Swift loop (bit-identical).
+    public func referenceUpdate(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
+                                segments: [ParamSegment], context: StepContext) {
+        update(params: params, grads: grads, segments: segments, context: context, kernel: .swiftReference)
+    }
+
+    private func update(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
+                        segments: [ParamSegment], context: StepContext, kernel: KernelChoice) {
         stepCount += 1
         let rho = hyper.rho, w = Float(1 - decimalWidened(hyper.rho)), eps = hyper.eps
         let p = params.baseAddress!, g = grads.baseAddress!
         let v = state[0].pointer, u = state[1].pointer
         for seg in segments {
             let lr = context.lr * seg.lrScale, wd = seg.weightDecay
-            if usesCKernel {
+            if kernel == .c {
                 let lo = seg.range.lowerBound
                 swt_adadelta_update(p + lo, g + lo, v + lo, u + lo, seg.range.count, wd, rho, w, eps, lr)
                 continue

@@ -26,8 +26,6 @@ public final class Adagrad: Optimizer {
     public let count: Int
     public let hyper: Hyper
     public var stepCount = 0
-    /// false: the plain Swift loop (the C kernel's twin, bit-identical; for tests).
-    public var usesCKernel = true
     public let state: [FloatBuffer]
     public let stateNames = ["sum"]
 
@@ -45,6 +43,17 @@ public final class Adagrad: Optimizer {
 
     public func update(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
                        segments: [ParamSegment], context: StepContext) {
+        update(params: params, grads: grads, segments: segments, context: context, kernel: .c)
+    }
+
+    /// The C kernel's naive twin, for tests: the same update through the plain Swift loop (bit-identical).
+    public func referenceUpdate(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
+                                segments: [ParamSegment], context: StepContext) {
+        update(params: params, grads: grads, segments: segments, context: context, kernel: .swiftReference)
+    }
+
+    private func update(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
+                        segments: [ParamSegment], context: StepContext, kernel: KernelChoice) {
         stepCount += 1
         let divisor = 1 + Double(stepCount - 1) * decimalWidened(hyper.lrDecay)
         let eps = hyper.eps
@@ -52,7 +61,7 @@ public final class Adagrad: Optimizer {
         for seg in segments {
             let clr = Float(Double(context.lr * seg.lrScale) / divisor)
             let wd = seg.weightDecay
-            if usesCKernel {
+            if kernel == .c {
                 let lo = seg.range.lowerBound
                 swt_adagrad_update(p + lo, g + lo, s + lo, seg.range.count, wd, clr, eps)
                 continue

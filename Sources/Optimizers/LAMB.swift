@@ -54,8 +54,6 @@ public final class LAMB: TensorNormOptimizer {
     public let count: Int
     public let hyper: Hyper
     public var stepCount = 0
-    /// false: the plain Swift loop (the C kernel's twin; for tests).
-    public var usesCKernel = true
     public let state: [FloatBuffer]
     public let stateNames = ["exp_avg", "exp_avg_sq"]
     /// r for the owned range, written by `prepare` and read by `apply` (not checkpointed).
@@ -76,6 +74,20 @@ public final class LAMB: TensorNormOptimizer {
     public func prepare(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
                         segments: [ParamSegment], context: StepContext,
                         partialSquares: UnsafeMutableBufferPointer<Double>) {
+        prepare(params: params, grads: grads, segments: segments, context: context, partialSquares: partialSquares, kernel: .c)
+    }
+
+    /// The C kernel's naive twin, for tests: phase 1 through the plain Swift loop (norms summed in another order).
+    public func referencePrepare(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
+                                 segments: [ParamSegment], context: StepContext,
+                                 partialSquares: UnsafeMutableBufferPointer<Double>) {
+        prepare(params: params, grads: grads, segments: segments, context: context, partialSquares: partialSquares,
+                kernel: .swiftReference)
+    }
+
+    private func prepare(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
+                         segments: [ParamSegment], context: StepContext,
+                         partialSquares: UnsafeMutableBufferPointer<Double>, kernel: KernelChoice) {
         stepCount += 1
         let t = Double(stepCount)
         let b1 = hyper.beta1, b2 = hyper.beta2, eps = hyper.eps
@@ -87,7 +99,7 @@ public final class LAMB: TensorNormOptimizer {
         for seg in segments {
             let wd: Float = excluded(seg) ? 0 : seg.weightDecay
             var sumP = 0.0, sumR = 0.0
-            if usesCKernel {
+            if kernel == .c {
                 let lo = seg.range.lowerBound
                 swt_lamb_direction(p + lo, g + lo, m + lo, v + lo, r + lo, seg.range.count, b1, b2, invBc1, invSqrtBc2,
                                    eps, wd, &sumP, &sumR)

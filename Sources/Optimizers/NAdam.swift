@@ -42,8 +42,6 @@ public final class NAdam: Optimizer {
     public let count: Int
     public let hyper: Hyper
     public var stepCount = 0
-    /// false: the plain Swift loop (the C kernel's twin, bit-identical; for tests).
-    public var usesCKernel = true
     public let state: [FloatBuffer]
     public let stateNames = ["exp_avg", "exp_avg_sq"]
     /// Π_t = μ₁·…·μ_t after `muProductStep` steps (1 before the first step).
@@ -78,6 +76,17 @@ public final class NAdam: Optimizer {
 
     public func update(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
                        segments: [ParamSegment], context: StepContext) {
+        update(params: params, grads: grads, segments: segments, context: context, kernel: .c)
+    }
+
+    /// The C kernel's naive twin, for tests: the same update through the plain Swift loop (bit-identical).
+    public func referenceUpdate(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
+                                segments: [ParamSegment], context: StepContext) {
+        update(params: params, grads: grads, segments: segments, context: context, kernel: .swiftReference)
+    }
+
+    private func update(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
+                        segments: [ParamSegment], context: StepContext, kernel: KernelChoice) {
         if muProductStep != stepCount {
             muProduct = 1
             for k in stride(from: 1, through: stepCount, by: 1) { muProduct *= mu(k) }
@@ -97,7 +106,7 @@ public final class NAdam: Optimizer {
             let gradCoef = Float(-Double(lr) * cg), momCoef = Float(-Double(lr) * cm)
             let decay: Float = hyper.decoupled ? decoupledDecayFactor(lr: lr, weightDecay: wd) : 1
             let l2: Float = hyper.decoupled ? 0 : wd
-            if usesCKernel {
+            if kernel == .c {
                 let lo = seg.range.lowerBound
                 swt_nadam_update(p + lo, g + lo, m + lo, v + lo, seg.range.count, decay, l2, w1, b2, w2, bc2, eps,
                                  gradCoef, momCoef)

@@ -31,6 +31,13 @@ public struct StepContext: Sendable {
     public init(lr: Float) { self.lr = lr }
 }
 
+/// Which implementation of an element-wise loop runs: the vectorised C kernel (training), or its naive Swift twin
+/// (tests compare the two bit for bit through each optimizer's `referenceUpdate`/`referencePrepare`).
+public enum KernelChoice: Sendable {
+    case c
+    case swiftReference
+}
+
 /// An optimizer bound to one contiguous range of the flat parameter buffer.
 ///
 /// It owns the state for exactly that range (`state[k]` has one element per owned element), so a sharded optimizer

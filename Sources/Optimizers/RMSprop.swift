@@ -31,8 +31,6 @@ public final class RMSprop: Optimizer {
     public let count: Int
     public let hyper: Hyper
     public var stepCount = 0
-    /// false: the plain Swift loop (the C kernel's twin, bit-identical; for tests).
-    public var usesCKernel = true
     public let state: [FloatBuffer]
     public let stateNames: [String]
 
@@ -51,6 +49,17 @@ public final class RMSprop: Optimizer {
 
     public func update(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
                        segments: [ParamSegment], context: StepContext) {
+        update(params: params, grads: grads, segments: segments, context: context, kernel: .c)
+    }
+
+    /// The C kernel's naive twin, for tests: the same update through the plain Swift loop (bit-identical).
+    public func referenceUpdate(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
+                                segments: [ParamSegment], context: StepContext) {
+        update(params: params, grads: grads, segments: segments, context: context, kernel: .swiftReference)
+    }
+
+    private func update(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
+                        segments: [ParamSegment], context: StepContext, kernel: KernelChoice) {
         stepCount += 1
         let alpha = hyper.alpha, w = Float(1 - decimalWidened(hyper.alpha)), eps = hyper.eps, mu = hyper.momentum
         let p = params.baseAddress!, g = grads.baseAddress!, v = state[0].pointer
@@ -58,7 +67,7 @@ public final class RMSprop: Optimizer {
         let gbar: UnsafeMutablePointer<Float>? = hyper.centered ? state[state.count - 1].pointer : nil
         for seg in segments {
             let lr = context.lr * seg.lrScale, wd = seg.weightDecay
-            if usesCKernel {
+            if kernel == .c {
                 let lo = seg.range.lowerBound
                 swt_rmsprop_update(p + lo, g + lo, v + lo, b.map { $0 + lo }, gbar.map { $0 + lo }, seg.range.count, wd,
                                    alpha, w, eps, mu, lr)

@@ -1,3 +1,6 @@
+// Over 400 lines on purpose: one optimizer (statistics, inverse roots by eigendecomposition, grafting, and
+// per-tensor checkpoint state) described in one place, as every optimizer is.
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

@@ -1,3 +1,6 @@
+// Over 400 lines: every property test of the whole-matrix optimizers (Muon, Newton–Schulz, Shampoo) in one suite,
+// sharing its matrix helpers.
+
 import XCTest
 import Optimizers
 import Tensors

@@ -3,7 +3,7 @@ import Tensors
 import XCTest
 
 /// The C kernels of Adagrad, RMSprop (all four variants), Adadelta, NAdam and LAMB against each optimizer's own Swift loop
-/// (`usesCKernel = false`), bit for bit: both evaluate the same expression in the same order, and CKernels is built
+/// (`referenceUpdate`, LAMB's `referencePrepare`), bit for bit: both evaluate the same expression in the same order, and CKernels is built
 /// with -ffp-contract=off, so vectorisation (8 or 16 lanes) must not change a single result. Two segments with
 /// different weight decay and learning-rate scale, an odd length (the scalar tail) and five steps.
 final class ElementwiseKernelTests: XCTestCase {
@@ -16,7 +16,6 @@ final class ElementwiseKernelTests: XCTestCase {
         let segments = [ParamSegment(range: 0..<600, tensor: a, tensorIndex: 0, weightDecay: 0.1),
                         ParamSegment(range: 600..<n, tensor: b, tensorIndex: 1, weightDecay: 0, lrScale: 0.5)]
         let fast = make(n), twin = make(n)
-        setKernel(twin, false)
         var rng = SplitMix64(seed: 99)
         let start = (0..<n).map { _ in rng.uniform(-1, 1) }
         let pFast = FloatBuffer(count: n), pTwin = FloatBuffer(count: n), g = FloatBuffer(count: n)
@@ -25,7 +24,7 @@ final class ElementwiseKernelTests: XCTestCase {
             for i in 0..<n { g[i] = rng.uniform(-0.5, 0.5) }
             g[7] = 0  // a zero gradient element
             fast.update(params: pFast.buffer, grads: UnsafeBufferPointer(g.buffer), segments: segments, context: StepContext(lr: 0.01))
-            twin.update(params: pTwin.buffer, grads: UnsafeBufferPointer(g.buffer), segments: segments, context: StepContext(lr: 0.01))
+            referenceUpdate(twin, params: pTwin.buffer, grads: UnsafeBufferPointer(g.buffer), segments: segments)
         }
         XCTAssertNotEqual(pFast.array, start, "\(name): parameters did not move")
         if parameterTolerance == 0 {
@@ -40,14 +39,22 @@ final class ElementwiseKernelTests: XCTestCase {
         }
     }
 
-    private func setKernel(_ o: Optimizer, _ on: Bool) {
+    /// One step of `o` through its naive Swift twin.
+    private func referenceUpdate(_ o: Optimizer, params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
+                                 segments: [ParamSegment]) {
+        let context = StepContext(lr: 0.01)
         switch o {
-        case let x as Adagrad: x.usesCKernel = on
-        case let x as RMSprop: x.usesCKernel = on
-        case let x as Adadelta: x.usesCKernel = on
-        case let x as NAdam: x.usesCKernel = on
-        case let x as LAMB: x.usesCKernel = on
-        default: XCTFail("no C kernel switch on \(type(of: o))")
+        case let x as Adagrad: x.referenceUpdate(params: params, grads: grads, segments: segments, context: context)
+        case let x as RMSprop: x.referenceUpdate(params: params, grads: grads, segments: segments, context: context)
+        case let x as Adadelta: x.referenceUpdate(params: params, grads: grads, segments: segments, context: context)
+        case let x as NAdam: x.referenceUpdate(params: params, grads: grads, segments: segments, context: context)
+        case let x as LAMB:
+            var squares = [Double](repeating: 0, count: 2 * 2)
+            squares.withUnsafeMutableBufferPointer {
+                x.referencePrepare(params: params, grads: grads, segments: segments, context: context, partialSquares: $0)
+            }
+            squares.withUnsafeBufferPointer { x.apply(params: params, segments: segments, context: context, totalSquares: $0) }
+        default: XCTFail("no naive twin for \(type(of: o))")
         }
     }
 

@@ -35,7 +35,7 @@ void swt_gelu_forward(float *y, const float *x, size_t n);
 void swt_gelu_backward_add(float *dx, const float *dy, const float *x, size_t n);
 
 // Element-wise optimizer updates over one parameter segment, each the same expression in the same order as the
-// optimizer's Swift loop (its twin, selected with `usesCKernel = false`; tests compare the two bit for bit).
+// optimizer's Swift loop (its twin, `referenceUpdate` on the optimizer; tests compare the two bit for bit).
 /// Adagrad: g' = g + wd·θ;  s += g'²;  θ += −clr·g' / (√s + ε)
 void swt_adagrad_update(float *p, const float *g, float *s, size_t n, float wd, float clr, float eps);
 /// RMSprop (torch semantics), with momentum buffer `b` and centred average `gbar` each optional (NULL).
