@@ -6,32 +6,21 @@ import Foundation
 import Plots
 import Training
 
-/// One finished sweep point as read back from results.csv (and its metrics.jsonl).
+/// One finished sweep point as read back: its results.csv row (the `SweepRow` the runner wrote; its fields read
+/// through, e.g. `entry.globalBatch`) and where it came from.
+@dynamicMemberLookup
 public struct SweepEntry: Sendable {
     /// "<point>" or, with several sweep directories, "<directory name>/<point>".
     public var id: String
     public var pointDirectory: String
     /// Grid values by key.
     public var keys: [String: String]
-    public var globalBatch: Int
-    public var optimizer: String
-    public var lr: Double
-    public var groupLRs: String
-    public var seed: Int
-    public var target: String
-    /// "reached", "budget" or "diverged".
-    public var status: String
-    public var stepsToTarget: Int?
-    public var examplesToTarget: Int?
-    public var secondsToTarget: Double?
-    public var steps: Int
-    public var evalAccuracy: Double
-    public var finalTrainLoss: Double
-    public var noiseScale: Double?
-    public var reached: Bool { stepsToTarget != nil }
+    public var row: SweepRow
+
+    public subscript<T>(dynamicMember path: KeyPath<SweepRow, T>) -> T { row[keyPath: path] }
 
     /// The learning-rate setting, for grouping seeds: "0.05" or "0.05 (matrix=0.02)".
-    public var lrSetting: String { groupLRs.isEmpty ? fmt(lr) : "\(fmt(lr)) (\(groupLRs))" }
+    public var lrSetting: String { row.groupLRs.isEmpty ? fmt(row.lr) : "\(fmt(row.lr)) (\(row.groupLRs))" }
 }
 
 /// Reading sweep directories.
@@ -60,20 +49,14 @@ public enum SweepResults {
                     throw ConfigError("\(path) line \(n + 2) has \(row.count) fields, the header \(header.count)")
                 }
                 func s(_ k: String) -> String { index[k].map { row[$0] } ?? "" }
-                func d(_ k: String) -> Double? { Double(s(k)) }
-                func i(_ k: String) -> Int? { Int(s(k)) }
                 let point = s("point")
                 let pointDirectory = "\(dir)/points/\(point)"
-                let tail = MetricsTail(path: "\(pointDirectory)/metrics.jsonl")
-                entries.append(SweepEntry(
-                    id: prefix + point, pointDirectory: pointDirectory,
-                    keys: Dictionary(keyColumns.map { ($0, s($0)) }, uniquingKeysWith: { a, _ in a }),
-                    globalBatch: i("global_batch") ?? 0, optimizer: s("optimizer"), lr: d("lr") ?? .nan,
-                    groupLRs: s("group_lrs"), seed: i("seed") ?? 0, target: s("target"), status: s("status"),
-                    stepsToTarget: i("steps_to_target"), examplesToTarget: i("examples_to_target"),
-                    secondsToTarget: d("seconds_to_target"), steps: i("steps") ?? 0,
-                    evalAccuracy: d("final_eval_accuracy") ?? .nan, finalTrainLoss: d("final_train_loss") ?? .nan,
-                    noiseScale: d("noise_scale") ?? tail.noiseScale))
+                var parsed = SweepRow(point: point, values: keyColumns.map(s), field: s)
+                // Rows written before the noise scale had a column: the last value of the point's metrics.
+                if parsed.noiseScale == nil { parsed.noiseScale = MetricsTail(path: "\(pointDirectory)/metrics.jsonl").noiseScale }
+                entries.append(SweepEntry(id: prefix + point, pointDirectory: pointDirectory,
+                                          keys: Dictionary(keyColumns.map { ($0, s($0)) }, uniquingKeysWith: { a, _ in a }),
+                                          row: parsed))
             }
         }
         return entries

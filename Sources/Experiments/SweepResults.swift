@@ -43,6 +43,30 @@ public struct SweepRow: Sendable, Equatable {
                                    d(evalAccuracy), d(evalLoss), d(finalTrainLoss), d(noiseScale), status]
     }
 
+    /// Reads a row back from results.csv: `field(column)` is the text of a fixed column ("" when the file lacks it).
+    public init(point: String, values: [String], field: (String) -> String) {
+        func d(_ k: String) -> Double? { Double(field(k)) }
+        func i(_ k: String) -> Int? { Int(field(k)) }
+        self.point = point
+        self.values = values
+        globalBatch = i("global_batch") ?? 0
+        optimizer = field("optimizer")
+        lr = d("lr") ?? .nan
+        groupLRs = field("group_lrs")
+        seed = i("seed") ?? 0
+        gradAccum = i("grad_accum") ?? 1
+        target = field("target")
+        status = field("status")
+        stepsToTarget = i("steps_to_target")
+        examplesToTarget = i("examples_to_target")
+        secondsToTarget = d("seconds_to_target")
+        steps = i("steps") ?? 0
+        evalAccuracy = d("final_eval_accuracy") ?? .nan
+        evalLoss = d("final_eval_loss") ?? .nan
+        finalTrainLoss = d("final_train_loss") ?? .nan
+        noiseScale = d("noise_scale")
+    }
+
     /// Rebuilds a row from a point's summary.json (as written by `SweepRunner`) and its metrics.jsonl.
     public init(point: SweepPoint, summary: [String: Any], metrics: MetricsTail) {
         func num(_ k: String) -> Double? { (summary[k] as? NSNumber)?.doubleValue }
