@@ -10,7 +10,7 @@ import Tensors
 ///
 /// State per element: `square_avg` (v) and `acc_delta` (u), starting at 0. torch defaults: lr 1.0, rho 0.9,
 /// eps 1e-6 (the paper has no γ; torch's lr 1.0 recovers it). Deviations from torch: no `maximize`.
-public final class Adadelta: Optimizer {
+public final class Adadelta: KernelTwinOptimizer {
     public struct Hyper: Equatable, Sendable {
         public var rho: Float = 0.9
         public var eps: Float = 1e-6
@@ -36,18 +36,7 @@ public final class Adadelta: Optimizer {
     }
 
     public func update(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
-                       segments: [ParamSegment], context: StepContext) {
-        update(params: params, grads: grads, segments: segments, context: context, kernel: .c)
-    }
-
-    /// The C kernel's naive twin, for tests: the same update through the plain Swift loop (bit-identical).
-    public func referenceUpdate(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
-                                segments: [ParamSegment], context: StepContext) {
-        update(params: params, grads: grads, segments: segments, context: context, kernel: .swiftReference)
-    }
-
-    private func update(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
-                        segments: [ParamSegment], context: StepContext, kernel: KernelChoice) {
+                       segments: [ParamSegment], context: StepContext, kernel: KernelChoice) {
         stepCount += 1
         let rho = hyper.rho, w = Float(1 - decimalWidened(hyper.rho)), eps = hyper.eps
         let p = params.baseAddress!, g = grads.baseAddress!

@@ -8,7 +8,7 @@ import Tensors
 ///
 /// State per element: `sum` (s), starting at `initialAccumulator`. torch defaults: lr 1e-2, lr_decay 0,
 /// initial_accumulator_value 0, eps 1e-10. Deviations from torch: no sparse gradients, no `maximize`.
-public final class Adagrad: Optimizer {
+public final class Adagrad: KernelTwinOptimizer {
     public struct Hyper: Equatable, Sendable {
         /// lr_decay: the learning rate is divided by 1 + (t−1)·lrDecay.
         public var lrDecay: Float = 0
@@ -42,18 +42,7 @@ public final class Adagrad: Optimizer {
     }
 
     public func update(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
-                       segments: [ParamSegment], context: StepContext) {
-        update(params: params, grads: grads, segments: segments, context: context, kernel: .c)
-    }
-
-    /// The C kernel's naive twin, for tests: the same update through the plain Swift loop (bit-identical).
-    public func referenceUpdate(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
-                                segments: [ParamSegment], context: StepContext) {
-        update(params: params, grads: grads, segments: segments, context: context, kernel: .swiftReference)
-    }
-
-    private func update(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
-                        segments: [ParamSegment], context: StepContext, kernel: KernelChoice) {
+                       segments: [ParamSegment], context: StepContext, kernel: KernelChoice) {
         stepCount += 1
         let divisor = 1 + Double(stepCount - 1) * decimalWidened(hyper.lrDecay)
         let eps = hyper.eps

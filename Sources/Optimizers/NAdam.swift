@@ -19,7 +19,7 @@ import Tensors
 /// torch defaults: lr 2e-3, betas (0.9, 0.999), eps 1e-8, momentum_decay 4e-3, decoupled_weight_decay false.
 /// Deviation from torch: Π is kept in double (torch rounds its `mu_product` tensor to float32 every step); the two
 /// differ by under 1e-7 relative.
-public final class NAdam: Optimizer {
+public final class NAdam: KernelTwinOptimizer {
     public struct Hyper: Equatable, Sendable {
         public var beta1: Float = 0.9
         public var beta2: Float = 0.999
@@ -75,18 +75,7 @@ public final class NAdam: Optimizer {
     }
 
     public func update(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
-                       segments: [ParamSegment], context: StepContext) {
-        update(params: params, grads: grads, segments: segments, context: context, kernel: .c)
-    }
-
-    /// The C kernel's naive twin, for tests: the same update through the plain Swift loop (bit-identical).
-    public func referenceUpdate(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
-                                segments: [ParamSegment], context: StepContext) {
-        update(params: params, grads: grads, segments: segments, context: context, kernel: .swiftReference)
-    }
-
-    private func update(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
-                        segments: [ParamSegment], context: StepContext, kernel: KernelChoice) {
+                       segments: [ParamSegment], context: StepContext, kernel: KernelChoice) {
         if muProductStep != stepCount {
             muProduct = 1
             for k in stride(from: 1, through: stepCount, by: 1) { muProduct *= mu(k) }

@@ -60,6 +60,26 @@ public protocol Optimizer: AnyObject {
                 segments: [ParamSegment], context: StepContext)
 }
 
+/// An element-wise optimizer whose loop is a C kernel with a naive Swift twin: it implements the update once with
+/// the loop chosen by `kernel`; training runs the C kernel, tests run `referenceUpdate` and compare bit for bit.
+public protocol KernelTwinOptimizer: Optimizer {
+    func update(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
+                segments: [ParamSegment], context: StepContext, kernel: KernelChoice)
+}
+
+extension KernelTwinOptimizer {
+    public func update(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
+                       segments: [ParamSegment], context: StepContext) {
+        update(params: params, grads: grads, segments: segments, context: context, kernel: .c)
+    }
+
+    /// The C kernel's naive twin, for tests: the same update through the plain Swift loop (bit-identical).
+    public func referenceUpdate(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
+                                segments: [ParamSegment], context: StepContext) {
+        update(params: params, grads: grads, segments: segments, context: context, kernel: .swiftReference)
+    }
+}
+
 extension Optimizer {
     public var stateBytes: Int { state.reduce(0) { $0 + $1.byteCount } }
 }

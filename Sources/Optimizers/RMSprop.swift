@@ -11,7 +11,7 @@ import Tensors
 /// all starting at 0. torch defaults: lr 1e-2, alpha 0.99, eps 1e-8, momentum 0, centered false.
 /// Deviation from torch: centered clamps v − ḡ² at 0 before the square root. Exactly v ≥ ḡ², but float rounding can
 /// make the difference a hair negative for a constant gradient, where torch returns NaN; results are otherwise equal.
-public final class RMSprop: Optimizer {
+public final class RMSprop: KernelTwinOptimizer {
     public struct Hyper: Equatable, Sendable {
         /// Smoothing constant α of the squared-gradient average.
         public var alpha: Float = 0.99
@@ -48,18 +48,7 @@ public final class RMSprop: Optimizer {
     }
 
     public func update(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
-                       segments: [ParamSegment], context: StepContext) {
-        update(params: params, grads: grads, segments: segments, context: context, kernel: .c)
-    }
-
-    /// The C kernel's naive twin, for tests: the same update through the plain Swift loop (bit-identical).
-    public func referenceUpdate(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
-                                segments: [ParamSegment], context: StepContext) {
-        update(params: params, grads: grads, segments: segments, context: context, kernel: .swiftReference)
-    }
-
-    private func update(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
-                        segments: [ParamSegment], context: StepContext, kernel: KernelChoice) {
+                       segments: [ParamSegment], context: StepContext, kernel: KernelChoice) {
         stepCount += 1
         let alpha = hyper.alpha, w = Float(1 - decimalWidened(hyper.alpha)), eps = hyper.eps, mu = hyper.momentum
         let p = params.baseAddress!, g = grads.baseAddress!, v = state[0].pointer

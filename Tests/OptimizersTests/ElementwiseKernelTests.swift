@@ -44,10 +44,7 @@ final class ElementwiseKernelTests: XCTestCase {
                                  segments: [ParamSegment]) {
         let context = StepContext(lr: 0.01)
         switch o {
-        case let x as Adagrad: x.referenceUpdate(params: params, grads: grads, segments: segments, context: context)
-        case let x as RMSprop: x.referenceUpdate(params: params, grads: grads, segments: segments, context: context)
-        case let x as Adadelta: x.referenceUpdate(params: params, grads: grads, segments: segments, context: context)
-        case let x as NAdam: x.referenceUpdate(params: params, grads: grads, segments: segments, context: context)
+        case let x as KernelTwinOptimizer: x.referenceUpdate(params: params, grads: grads, segments: segments, context: context)
         case let x as LAMB:
             var squares = [Double](repeating: 0, count: 2 * 2)
             squares.withUnsafeMutableBufferPointer {
