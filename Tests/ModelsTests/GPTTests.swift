@@ -225,29 +225,6 @@ final class GPTStructureTests: XCTestCase {
     }
 }
 
-/// A sink that asks for every tensor in blocks of two rows, last block first (as the stage-2 engine does), and
-/// snapshots each block when it is reported finished, to prove nothing is added to a block after that.
-private final class BlockSink: GradientSink {
-    let flat: FlatGradientSink
-    let table: ParameterTable
-    var finishedBlocks: [Int: Int] = [:]
-    var snapshots: [(tensor: Int, rows: Range<Int>, values: [Float])] = []
-    init(base: UnsafeMutablePointer<Float>, table: ParameterTable) {
-        flat = FlatGradientSink(base: base, table: table)
-        self.table = table
-    }
-    func rowBlocks(_ i: Int) -> [Range<Int>] {
-        stride(from: 0, to: table.entries[i].blockRows, by: 2).map { $0..<min($0 + 2, table.entries[i].blockRows) }.reversed()
-    }
-    func gradient(_ i: Int, rows: Range<Int>) -> UnsafeMutablePointer<Float> { flat.gradient(i, rows: rows) }
-    func finished(_ i: Int, rows: Range<Int>) {
-        finishedBlocks[i, default: 0] += 1
-        let cols = table.entries[i].blockCols
-        let p = flat.gradient(i, rows: rows)
-        snapshots.append((i, rows, Array(UnsafeBufferPointer(start: p, count: rows.count * cols))))
-    }
-}
-
 final class GPTBlockGradientTests: XCTestCase {
     private func check(tied: Bool) {
         let (model, params) = tinyGPT(tied: tied)

@@ -67,22 +67,6 @@ final class MLPGradientTests: XCTestCase {
     }
 }
 
-/// A sink that asks for every tensor in blocks of two rows, last block first (as the stage-2 engine does).
-private final class BlockSink: GradientSink {
-    let flat: FlatGradientSink
-    let table: ParameterTable
-    var finishedBlocks: [Int: Int] = [:]
-    init(base: UnsafeMutablePointer<Float>, table: ParameterTable) {
-        flat = FlatGradientSink(base: base, table: table)
-        self.table = table
-    }
-    func rowBlocks(_ i: Int) -> [Range<Int>] {
-        stride(from: 0, to: table.entries[i].blockRows, by: 2).map { $0..<min($0 + 2, table.entries[i].blockRows) }.reversed()
-    }
-    func gradient(_ i: Int, rows: Range<Int>) -> UnsafeMutablePointer<Float> { flat.gradient(i, rows: rows) }
-    func finished(_ i: Int, rows: Range<Int>) { finishedBlocks[i, default: 0] += 1 }
-}
-
 final class MLPBlockGradientTests: XCTestCase {
     func testRowBlockedBackwardEqualsWholeTensorBackward() {
         let model = MLP(widths: [5, 7, 3], activation: .gelu)
