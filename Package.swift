@@ -2,20 +2,20 @@
 // Module map: each module and the modules its sources import (checked against the real `import` lines and the
 // dependencies below by Tests/PackageLayoutTests; `—` means none). Arrows point down the list, never up.
 // Only Distributed communicates during a training step; Optimizers never import MPI.
+//   MPIChecks   → Datasets, Distributed, FullBatch, Optimizers, SwiftMPI, Tensors, TestSupport, Training
 //   SwiftTrain  → Bench, Experiments, FullBatch, Training
 //   Bench       → Optimizers, SwiftMPI, Tensors, Training
 //   Experiments → Datasets, Models, Plots, SwiftMPI, Tensors, Training, Yams
-//   MPIChecks   → Datasets, Distributed, FullBatch, Optimizers, SwiftMPI, Tensors, Training
+//   TestSupport → Datasets, SwiftMPI, Tensors, Training
 //   Training    → Datasets, Distributed, Models, Optimizers, SwiftMPI, Tensors, Yams
 //   Distributed → Optimizers, SwiftMPI, Tensors
 //   Datasets    → CZlib, Tensors
 //   FullBatch   → Plots, SwiftMPI, Tensors
 //   Models      → Tensors
 //   Optimizers  → CKernels, Tensors
-//   TestSupport → Tensors
+//   Plots       → —
 //   SwiftMPI    → CMPI
 //   Tensors     → CBLAS, CKernels
-//   Plots       → —
 import PackageDescription
 
 let release: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
@@ -67,11 +67,11 @@ let package = Package(
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: release),
         // Pieces shared by the XCTest targets and the multi-rank checks (no XCTest inside).
-        .target(name: "TestSupport", dependencies: ["Tensors"],
+        .target(name: "TestSupport", dependencies: ["Datasets", "SwiftMPI", "Tensors", "Training"],
                 swiftSettings: release),
         // Multi-rank checks that need real MPI collectives; run under `mpirun -n 4` by launch/test.
         .executableTarget(name: "MPIChecks",
-                          dependencies: ["Training", "Distributed", "FullBatch", "SwiftMPI", "Optimizers", "Datasets", "Tensors"],
+                          dependencies: ["Training", "Distributed", "FullBatch", "SwiftMPI", "Optimizers", "Datasets", "Tensors", "TestSupport"],
                           swiftSettings: release),
 
         .testTarget(name: "SwiftMPITests", dependencies: ["SwiftMPI"]),
@@ -82,7 +82,7 @@ let package = Package(
         .testTarget(name: "OptimizersTests", dependencies: ["Optimizers", "Tensors"], exclude: ["Fixtures"]),
         .testTarget(name: "MatrixOptimizersTests", dependencies: ["Optimizers", "Tensors"], exclude: ["Fixtures"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "Tensors"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Distributed", "SwiftMPI", "Models", "Datasets", "Tensors", "Optimizers"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Distributed", "SwiftMPI", "Models", "Datasets", "Tensors", "Optimizers", "TestSupport"]),
         .testTarget(name: "ExperimentsTests", dependencies: ["Experiments", "Training", "Datasets", "Models", "SwiftMPI"]),
         .testTarget(name: "FullBatchTests", dependencies: ["FullBatch", "Optimizers", "SwiftMPI", "Tensors"]),
         .testTarget(name: "PackageLayoutTests"),

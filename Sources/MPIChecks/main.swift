@@ -9,15 +9,8 @@ import Foundation
 import FullBatch
 import SwiftMPI
 import Tensors
+import TestSupport
 import Training
-
-/// Families added as their optimizers join the catalog (see OptimizerCatalog).
-let extraStageFamilies: [(String, [String])] = [
-    ("lamb", ["optimizer.name=lamb", "optimizer.weight_decay=0.01"]),
-    ("lars", ["optimizer.name=lars", "optimizer.lr=0.5", "optimizer.weight_decay=0.0005"]),
-    ("muon+adamw", ["optimizer.name=adamw", "groups.matrix.optimizer=muon", "groups.matrix.lr=0.02"]),
-    ("shampoo", ["optimizer.name=shampoo", "optimizer.lr=0.003", "optimizer.graft=adam"]),
-]
 
 final class Checks {
 let comm: MPICommunicator
@@ -169,7 +162,7 @@ func runChecks() throws {
 
     try dataParallelEquivalence(optimizer: "sgd", tolerance: 1e-6)
     try dataParallelEquivalence(optimizer: "adamw", tolerance: 1e-5)
-    for family in stageFamilies { try stageEquivalence(family.name, overrides: family.overrides) }
+    for family in StageEquivalence.families { try stageEquivalence(family.name, overrides: family.overrides) }
     try fullBatchEquivalence()
 }
 
@@ -190,38 +183,16 @@ func fullBatchEquivalence() throws {
     }
 }
 
-/// Optimizer families whose ZeRO stages are checked against each other (issue: every sharding class).
-var stageFamilies: [(name: String, overrides: [String])] {
-    var families: [(String, [String])] = [
-        ("sgd-momentum", ["optimizer.name=sgd", "optimizer.momentum=0.9"]),
-        ("adamw", ["optimizer.name=adamw"]),
-    ]
-    families += extraStageFamilies
-    return families
-}
-
-/// 12 steps (2 micro-batches each, buckets small enough to split tensors into row blocks) at stages 1 and 2
-/// give the same parameters as stage 0 on the same ranks. Only the reduction (all-reduce vs reduce-scatter) and
-/// who applies each update differ, so the tolerance is float rounding: 1e-5 relative to max(1, |θ|).
+/// ZeRO stages 1 and 2 equal stage 0 on these ranks (TestSupport.StageEquivalence: families, config, tolerance
+/// shared with the simulated-rank test); stage 1 holds less optimizer state per rank.
 func stageEquivalence(_ family: String, overrides: [String]) throws {
-    let train = ImageDataset.synthetic(count: 600, featureCount: 24, classes: 5, seed: 7)
-    let test = ImageDataset.synthetic(count: 50, featureCount: 24, classes: 5, seed: 8)
-    var results: [[Float]] = []
-    var stateBytes: [Int] = []
-    for stage in 0...2 {
-        var c = ResolvedConfig(name: "stages")
-        for s in ["model.hidden=[20, 16]", "train.steps=12", "train.global_batch=\(8 * world)", "train.grad_accum=2",
-                  "train.log_every=6", "optimizer.lr=0.01", "zero.stage=\(stage)", "zero.bucket_mb=0.001",
-                  "train.grad_clip=10"] + overrides { try c.override(s) }
-        let trainer = try Trainer(config: try TrainConfig(c, worldSize: world), comm: comm, train: train, test: test)
-        let summary = try trainer.run()
-        results.append(trainer.params.array)
-        stateBytes.append(summary.optimizerStateBytesPerRank.max()!)
-    }
+    let data = StageEquivalence.data()
+    let runs = try (0...2).map { try StageEquivalence.train(stage: $0, overrides: overrides, comm: comm, data: data) }
+    let stateBytes = runs.map { $0.summary.optimizerStateBytesPerRank.max()! }
     for stage in 1...2 {
-        let worst = zip(results[stage], results[0]).map { abs($0 - $1) / max(1, abs($1)) }.max()!
-        check("\(family): stage \(stage) = stage 0 after 12 steps on \(world) ranks (max rel. diff \(worst) ≤ 1e-5)",
-              worst <= 1e-5)
+        let worst = StageEquivalence.worstRelativeDifference(runs[stage].params, runs[0].params)
+        check("\(family): stage \(stage) = stage 0 after \(StageEquivalence.steps) steps on \(world) ranks " +
+              "(max rel. diff \(worst) ≤ \(StageEquivalence.tolerance))", worst <= StageEquivalence.tolerance)
     }
     if world > 1 {
         check("\(family): stage 1 state per rank \(stateBytes[1]) B < stage 0 \(stateBytes[0]) B", stateBytes[1] < stateBytes[0] || stateBytes[0] == 0)

@@ -81,6 +81,20 @@ final class ModuleMapTests: XCTestCase {
         XCTAssertEqual(try moduleMap(), expected, "regenerate the module map comment at the top of Package.swift")
     }
 
+    /// "Arrows point down the list": every module a line names stands on a later line (or is a C module, unlisted).
+    func testModuleMapListsEveryModuleAboveItsDependencies() throws {
+        let text = try String(contentsOf: root.appendingPathComponent("Package.swift"), encoding: .utf8)
+        let order = text.split(separator: "\n").filter { $0.hasPrefix("//   ") && $0.contains(" → ") }
+            .map { $0.dropFirst(5).components(separatorsBy: " → ")[0].trimmingCharacters(in: .whitespaces) }
+        let map = try moduleMap()
+        for (i, module) in order.enumerated() {
+            for dependency in map[module] ?? [] {
+                guard let j = order.firstIndex(of: dependency) else { continue }
+                XCTAssertGreaterThan(j, i, "\(module) depends on \(dependency), which the module map lists above it")
+            }
+        }
+    }
+
     /// The dependency graph has no cycles and every arrow points to a module listed before it in the map.
     func testDependenciesPointOneWay() throws {
         let map = try moduleMap()

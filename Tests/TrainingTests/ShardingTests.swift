@@ -3,41 +3,30 @@ import Distributed
 import Optimizers
 import SwiftMPI
 import Tensors
+import TestSupport
 import Training
 import XCTest
 
 /// The shard plan and the equivalence of ZeRO stages, on simulated ranks (the same is checked under mpirun by
 /// swift-train-mpi-checks).
 final class ShardingTests: XCTestCase {
+    /// TestSupport.StageEquivalence (families, configuration, tolerance 1e-5 relative: float rounding) on 1–4
+    /// simulated ranks; every rank must also end with the same parameters, bit for bit.
     func testStagesAgreeOnSimulatedRanks() throws {
-        let train = ImageDataset.synthetic(count: 480, featureCount: 10, classes: 3, seed: 9)
-        let test = ImageDataset.synthetic(count: 60, featureCount: 10, classes: 3, seed: 10)
-        let families: [(String, [String])] = [
-            ("adamw", ["optimizer.name=adamw"]), ("sgd", ["optimizer.name=sgd", "optimizer.momentum=0.9"]),
-            ("lamb", ["optimizer.name=lamb"]), ("lars", ["optimizer.name=lars", "optimizer.lr=0.5"]),
-            ("muon+adamw", ["groups.matrix.optimizer=muon", "groups.matrix.lr=0.02"]),
-            ("shampoo", ["optimizer.name=shampoo", "optimizer.lr=0.003", "optimizer.graft=adam"]),
-        ]
-        for (optimizer, overrides) in families {
+        let data = StageEquivalence.data()
+        for (family, overrides) in StageEquivalence.families {
             for world in 1...4 {
                 var results: [[Float]] = []
                 for stage in 0...2 {
-                    var c = ResolvedConfig(name: "stages")
-                    for s in ["model.hidden=[12, 8]", "train.steps=10", "train.global_batch=\(24 * world)", "train.grad_accum=2",
-                              "train.log_every=5", "optimizer.lr=0.01", "zero.stage=\(stage)",
-                              "zero.bucket_mb=0.0002", "train.grad_clip=5"] + overrides { try c.override(s) }
-                    let config = try TrainConfig(c, worldSize: world)
-                    let params = try SimulatedWorld.run(size: world) { comm -> [Float] in
-                        let t = try Trainer(config: config, comm: comm, train: train, test: test)
-                        _ = try t.run()
-                        return t.params.array
+                    let params = try SimulatedWorld.run(size: world) { comm in
+                        try StageEquivalence.train(stage: stage, overrides: overrides, comm: comm, data: data).params
                     }
-                    for r in 1..<world { XCTAssertEqual(params[r], params[0], "\(optimizer) stage \(stage): rank \(r) differs") }
+                    for r in 1..<world { XCTAssertEqual(params[r], params[0], "\(family) stage \(stage): rank \(r) differs") }
                     results.append(params[0])
                 }
                 for stage in 1...2 {
-                    let worst = zip(results[stage], results[0]).map { abs($0 - $1) / max(1, abs($1)) }.max()!
-                    XCTAssertLessThanOrEqual(worst, 1e-5, "\(optimizer) stage \(stage) vs 0 on \(world) ranks")
+                    let worst = StageEquivalence.worstRelativeDifference(results[stage], results[0])
+                    XCTAssertLessThanOrEqual(worst, StageEquivalence.tolerance, "\(family) stage \(stage) vs 0 on \(world) ranks")
                 }
             }
         }

@@ -1,0 +1,53 @@
+import Datasets
+import SwiftMPI
+import Training
+
+/// ZeRO stage equivalence, shared by `swift test` (simulated ranks, Tests/TrainingTests/ShardingTests.swift) and
+/// swift-train-mpi-checks (real MPI): the same optimizer families, the same configuration and the same tolerance.
+///
+/// Stages 1 and 2 after k steps give the parameters of stage 0 on the same ranks: only the reduction (all-reduce vs
+/// reduce-scatter) and who applies each update differ, so the tolerance is float rounding, 1e-5 relative to
+/// max(1, |θ|). Buckets are small enough to split tensors into row blocks, with two micro-batches per step and
+/// clipping on, so every path of the engine is exercised.
+public enum StageEquivalence {
+    /// One family per sharding class (element-wise, per-tensor norm, whole matrix), with the settings each needs.
+    public static let families: [(name: String, overrides: [String])] = [
+        ("sgd-momentum", ["optimizer.name=sgd", "optimizer.momentum=0.9"]),
+        ("adamw", ["optimizer.name=adamw"]),
+        ("lamb", ["optimizer.name=lamb", "optimizer.weight_decay=0.01"]),
+        ("lars", ["optimizer.name=lars", "optimizer.lr=0.5", "optimizer.weight_decay=0.0005"]),
+        ("muon+adamw", ["optimizer.name=adamw", "groups.matrix.optimizer=muon", "groups.matrix.lr=0.02"]),
+        ("shampoo", ["optimizer.name=shampoo", "optimizer.lr=0.003", "optimizer.graft=adam"]),
+    ]
+    public static let tolerance: Float = 1e-5
+    public static let steps = 12
+
+    /// The synthetic data set of the check (24 features, 5 classes).
+    public static func data() -> (train: ImageDataset, test: ImageDataset) {
+        (ImageDataset.synthetic(count: 600, featureCount: 24, classes: 5, seed: 7),
+         ImageDataset.synthetic(count: 50, featureCount: 24, classes: 5, seed: 8))
+    }
+
+    /// The configuration of `family` at `stage` for `world` ranks.
+    public static func config(stage: Int, world: Int, overrides: [String]) throws -> TrainConfig {
+        var c = ResolvedConfig(name: "stages")
+        for s in ["model.hidden=[20, 16]", "train.steps=\(steps)", "train.global_batch=\(8 * world)", "train.grad_accum=2",
+                  "train.log_every=6", "optimizer.lr=0.01", "zero.stage=\(stage)", "zero.bucket_mb=0.001",
+                  "train.grad_clip=10"] + overrides { try c.override(s) }
+        return try TrainConfig(c, worldSize: world)
+    }
+
+    /// Trains on this rank (collective over `comm`); returns the final parameters and the summary.
+    public static func train(stage: Int, overrides: [String], comm: Communicator,
+                             data: (train: ImageDataset, test: ImageDataset)) throws -> (params: [Float], summary: TrainSummary) {
+        let trainer = try Trainer(config: try config(stage: stage, world: comm.size, overrides: overrides), comm: comm,
+                                  train: data.train, test: data.test)
+        let summary = try trainer.run()
+        return (trainer.params.array, summary)
+    }
+
+    /// max |a − b| / max(1, |b|): the measure `tolerance` bounds.
+    public static func worstRelativeDifference(_ a: [Float], _ b: [Float]) -> Float {
+        zip(a, b).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 0
+    }
+}
