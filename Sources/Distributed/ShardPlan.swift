@@ -1,14 +1,5 @@
+import Optimizers
 import Tensors
-
-/// How an optimizer's work can be divided between ranks (see docs/distributed.md).
-public enum ShardingClass: String, Sendable, Codable {
-    /// Element-wise rules (SGD, Adam family, Lion, …): any contiguous slice can be updated on its own.
-    case element
-    /// Per-tensor trust ratios (LARS, LAMB): slices, plus one all-reduce of per-tensor partial norms.
-    case tensorNorm = "tensor-norm"
-    /// Whole-matrix rules (Muon, Shampoo): each matrix must be owned entirely by one rank.
-    case matrix
-}
 
 /// One optimizer group as the planner needs it: which tensors it updates and how it can be split.
 public struct GroupSpec: Sendable {

@@ -115,7 +115,8 @@ public struct SweepPlan: Sendable {
     }
 
     static let lrKeys = ["optimizer.lr"] + TensorRole.allCases.map { "groups.\($0.rawValue).lr" }
-    static let adamFamily: Set<String> = ["adam", "adamw", "nadam", "radam", "adamax", "lamb"]
+    /// Adam-like optimizers (declared in each optimizer's `info`).
+    static let adamFamily = Set(OptimizerCatalog.names.filter(OptimizerCatalog.adamLike))
 
     private static func derive(spec: SweepSpec, combo: [ConfigValue], worldSize: Int,
                                taskFactory: SweepTaskFactory) throws -> SweepPoint {

@@ -13,6 +13,8 @@ import Tensors
 /// State per element: `exp_avg` (m) and `exp_inf` (u), starting at 0. torch defaults: lr 2e-3, betas (0.9, 0.999),
 /// eps 1e-8. Deviations from torch: none (ε inside the max, as torch places it, keeps u > 0 for zero gradients).
 public final class AdaMax: Optimizer {
+    public static let info = OptimizerInfo(names: ["adamax"], adamLike: true, reference: "Kingma & Ba 2015, section 7.1; torch.optim.Adamax")
+
     public struct Hyper: Equatable, Sendable {
         public var beta1: Float = 0.9
         public var beta2: Float = 0.999

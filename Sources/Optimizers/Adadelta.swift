@@ -11,6 +11,8 @@ import Tensors
 /// State per element: `square_avg` (v) and `acc_delta` (u), starting at 0. torch defaults: lr 1.0, rho 0.9,
 /// eps 1e-6 (the paper has no γ; torch's lr 1.0 recovers it). Deviations from torch: no `maximize`.
 public final class Adadelta: KernelTwinOptimizer {
+    public static let info = OptimizerInfo(names: ["adadelta"], reference: "Zeiler 2012; torch.optim.Adadelta")
+
     public struct Hyper: Equatable, Sendable {
         public var rho: Float = 0.9
         public var eps: Float = 1e-6

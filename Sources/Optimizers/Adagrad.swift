@@ -9,6 +9,8 @@ import Tensors
 /// State per element: `sum` (s), starting at `initialAccumulator`. torch defaults: lr 1e-2, lr_decay 0,
 /// initial_accumulator_value 0, eps 1e-10. Deviations from torch: no sparse gradients, no `maximize`.
 public final class Adagrad: KernelTwinOptimizer {
+    public static let info = OptimizerInfo(names: ["adagrad"], reference: "Duchi, Hazan & Singer 2011; torch.optim.Adagrad")
+
     public struct Hyper: Equatable, Sendable {
         /// lr_decay: the learning rate is divided by 1 + (t−1)·lrDecay.
         public var lrDecay: Float = 0

@@ -17,6 +17,9 @@ import Tensors
 /// State per element: `exp_avg` (m), `exp_avg_sq` (v), and with AMSGrad `max_exp_avg_sq` (v̂), starting at 0.
 /// Deviations from torch: none (no `maximize`, `capturable`, `differentiable` or `fused` options).
 public final class Adam: Optimizer {
+    public static let info = OptimizerInfo(names: ["adamw", "adam"], adamLike: true,
+                                         reference: "Kingma & Ba 2015; Loshchilov & Hutter 2019 (AdamW); torch.optim.Adam/AdamW")
+
     public struct Hyper: Equatable, Sendable {
         public var beta1: Float = 0.9
         public var beta2: Float = 0.999

@@ -25,6 +25,8 @@ import Tensors
 /// (e.g. 10, as in some BERT recipes), and no lower clip. Gradient pre-normalisation by the global norm is not done
 /// here (it is a global-norm clip, which the trainer applies before the optimizer).
 public final class LAMB: TensorNormOptimizer {
+    public static let info = OptimizerInfo(names: ["lamb"], sharding: .tensorNorm, adamLike: true, reference: "You et al. 2020")
+
     public struct Hyper: Equatable, Sendable {
         /// β₁, `optimizer.beta1` (default 0.9).
         public var beta1: Float = 0.9

@@ -17,6 +17,8 @@ import Tensors
 /// rather than 0 or NaN, so a zero-initialised tensor still trains and a zero gradient does not divide by zero.
 /// The first step starts from b = 0 (b₁ = γ·local·(g + λθ)).
 public final class LARS: TensorNormOptimizer {
+    public static let info = OptimizerInfo(names: ["lars"], sharding: .tensorNorm, reference: "You, Gitman & Ginsburg 2017")
+
     public struct Hyper: Equatable, Sendable {
         /// μ, `optimizer.momentum` (default 0.9).
         public var momentum: Float = 0.9

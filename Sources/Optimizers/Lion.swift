@@ -10,6 +10,8 @@ import Tensors
 /// AdamW's and its weight decay 3–10× above, keeping γλ about the same. sign(0) = 0, so a zero gradient from a zero
 /// state leaves θ unchanged apart from decay.
 public final class Lion: Optimizer {
+    public static let info = OptimizerInfo(names: ["lion"], reference: "Chen et al. 2023, Algorithm 2")
+
     public struct Hyper: Equatable, Sendable {
         /// Interpolation weight for the update direction c.
         public var beta1: Float = 0.9

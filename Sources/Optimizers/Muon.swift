@@ -20,6 +20,9 @@ import Tensors
 /// The learning rate and weight decay come from `StepContext.lr` / `ParamSegment.weightDecay`; their
 /// torch.optim.Muon defaults are `Muon.defaultLearningRate` and `Muon.defaultWeightDecay`.
 public final class Muon: Optimizer {
+    public static let info = OptimizerInfo(names: ["muon"], sharding: .matrix, bandwidthBound: false,
+                                         reference: "Keller Jordan 2024, Muon (Newton–Schulz orthogonalised momentum)")
+
     /// How the orthogonalised update is scaled per matrix.
     public enum Scale: String, CaseIterable, Sendable, Codable {
         /// √max(1, rows/cols) (Keller Jordan's Muon).

@@ -20,6 +20,8 @@ import Tensors
 /// Deviation from torch: Π is kept in double (torch rounds its `mu_product` tensor to float32 every step); the two
 /// differ by under 1e-7 relative.
 public final class NAdam: KernelTwinOptimizer {
+    public static let info = OptimizerInfo(names: ["nadam"], adamLike: true, reference: "Dozat 2016; torch.optim.NAdam")
+
     public struct Hyper: Equatable, Sendable {
         public var beta1: Float = 0.9
         public var beta2: Float = 0.999

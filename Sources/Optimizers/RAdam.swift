@@ -17,6 +17,8 @@ import Tensors
 /// State per element: `exp_avg` (m), `exp_avg_sq` (v), starting at 0. torch defaults: lr 1e-3, betas (0.9, 0.999),
 /// eps 1e-8, decoupled_weight_decay false. Deviations from torch: none.
 public final class RAdam: Optimizer {
+    public static let info = OptimizerInfo(names: ["radam"], adamLike: true, reference: "Liu et al. 2020; torch.optim.RAdam")
+
     public struct Hyper: Equatable, Sendable {
         public var beta1: Float = 0.9
         public var beta2: Float = 0.999

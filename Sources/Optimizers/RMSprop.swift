@@ -12,6 +12,8 @@ import Tensors
 /// Deviation from torch: centered clamps v − ḡ² at 0 before the square root. Exactly v ≥ ḡ², but float rounding can
 /// make the difference a hair negative for a constant gradient, where torch returns NaN; results are otherwise equal.
 public final class RMSprop: KernelTwinOptimizer {
+    public static let info = OptimizerInfo(names: ["rmsprop"], reference: "Hinton, Coursera lecture 6e; torch.optim.RMSprop")
+
     public struct Hyper: Equatable, Sendable {
         /// Smoothing constant α of the squared-gradient average.
         public var alpha: Float = 0.99

@@ -15,6 +15,8 @@ import Tensors
 /// Deviation from torch: a segment's weight decay λ, when non-zero, is added to the gradient as L2 decay (torch's
 /// Rprop has no weight_decay; with λ = 0 the update is torch's).
 public final class Rprop: Optimizer {
+    public static let info = OptimizerInfo(names: ["rprop"], reference: "Riedmiller & Braun 1993; torch.optim.Rprop")
+
     public struct Hyper: Equatable, Sendable {
         /// η₋, the step-size factor after a sign flip (0 < η₋ < 1).
         public var etaMinus: Float = 0.5

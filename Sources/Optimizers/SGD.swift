@@ -9,6 +9,8 @@ import Tensors
 ///   d = nesterov ? g + μb : b      (d = g when μ = 0)
 ///   θ ← θ − γd
 public final class SGD: Optimizer {
+    public static let info = OptimizerInfo(names: ["sgd"], reference: "torch.optim.SGD (momentum, dampening, Nesterov)")
+
     public struct Hyper: Equatable, Sendable {
         public var momentum: Float = 0
         public var dampening: Float = 0

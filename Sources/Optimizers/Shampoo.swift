@@ -44,6 +44,9 @@ import Tensors
 /// has zero eigenvalues (rounding noise ≈ 1e-7·‖L‖ instead of 0), which moves (λ + δ)^(−1/4) by ≈ noise/(4δ); keep
 /// δ well above 1e-7·‖L‖ when k > 1 (see docs/optimizers-matrix.md for measurements).
 public final class Shampoo: Optimizer {
+    public static let info = OptimizerInfo(names: ["shampoo"], sharding: .matrix, bandwidthBound: false,
+                                         reference: "Gupta, Koren & Singer 2018")
+
     public enum Graft: String, CaseIterable, Sendable, Codable {
         case none, adam, sgd
     }

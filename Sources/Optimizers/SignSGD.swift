@@ -10,6 +10,8 @@ import Tensors
 /// Deviation from the paper: it has no weight decay; ours is decoupled (θ(1 − γλ), as in Lion and MXNet's Signum
 /// `wd_lh`), because an L2 term added before the sign would change only the sign, not the magnitude.
 public final class SignSGD: Optimizer {
+    public static let info = OptimizerInfo(names: ["signsgd", "signum"], reference: "Bernstein et al. 2018 (signSGD, Signum)")
+
     public struct Hyper: Equatable, Sendable {
         /// β of Signum's momentum; 0 gives plain signSGD.
         public var momentum: Float = 0

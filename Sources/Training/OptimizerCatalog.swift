@@ -10,17 +10,16 @@ enum TensorRoleNames {
 public enum OptimizerCatalog {
     /// Optimizers for the training loop (mini-batch). Full-batch methods (L-BFGS, GD with line search) are in
     /// `Optimizers/LineSearch.swift` and used by the full-batch tools, not selectable here.
-    public static let names = ["adamw", "adam", "sgd", "adagrad", "adadelta", "rmsprop", "adamax", "nadam", "radam",
-                               "lion", "signsgd", "signum", "rprop", "muon", "shampoo", "lars", "lamb"]
+    public static let names = OptimizerInfos.names
 
-    /// How the sharded engine may divide an optimizer's work (docs/optimizers.md lists it per optimizer).
-    public static func sharding(_ name: String) -> ShardingClass {
-        switch name {
-        case "muon", "shampoo": return .matrix
-        case "lars", "lamb": return .tensorNorm
-        default: return .element
-        }
-    }
+    /// How the sharded engine may divide an optimizer's work (declared in the optimizer's own file).
+    public static func sharding(_ name: String) -> ShardingClass { OptimizerInfos.info(name)?.sharding ?? .element }
+
+    /// Whether the batch-size sweep treats `name` as Adam-like (β₂ scaled with √κ under the sqrt rule).
+    public static func adamLike(_ name: String) -> Bool { OptimizerInfos.info(name)?.adamLike ?? false }
+
+    /// Whether `name`'s update is memory-bound (timed against copy bandwidth by `swift-train bench`).
+    public static func bandwidthBound(_ name: String) -> Bool { OptimizerInfos.info(name)?.bandwidthBound ?? true }
 
     /// Builds optimizer `name` over `count` elements with hyperparameters from `c` (`optimizer.*` keys). Keys whose
     /// value is −1 ("auto") keep the optimizer's own reference default (e.g. ε = 1e-10 for Adagrad, 1e-8 for Adam).
