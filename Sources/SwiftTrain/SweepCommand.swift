@@ -45,8 +45,7 @@ struct Sweep: ParsableCommand {
             }
             if isRoot { directory = try SweepDirectory(path: path, plan: plan) }
         } catch {
-            if isRoot { printError("error: \(error)") }
-            throw ExitCode(2)
+            throw failedBeforeMPI(error, isRoot: isRoot)
         }
         let blasThreads = launch.configureBLASThreads()
 

@@ -52,8 +52,7 @@ struct Train: ParsableCommand {
                 if isRoot { runDirectory = try RunDirectory(path: runPath) }
             }
         } catch {
-            if isRoot { printError("error: \(error)") }
-            throw ExitCode(2)
+            throw failedBeforeMPI(error, isRoot: isRoot)
         }
         let blasThreads = launch.configureBLASThreads()
 
