@@ -116,7 +116,7 @@ public struct SweepPlan: Sendable {
 
     static let lrKeys = ["optimizer.lr"] + TensorRole.allCases.map { "groups.\($0.rawValue).lr" }
     /// Adam-like optimizers (declared in each optimizer's `info`).
-    static let adamFamily = Set(OptimizerCatalog.names.filter(OptimizerCatalog.adamLike))
+    static let adamFamily = Set(OptimizerCatalog.names.filter { OptimizerCatalog.info($0).adamLike })
 
     private static func derive(spec: SweepSpec, combo: [ConfigValue], worldSize: Int,
                                taskFactory: SweepTaskFactory) throws -> SweepPoint {
@@ -162,9 +162,13 @@ public struct SweepPlan: Sendable {
         if spec.scaleAdamBetas && rule == .sqrt && adamFamily.contains(c.string("optimizer.name")) {
             let kappa = Double(batch) / Double(spec.referenceBatch)
             let name = c.string("optimizer.name")
-            let beta2 = c.double("optimizer.beta2") < 0 ? 0.999 : c.double("optimizer.beta2")
-            let eps = c.double("optimizer.eps") < 0 ? (name == "lamb" ? 1e-6 : 1e-8) : c.double("optimizer.eps")
-            for (key, beta) in [("optimizer.beta1", c.double("optimizer.beta1")), ("optimizer.beta2", beta2)] where !pinned.contains(key) {
+            // The values this optimizer would use: the user's, else its own declared default.
+            func effective(_ key: String) -> Double {
+                if case .number(let v) = OptimizerCatalog.effectiveValue(key, optimizer: name, config: c) { return v }
+                preconditionFailure("\(name).\(key) is not a number")
+            }
+            let eps = effective("eps")
+            for (key, beta) in [("optimizer.beta1", effective("beta1")), ("optimizer.beta2", effective("beta2"))] where !pinned.contains(key) {
                 let scaled = 1 - (1 - beta) * kappa
                 guard scaled >= 0 && scaled < 1 else {
                     throw ConfigError("scale_adam_betas: \(key) = \(beta) at batch \(batch) (κ = \(kappa)) becomes \(scaled), outside [0, 1): " +

@@ -317,7 +317,10 @@ public struct SweepSpec: Sendable {
                     variant.lrScaling = rule
                 } else {
                     try scratch.set(key, raw: value.any, source: "\(source): variants.\(name)")
-                    variant.settings.append((key, scratch.values[key]!))
+                    guard let value = scratch.value(key) else {
+                        throw ConfigError("\(source): variants.\(name).\(key) is unset (~): a variant sets values; leave the key out instead")
+                    }
+                    variant.settings.append((key, value))
                 }
             }
             guard !variants.contains(where: { $0.name == name }) else { throw ConfigError("\(source): variant '\(name)' is defined twice") }
@@ -348,7 +351,10 @@ public struct SweepSpec: Sendable {
                 default:
                     var scratch = base
                     try scratch.set(key, raw: item.any, source: at)
-                    values.append(scratch.values[key]!)
+                    guard let value = scratch.value(key) else {
+                        throw ConfigError("\(at): a grid value cannot be unset (~); list values to try")
+                    }
+                    values.append(value)
                 }
             }
             for (i, v) in values.enumerated() where values[..<i].contains(v) {

@@ -12,34 +12,21 @@ import Tensors
 ///
 /// State per element: `exp_avg` (m) and `exp_inf` (u), starting at 0. torch defaults: lr 2e-3, betas (0.9, 0.999),
 /// eps 1e-8. Deviations from torch: none (ε inside the max, as torch places it, keeps u > 0 for zero gradients).
-public final class AdaMax: Optimizer {
-    public static let info = OptimizerInfo(names: ["adamax"], adamLike: true, reference: "Kingma & Ba 2015, section 7.1; torch.optim.Adamax")
+public final class AdaMax: OptimizerBase, Optimizer {
+    public static let info = OptimizerInfo(
+        names: ["adamax"], adamLike: true, reference: "Kingma & Ba 2015, section 7.1; torch.optim.Adamax",
+        keys: [.beta1(), .beta2(), .eps(1e-8, in: 1e-30...1)],  // ε > 0 keeps u positive
+        build: { AdaMax(count: $0.count, hyper: Hyper($0.values)) })
 
     public struct Hyper: Equatable, Sendable {
-        public var beta1: Float = 0.9
-        public var beta2: Float = 0.999
-        public var eps: Float = 1e-8
-        public init(beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8) {
-            self.beta1 = beta1
-            self.beta2 = beta2
-            self.eps = eps
-        }
+        public let beta1, beta2, eps: Float
+        public init(_ v: HyperValues) { (beta1, beta2, eps) = (v.float("beta1"), v.float("beta2"), v.float("eps")) }
     }
-
-    public let name = "adamax"
-    public let count: Int
     public let hyper: Hyper
-    public var stepCount = 0
-    public let state: [FloatBuffer]
-    public let stateNames = ["exp_avg", "exp_inf"]
 
-    public init(count: Int, hyper: Hyper = Hyper()) {
-        precondition(hyper.beta1 >= 0 && hyper.beta1 < 1 && hyper.beta2 >= 0 && hyper.beta2 < 1,
-                     "AdaMax betas must lie in [0, 1), got (\(hyper.beta1), \(hyper.beta2))")
-        precondition(hyper.eps > 0, "AdaMax eps must be > 0 (it keeps u positive), got \(hyper.eps)")
-        self.count = count
+    public init(count: Int, hyper: Hyper) {
         self.hyper = hyper
-        state = [FloatBuffer(count: count), FloatBuffer(count: count)]
+        super.init(name: "adamax", count: count, stateNames: ["exp_avg", "exp_inf"])
     }
 
     public func update(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
@@ -47,7 +34,7 @@ public final class AdaMax: Optimizer {
         stepCount += 1
         let b1d = decimalWidened(hyper.beta1)
         let w1 = Float(1 - b1d), b2 = hyper.beta2, eps = hyper.eps
-        let bc1 = 1 - pow(b1d, Double(stepCount))
+        let bc1 = biasCorrection(beta: hyper.beta1, step: stepCount)
         let p = params.baseAddress!, g = grads.baseAddress!
         let m = state[0].pointer, u = state[1].pointer
         for seg in segments {

@@ -10,31 +10,22 @@ import Tensors
 ///
 /// State per element: `square_avg` (v) and `acc_delta` (u), starting at 0. torch defaults: lr 1.0, rho 0.9,
 /// eps 1e-6 (the paper has no γ; torch's lr 1.0 recovers it). Deviations from torch: no `maximize`.
-public final class Adadelta: KernelTwinOptimizer {
-    public static let info = OptimizerInfo(names: ["adadelta"], reference: "Zeiler 2012; torch.optim.Adadelta")
+public final class Adadelta: OptimizerBase, KernelTwinOptimizer {
+    public static let info = OptimizerInfo(
+        names: ["adadelta"], reference: "Zeiler 2012; torch.optim.Adadelta",
+        keys: [HyperKey("rho", .number(0...1), default: 0.9, "Adadelta decay ρ of both running averages."),
+               .eps(1e-6, in: 1e-30...1)],  // ε > 0 seeds the step size
+        build: { Adadelta(count: $0.count, hyper: Hyper($0.values)) })
 
     public struct Hyper: Equatable, Sendable {
-        public var rho: Float = 0.9
-        public var eps: Float = 1e-6
-        public init(rho: Float = 0.9, eps: Float = 1e-6) {
-            self.rho = rho
-            self.eps = eps
-        }
+        public let rho, eps: Float
+        public init(_ v: HyperValues) { (rho, eps) = (v.float("rho"), v.float("eps")) }
     }
-
-    public let name = "adadelta"
-    public let count: Int
     public let hyper: Hyper
-    public var stepCount = 0
-    public let state: [FloatBuffer]
-    public let stateNames = ["square_avg", "acc_delta"]
 
-    public init(count: Int, hyper: Hyper = Hyper()) {
-        precondition(hyper.rho >= 0 && hyper.rho <= 1, "Adadelta rho must lie in [0, 1], got \(hyper.rho)")
-        precondition(hyper.eps > 0, "Adadelta eps must be > 0 (it seeds the step size), got \(hyper.eps)")
-        self.count = count
+    public init(count: Int, hyper: Hyper) {
         self.hyper = hyper
-        state = [FloatBuffer(count: count), FloatBuffer(count: count)]
+        super.init(name: "adadelta", count: count, stateNames: ["square_avg", "acc_delta"])
     }
 
     public func update(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,

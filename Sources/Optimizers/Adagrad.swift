@@ -8,39 +8,32 @@ import Tensors
 ///
 /// State per element: `sum` (s), starting at `initialAccumulator`. torch defaults: lr 1e-2, lr_decay 0,
 /// initial_accumulator_value 0, eps 1e-10. Deviations from torch: no sparse gradients, no `maximize`.
-public final class Adagrad: KernelTwinOptimizer {
-    public static let info = OptimizerInfo(names: ["adagrad"], reference: "Duchi, Hazan & Singer 2011; torch.optim.Adagrad")
+public final class Adagrad: OptimizerBase, KernelTwinOptimizer {
+    public static let info = OptimizerInfo(
+        names: ["adagrad"], reference: "Duchi, Hazan & Singer 2011; torch.optim.Adagrad",
+        keys: [
+            HyperKey("lr_decay", .number(0...1e6), default: 0.0, "Adagrad learning-rate decay: γ_t = γ / (1 + (t−1)·lr_decay)."),
+            HyperKey("initial_accumulator", .number(0...1e6), default: 0.0, "Adagrad starting value of the squared-gradient sum."),
+            .eps(1e-10),
+        ],
+        build: { Adagrad(count: $0.count, hyper: Hyper($0.values)) })
 
     public struct Hyper: Equatable, Sendable {
         /// lr_decay: the learning rate is divided by 1 + (t−1)·lrDecay.
-        public var lrDecay: Float = 0
-        /// initial_accumulator_value: the starting value of s (must be ≥ 0).
-        public var initialAccumulator: Float = 0
-        public var eps: Float = 1e-10
-        public init(lrDecay: Float = 0, initialAccumulator: Float = 0, eps: Float = 1e-10) {
-            self.lrDecay = lrDecay
-            self.initialAccumulator = initialAccumulator
-            self.eps = eps
+        public let lrDecay: Float
+        /// initial_accumulator_value: the starting value of s.
+        public let initialAccumulator: Float
+        public let eps: Float
+        public init(_ v: HyperValues) {
+            (lrDecay, initialAccumulator, eps) = (v.float("lr_decay"), v.float("initial_accumulator"), v.float("eps"))
         }
     }
-
-    public let name = "adagrad"
-    public let count: Int
     public let hyper: Hyper
-    public var stepCount = 0
-    public let state: [FloatBuffer]
-    public let stateNames = ["sum"]
 
-    public init(count: Int, hyper: Hyper = Hyper()) {
-        precondition(hyper.lrDecay >= 0, "Adagrad lr_decay must be >= 0, got \(hyper.lrDecay)")
-        precondition(hyper.initialAccumulator >= 0,
-                     "Adagrad initial_accumulator must be >= 0, got \(hyper.initialAccumulator)")
-        precondition(hyper.eps >= 0, "Adagrad eps must be >= 0, got \(hyper.eps)")
-        self.count = count
+    public init(count: Int, hyper: Hyper) {
         self.hyper = hyper
-        let sum = FloatBuffer(count: count)
-        if hyper.initialAccumulator != 0 { sum.fill(hyper.initialAccumulator) }
-        state = [sum]
+        super.init(name: "adagrad", count: count, stateNames: ["sum"])
+        if hyper.initialAccumulator != 0 { state[0].fill(hyper.initialAccumulator) }
     }
 
     public func update(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,

@@ -16,36 +16,26 @@ import Tensors
 ///
 /// State per element: `exp_avg` (m), `exp_avg_sq` (v), and with AMSGrad `max_exp_avg_sq` (v̂), starting at 0.
 /// Deviations from torch: none (no `maximize`, `capturable`, `differentiable` or `fused` options).
-public final class Adam: Optimizer {
-    public static let info = OptimizerInfo(names: ["adamw", "adam"], adamLike: true,
-                                         reference: "Kingma & Ba 2015; Loshchilov & Hutter 2019 (AdamW); torch.optim.Adam/AdamW")
+public final class Adam: OptimizerBase, Optimizer {
+    public static let info = OptimizerInfo(
+        names: ["adamw", "adam"], adamLike: true,
+        reference: "Kingma & Ba 2015; Loshchilov & Hutter 2019 (AdamW); torch.optim.Adam/AdamW",
+        keys: [.beta1(), .beta2(), .eps(1e-8),
+               HyperKey("amsgrad", .flag, default: false, "Adam/AdamW: normalise by the running maximum of past second moments (AMSGrad).")],
+        build: { Adam(count: $0.count, hyper: Hyper($0.values, decoupled: $0.name == "adamw")) })
 
     public struct Hyper: Equatable, Sendable {
-        public var beta1: Float = 0.9
-        public var beta2: Float = 0.999
-        public var eps: Float = 1e-8
+        public let beta1, beta2, eps: Float
         /// true: AdamW's decoupled decay; false: L2 decay added to the gradient (torch.optim.Adam's weight_decay).
-        public var decoupled = true
+        public let decoupled: Bool
         /// AMSGrad: normalise by the running maximum of v instead of v.
-        public var amsgrad = false
-        public init(beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8, decoupled: Bool = true,
-                    amsgrad: Bool = false) {
-            self.beta1 = beta1
-            self.beta2 = beta2
-            self.eps = eps
-            self.decoupled = decoupled
-            self.amsgrad = amsgrad
+        public let amsgrad: Bool
+        public init(_ v: HyperValues, decoupled: Bool) {
+            (beta1, beta2, eps) = (v.float("beta1"), v.float("beta2"), v.float("eps"))
+            (self.decoupled, amsgrad) = (decoupled, v.bool("amsgrad"))
         }
     }
-
-    public var name: String { (hyper.decoupled ? "adamw" : "adam") + (hyper.amsgrad ? "-amsgrad" : "") }
-    public let count: Int
     public let hyper: Hyper
-    public var stepCount = 0
-    public let state: [FloatBuffer]
-    public var stateNames: [String] {
-        hyper.amsgrad ? ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"] : ["exp_avg", "exp_avg_sq"]
-    }
 
     /// Ranges at least this long (4 MiB per buffer) bypass the cache with streaming stores: they will be evicted
     /// before the next step anyway, and skipping the read-for-ownership saves a third of the memory traffic.
@@ -64,24 +54,21 @@ public final class Adam: Optimizer {
     }
 
     public init(count: Int, hyper: Hyper) {
-        precondition(hyper.beta1 >= 0 && hyper.beta1 < 1 && hyper.beta2 >= 0 && hyper.beta2 < 1,
-                     "Adam betas must lie in [0, 1), got (\(hyper.beta1), \(hyper.beta2))")
-        precondition(hyper.eps >= 0, "Adam eps must be >= 0, got \(hyper.eps)")
-        self.count = count
         self.hyper = hyper
-        state = (0..<(hyper.amsgrad ? 3 : 2)).map { _ in FloatBuffer(count: count) }
+        let name = (hyper.decoupled ? "adamw" : "adam") + (hyper.amsgrad ? "-amsgrad" : "")
+        super.init(name: name, count: count,
+                   stateNames: ["exp_avg", "exp_avg_sq"] + (hyper.amsgrad ? ["max_exp_avg_sq"] : []))
     }
 
     public func update(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
                        segments: [ParamSegment], context: StepContext) {
         stepCount += 1
-        let t = Double(stepCount)
         let b1d = decimalWidened(hyper.beta1), b2d = decimalWidened(hyper.beta2)
         let b2 = hyper.beta2, eps = hyper.eps
         let w1 = Float(1 - b1d), w2 = Float(1 - b2d)
         // Bias corrections in double, as PyTorch computes them on the host.
-        let bc1 = 1 - pow(b1d, t)
-        let bc2Sqrt = Float((1 - pow(b2d, t)).squareRoot())
+        let bc1 = biasCorrection(beta: hyper.beta1, step: stepCount)
+        let bc2Sqrt = Float(biasCorrection(beta: hyper.beta2, step: stepCount).squareRoot())
         let p = params.baseAddress!, g = grads.baseAddress!
         let m = state[0].pointer, v = state[1].pointer
         for seg in segments {

@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 // Scalar helpers shared by the element-wise optimizers (SGD, Adam family, Adagrad, Adadelta, RMSprop, AdaMax, NAdam,
 // RAdam, Lion, signSGD/Signum, Rprop).
 
@@ -20,4 +26,11 @@ func signOf(_ x: Float) -> Float {
 @inline(__always)
 func decoupledDecayFactor(lr: Float, weightDecay: Float) -> Float {
     Float(1 - Double(lr) * Double(weightDecay))
+}
+
+/// Adam-style bias correction 1 − βᵗ, in double from the decimal value of β, as torch computes it from Python
+/// floats. Every optimizer that bias-corrects calls this (once per step), so they all round the same way.
+@inline(__always)
+func biasCorrection(beta: Float, step: Int) -> Double {
+    1 - pow(decimalWidened(beta), Double(step))
 }

@@ -24,51 +24,38 @@ import Tensors
 /// FusedLAMB also defaults to it); the paper's scaling function φ is the identity unless `maxTrustRatio` is set
 /// (e.g. 10, as in some BERT recipes), and no lower clip. Gradient pre-normalisation by the global norm is not done
 /// here (it is a global-norm clip, which the trainer applies before the optimizer).
-public final class LAMB: TensorNormOptimizer {
-    public static let info = OptimizerInfo(names: ["lamb"], sharding: .tensorNorm, adamLike: true, reference: "You et al. 2020")
+public final class LAMB: OptimizerBase, TensorNormOptimizer {
+    public static let info = OptimizerInfo(
+        names: ["lamb"], sharding: .tensorNorm, adamLike: true, reference: "You et al. 2020",
+        keys: [.beta1(), .beta2(), .eps(1e-6),
+               HyperKey("lamb_bias_correction", .flag, default: true, "LAMB: bias-correct the moments (m̂, v̂)."),
+               HyperKey("max_trust_ratio", .number(0...1e6), default: 0.0, "LAMB: clip the trust ratio to at most this; 0: no clipping."),
+               .excludeBiasAndNorm],
+        build: { LAMB(count: $0.count, hyper: Hyper($0.values)) })
 
     public struct Hyper: Equatable, Sendable {
-        /// β₁, `optimizer.beta1` (default 0.9).
-        public var beta1: Float = 0.9
-        /// β₂, `optimizer.beta2` (default 0.999).
-        public var beta2: Float = 0.999
-        /// ε, `optimizer.eps` (default 1e-6).
-        public var eps: Float = 1e-6
-        /// Divide m and v by 1 − βᵗ, `optimizer.bias_correction` (default true).
-        public var biasCorrection = true
-        /// Upper clip of the trust ratio, `optimizer.max_trust_ratio` (default nil: no clip).
-        public var maxTrustRatio: Float? = nil
-        /// Roles .bias and .norm get λ = 0 and ratio 1, `optimizer.exclude_bias_and_norm` (default true).
-        public var excludeBiasAndNorm = true
-
-        public init(beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-6, biasCorrection: Bool = true,
-                    maxTrustRatio: Float? = nil, excludeBiasAndNorm: Bool = true) {
-            self.beta1 = beta1
-            self.beta2 = beta2
-            self.eps = eps
-            self.biasCorrection = biasCorrection
-            self.maxTrustRatio = maxTrustRatio
-            self.excludeBiasAndNorm = excludeBiasAndNorm
+        public let beta1, beta2, eps: Float
+        /// Divide m and v by 1 − βᵗ.
+        public let biasCorrection: Bool
+        /// Upper clip of the trust ratio (nil: no clip; configuration spells that 0).
+        public let maxTrustRatio: Float?
+        /// Roles .bias and .norm get λ = 0 and ratio 1.
+        public let excludeBiasAndNorm: Bool
+        public init(_ v: HyperValues) {
+            (beta1, beta2, eps) = (v.float("beta1"), v.float("beta2"), v.float("eps"))
+            biasCorrection = v.bool("lamb_bias_correction")
+            maxTrustRatio = v.double("max_trust_ratio") > 0 ? v.float("max_trust_ratio") : nil
+            excludeBiasAndNorm = v.bool("exclude_bias_and_norm")
         }
     }
-
-    public let name = "lamb"
-    public let count: Int
     public let hyper: Hyper
-    public var stepCount = 0
-    public let state: [FloatBuffer]
-    public let stateNames = ["exp_avg", "exp_avg_sq"]
     /// r for the owned range, written by `prepare` and read by `apply` (not checkpointed).
     private let direction: FloatBuffer
 
-    public init(count: Int, hyper: Hyper = Hyper()) {
-        if let maxRatio = hyper.maxTrustRatio {
-            precondition(maxRatio > 0, "optimizer.max_trust_ratio must be > 0, got \(maxRatio)")
-        }
-        self.count = count
+    public init(count: Int, hyper: Hyper) {
         self.hyper = hyper
-        state = [FloatBuffer(count: count), FloatBuffer(count: count)]
         direction = FloatBuffer(count: count)
+        super.init(name: "lamb", count: count, stateNames: ["exp_avg", "exp_avg_sq"])
     }
 
     private func excluded(_ seg: ParamSegment) -> Bool { excludedFromTrustRatio(seg, enabled: hyper.excludeBiasAndNorm) }
@@ -91,11 +78,10 @@ public final class LAMB: TensorNormOptimizer {
                          segments: [ParamSegment], context: StepContext,
                          partialSquares: UnsafeMutableBufferPointer<Double>, kernel: KernelChoice) {
         stepCount += 1
-        let t = Double(stepCount)
         let b1 = hyper.beta1, b2 = hyper.beta2, eps = hyper.eps
         // Bias corrections in double on the host, as PyTorch-style implementations do.
-        let invBc1 = hyper.biasCorrection ? Float(1 / (1 - pow(Double(b1), t))) : 1
-        let invSqrtBc2 = hyper.biasCorrection ? Float(1 / (1 - pow(Double(b2), t)).squareRoot()) : 1
+        let invBc1 = hyper.biasCorrection ? Float(1 / biasCorrection(beta: b1, step: stepCount)) : 1
+        let invSqrtBc2 = hyper.biasCorrection ? Float(1 / biasCorrection(beta: b2, step: stepCount).squareRoot()) : 1
         let p = params.baseAddress!, g = grads.baseAddress!, r = direction.pointer
         let m = state[0].pointer, v = state[1].pointer
         for seg in segments {

@@ -16,38 +16,31 @@ import Tensors
 /// Deviations: the paper's rule leaves `local` undefined for zero norms; we use 1 (move by the plain momentum step)
 /// rather than 0 or NaN, so a zero-initialised tensor still trains and a zero gradient does not divide by zero.
 /// The first step starts from b = 0 (b₁ = γ·local·(g + λθ)).
-public final class LARS: TensorNormOptimizer {
-    public static let info = OptimizerInfo(names: ["lars"], sharding: .tensorNorm, reference: "You, Gitman & Ginsburg 2017")
+public final class LARS: OptimizerBase, TensorNormOptimizer {
+    public static let info = OptimizerInfo(
+        names: ["lars"], sharding: .tensorNorm, reference: "You, Gitman & Ginsburg 2017",
+        keys: [.momentum(0.9), HyperKey("trust_coefficient", .number(0...1e3), default: 1e-3, "LARS trust coefficient η."),
+               .excludeBiasAndNorm],
+        build: { LARS(count: $0.count, hyper: Hyper($0.values)) })
 
     public struct Hyper: Equatable, Sendable {
-        /// μ, `optimizer.momentum` (default 0.9).
-        public var momentum: Float = 0.9
-        /// η, `optimizer.trust_coefficient` (default 1e-3).
-        public var trustCoefficient: Float = 1e-3
-        /// Roles .bias and .norm get λ = 0 and local = 1, `optimizer.exclude_bias_and_norm` (default true).
-        public var excludeBiasAndNorm = true
-
-        public init(momentum: Float = 0.9, trustCoefficient: Float = 1e-3, excludeBiasAndNorm: Bool = true) {
-            self.momentum = momentum
-            self.trustCoefficient = trustCoefficient
-            self.excludeBiasAndNorm = excludeBiasAndNorm
+        /// μ and η.
+        public let momentum, trustCoefficient: Float
+        /// Roles .bias and .norm get λ = 0 and local = 1.
+        public let excludeBiasAndNorm: Bool
+        public init(_ v: HyperValues) {
+            (momentum, trustCoefficient) = (v.float("momentum"), v.float("trust_coefficient"))
+            excludeBiasAndNorm = v.bool("exclude_bias_and_norm")
         }
     }
-
-    public let name = "lars"
-    public let count: Int
     public let hyper: Hyper
-    public var stepCount = 0
-    public let state: [FloatBuffer]
-    public let stateNames = ["momentum_buffer"]
     /// d = g + λθ for the owned range, written by `prepare` and read by `apply` (not checkpointed).
     private let direction: FloatBuffer
 
-    public init(count: Int, hyper: Hyper = Hyper()) {
-        self.count = count
+    public init(count: Int, hyper: Hyper) {
         self.hyper = hyper
-        state = [FloatBuffer(count: count)]
         direction = FloatBuffer(count: count)
+        super.init(name: "lars", count: count, stateNames: ["momentum_buffer"])
     }
 
     private func excluded(_ seg: ParamSegment) -> Bool { excludedFromTrustRatio(seg, enabled: hyper.excludeBiasAndNorm) }

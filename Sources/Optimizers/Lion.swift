@@ -9,33 +9,23 @@ import Tensors
 /// State per element: `exp_avg` (m), starting at 0. Defaults: betas (0.9, 0.99); the paper's lr is 3–10× below
 /// AdamW's and its weight decay 3–10× above, keeping γλ about the same. sign(0) = 0, so a zero gradient from a zero
 /// state leaves θ unchanged apart from decay.
-public final class Lion: Optimizer {
-    public static let info = OptimizerInfo(names: ["lion"], reference: "Chen et al. 2023, Algorithm 2")
+public final class Lion: OptimizerBase, Optimizer {
+    public static let info = OptimizerInfo(
+        names: ["lion"], reference: "Chen et al. 2023, Algorithm 2",
+        keys: [HyperKey("beta1", .number(0...1), default: 0.9, "Lion: interpolation weight β₁ of the update direction c."),
+               HyperKey("beta2", .number(0...1), default: 0.99, "Lion: decay β₂ of the momentum m.")],
+        build: { Lion(count: $0.count, hyper: Hyper($0.values)) })
 
     public struct Hyper: Equatable, Sendable {
-        /// Interpolation weight for the update direction c.
-        public var beta1: Float = 0.9
-        /// Decay of the momentum m.
-        public var beta2: Float = 0.99
-        public init(beta1: Float = 0.9, beta2: Float = 0.99) {
-            self.beta1 = beta1
-            self.beta2 = beta2
-        }
+        /// Interpolation weight for the update direction c, and the decay of the momentum m.
+        public let beta1, beta2: Float
+        public init(_ v: HyperValues) { (beta1, beta2) = (v.float("beta1"), v.float("beta2")) }
     }
-
-    public let name = "lion"
-    public let count: Int
     public let hyper: Hyper
-    public var stepCount = 0
-    public let state: [FloatBuffer]
-    public let stateNames = ["exp_avg"]
 
-    public init(count: Int, hyper: Hyper = Hyper()) {
-        precondition(hyper.beta1 >= 0 && hyper.beta1 <= 1 && hyper.beta2 >= 0 && hyper.beta2 <= 1,
-                     "Lion betas must lie in [0, 1], got (\(hyper.beta1), \(hyper.beta2))")
-        self.count = count
+    public init(count: Int, hyper: Hyper) {
         self.hyper = hyper
-        state = [FloatBuffer(count: count)]
+        super.init(name: "lion", count: count, stateNames: ["exp_avg"])
     }
 
     public func update(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,

@@ -19,9 +19,22 @@ import Tensors
 /// (θ ← (1 − γλ)·θ + (−γs)·B·X), which is the same formula with one rounding fewer.
 /// The learning rate and weight decay come from `StepContext.lr` / `ParamSegment.weightDecay`; their
 /// torch.optim.Muon defaults are `Muon.defaultLearningRate` and `Muon.defaultWeightDecay`.
-public final class Muon: Optimizer {
-    public static let info = OptimizerInfo(names: ["muon"], sharding: .matrix, bandwidthBound: false,
-                                         reference: "Keller Jordan 2024, Muon (Newton–Schulz orthogonalised momentum)")
+public final class Muon: OptimizerBase, Optimizer {
+    public static let info = OptimizerInfo(
+        names: ["muon"], sharding: .matrix, bandwidthBound: false,
+        reference: "Keller Jordan 2024, Muon (Newton–Schulz orthogonalised momentum)",
+        keys: [
+            HyperKey("muon_momentum", .number(0...0.999_999), default: 0.95, "Muon momentum β (EMA: m ← βm + (1−β)g)."),
+            HyperKey("muon_nesterov", .flag, default: true, "Muon: orthogonalise (1−β)g + βm instead of m."),
+            HyperKey("ns_steps", .integer(1...50), default: 5, "Muon Newton–Schulz iterations."),
+            HyperKey("ns_coefficients", .choice(NewtonSchulzCoefficients.allCases.map(\.rawValue)), default: "quintic",
+                     "Muon Newton–Schulz schedule: Keller Jordan's quintic (3.4445, −4.7750, 2.0315), or Polar Express (Amsel et al. 2025)."),
+            HyperKey("muon_eps", .number(0...1), default: 1e-7, "Muon: ε in X = G/(‖G‖_F + ε) before Newton–Schulz."),
+            HyperKey("muon_scale", .choice(Scale.allCases.map(\.rawValue)), default: "original",
+                     "Muon update scale: `original` √max(1, rows/cols), or `match_rms` 0.2·√max(rows, cols) (update RMS 0.2, AdamW-like learning rates)."),
+        ],
+        tensorCheck: { validate(tensor: $0) },
+        build: { Muon(count: $0.count, hyper: Hyper($0.values)) })
 
     /// How the orthogonalised update is scaled per matrix.
     public enum Scale: String, CaseIterable, Sendable, Codable {
@@ -32,54 +45,35 @@ public final class Muon: Optimizer {
     }
 
     public struct Hyper: Equatable, Sendable {
-        /// β, `optimizer.momentum` (torch default 0.95).
-        public var momentum: Float = 0.95
-        /// Nesterov-style u = (1−β)g + βm, `optimizer.nesterov` (default true).
-        public var nesterov = true
-        /// Newton–Schulz iterations k, `optimizer.ns_steps` (default 5).
-        public var nsSteps = 5
-        /// Coefficient schedule, `optimizer.ns_coefficients` (default quintic).
-        public var nsCoefficients: NewtonSchulzCoefficients = .quintic
-        /// eps in X = G/(‖G‖_F + eps), `optimizer.eps` (default 1e-7).
-        public var eps: Float = 1e-7
-        /// Update scale, `optimizer.muon_scale` (default original).
-        public var scale: Scale = .original
-
-        public init(momentum: Float = 0.95, nesterov: Bool = true, nsSteps: Int = 5,
-                    nsCoefficients: NewtonSchulzCoefficients = .quintic, eps: Float = 1e-7,
-                    scale: Scale = .original) {
-            self.momentum = momentum
-            self.nesterov = nesterov
-            self.nsSteps = nsSteps
-            self.nsCoefficients = nsCoefficients
-            self.eps = eps
-            self.scale = scale
+        /// β, and Nesterov-style u = (1−β)g + βm.
+        public let momentum: Float
+        public let nesterov: Bool
+        /// Newton–Schulz iterations k and their coefficient schedule.
+        public let nsSteps: Int
+        public let nsCoefficients: NewtonSchulzCoefficients
+        /// eps in X = G/(‖G‖_F + eps).
+        public let eps: Float
+        public let scale: Scale
+        public init(_ v: HyperValues) {
+            (momentum, nesterov, eps) = (v.float("muon_momentum"), v.bool("muon_nesterov"), v.float("muon_eps"))
+            (nsSteps, nsCoefficients, scale) = (v.int("ns_steps"), v.choice("ns_coefficients"), v.choice("muon_scale"))
         }
     }
+    public let hyper: Hyper
 
     /// torch.optim.Muon's default learning rate.
     public static let defaultLearningRate: Float = 1e-3
     /// torch.optim.Muon's default weight decay (applies to the 2-D matrices Muon owns).
     public static let defaultWeightDecay: Float = 0.1
 
-    public let name = "muon"
-    public let count: Int
-    public let hyper: Hyper
-    public var stepCount = 0
-    public let state: [FloatBuffer]
-    public let stateNames = ["momentum_buffer"]
-
     private struct Shape: Hashable { var rows: Int, cols: Int }
     private struct Workspace { let ns: NewtonSchulz; let u: FloatBuffer? }
     /// One NS workspace (and Nesterov input buffer) per distinct matrix shape, created on first use and reused.
     private var workspaces: [Shape: Workspace] = [:]
 
-    public init(count: Int, hyper: Hyper = Hyper()) {
-        precondition(hyper.nsSteps >= 0, "optimizer.ns_steps must be ≥ 0, got \(hyper.nsSteps)")
-        precondition(hyper.momentum >= 0 && hyper.momentum < 1, "optimizer.momentum must be in [0, 1)")
-        self.count = count
+    public init(count: Int, hyper: Hyper) {
         self.hyper = hyper
-        state = [FloatBuffer(count: count)]
+        super.init(name: "muon", count: count, stateNames: ["momentum_buffer"])
     }
 
     /// nil if `tensor` can be optimised by Muon, otherwise an error message naming it. Call while building the
@@ -152,7 +146,7 @@ public final class Muon: Optimizer {
             // Phase 2: θ ← (1 − γλ)θ − γs·NS(u), fused into NS's last GEMM.
             let lr = context.lr * seg.lrScale
             ws.ns.orthogonalize(input, into: p + lo, alpha: -lr * updateScale(rows: rows, cols: cols),
-                                beta: 1 - lr * seg.weightDecay)
+                                beta: decoupledDecayFactor(lr: lr, weightDecay: seg.weightDecay))
         }
     }
 }

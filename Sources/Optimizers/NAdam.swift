@@ -19,49 +19,37 @@ import Tensors
 /// torch defaults: lr 2e-3, betas (0.9, 0.999), eps 1e-8, momentum_decay 4e-3, decoupled_weight_decay false.
 /// Deviation from torch: Π is kept in double (torch rounds its `mu_product` tensor to float32 every step); the two
 /// differ by under 1e-7 relative.
-public final class NAdam: KernelTwinOptimizer {
-    public static let info = OptimizerInfo(names: ["nadam"], adamLike: true, reference: "Dozat 2016; torch.optim.NAdam")
+public final class NAdam: OptimizerBase, KernelTwinOptimizer {
+    public static let info = OptimizerInfo(
+        names: ["nadam"], adamLike: true, reference: "Dozat 2016; torch.optim.NAdam",
+        keys: [.beta1(), .beta2(), .eps(1e-8),
+               HyperKey("momentum_decay", .number(0...1), default: 4e-3, "NAdam momentum-decay ψ in μ_t = β₁(1 − ½·0.96^(tψ))."),
+               .decoupledWeightDecay],
+        build: { NAdam(count: $0.count, hyper: Hyper($0.values)) })
 
     public struct Hyper: Equatable, Sendable {
-        public var beta1: Float = 0.9
-        public var beta2: Float = 0.999
-        public var eps: Float = 1e-8
+        public let beta1, beta2, eps: Float
         /// ψ in the momentum schedule μ_t = β₁(1 − ½·0.96^(tψ)).
-        public var momentumDecay: Float = 4e-3
+        public let momentumDecay: Float
         /// true: decoupled decay θ(1 − γλ) (torch's decoupled_weight_decay); false: L2 added to the gradient.
-        public var decoupled = false
-        public init(beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8, momentumDecay: Float = 4e-3,
-                    decoupled: Bool = false) {
-            self.beta1 = beta1
-            self.beta2 = beta2
-            self.eps = eps
-            self.momentumDecay = momentumDecay
-            self.decoupled = decoupled
+        public let decoupled: Bool
+        public init(_ v: HyperValues) {
+            (beta1, beta2, eps) = (v.float("beta1"), v.float("beta2"), v.float("eps"))
+            (momentumDecay, decoupled) = (v.float("momentum_decay"), v.bool("decoupled_weight_decay"))
         }
     }
-
-    public var name: String { hyper.decoupled ? "nadamw" : "nadam" }
-    public let count: Int
     public let hyper: Hyper
-    public var stepCount = 0
-    public let state: [FloatBuffer]
-    public let stateNames = ["exp_avg", "exp_avg_sq"]
     /// Π_t = μ₁·…·μ_t after `muProductStep` steps (1 before the first step).
     public private(set) var muProduct: Double = 1
     private var muProductStep = 0
     /// β₁ and ψ as the doubles torch sees (decimal widening), for the μ schedule.
     private let beta1Double: Double, psiDouble: Double
 
-    public init(count: Int, hyper: Hyper = Hyper()) {
-        precondition(hyper.beta1 >= 0 && hyper.beta1 < 1 && hyper.beta2 >= 0 && hyper.beta2 < 1,
-                     "NAdam betas must lie in [0, 1), got (\(hyper.beta1), \(hyper.beta2))")
-        precondition(hyper.eps >= 0, "NAdam eps must be >= 0, got \(hyper.eps)")
-        precondition(hyper.momentumDecay >= 0, "NAdam momentum_decay must be >= 0, got \(hyper.momentumDecay)")
-        self.count = count
+    public init(count: Int, hyper: Hyper) {
         self.hyper = hyper
         beta1Double = decimalWidened(hyper.beta1)
         psiDouble = decimalWidened(hyper.momentumDecay)
-        state = [FloatBuffer(count: count), FloatBuffer(count: count)]
+        super.init(name: hyper.decoupled ? "nadamw" : "nadam", count: count, stateNames: ["exp_avg", "exp_avg_sq"])
     }
 
     /// μ_t of the momentum schedule, in double as torch computes it.
@@ -89,7 +77,7 @@ public final class NAdam: KernelTwinOptimizer {
 
         let b2d = decimalWidened(hyper.beta2)
         let w1 = Float(1 - beta1Double), w2 = Float(1 - b2d), b2 = hyper.beta2, eps = hyper.eps
-        let bc2 = Float(1 - pow(b2d, Double(stepCount)))
+        let bc2 = Float(biasCorrection(beta: hyper.beta2, step: stepCount))
         let p = params.baseAddress!, g = grads.baseAddress!
         let m = state[0].pointer, v = state[1].pointer
         for seg in segments {

@@ -44,6 +44,8 @@ public enum KernelChoice: Sendable {
 /// can give each rank any range and the union of the ranks' updates equals the unsharded update. It never
 /// communicates: anything that needs values from other ranks (global norms, per-tensor norms over slices) is passed in.
 public protocol Optimizer: AnyObject {
+    /// Everything else swift-train knows about this optimizer: names, sharding, hyperparameter keys, how to build it.
+    static var info: OptimizerInfo { get }
     /// Short name used in logs and checkpoints, e.g. "adamw".
     var name: String { get }
     /// Number of elements in the owned range.
@@ -82,6 +84,14 @@ extension KernelTwinOptimizer {
 
 extension Optimizer {
     public var stateBytes: Int { state.reduce(0) { $0 + $1.byteCount } }
+
+    /// This optimizer built through its registry entry, as configuration builds it: `settings` by key name
+    /// (`optimizer.<key>` without the prefix), the rest at the declared defaults. `name` picks a variant where one
+    /// class answers to several names (adam/adamw, signsgd/signum); default: the first.
+    public static func make(count: Int, segments: [ParamSegment] = [], name: String? = nil,
+                            _ settings: [String: HyperValue] = [:]) -> Self {
+        info.make(name ?? info.names[0], count: count, segments: segments, settings: settings) as! Self
+    }
 }
 
 /// Builds the segments of `owned` (absolute range of the flat buffer): one per tensor overlap, with weight decay

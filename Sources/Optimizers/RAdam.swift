@@ -16,37 +16,26 @@ import Tensors
 ///
 /// State per element: `exp_avg` (m), `exp_avg_sq` (v), starting at 0. torch defaults: lr 1e-3, betas (0.9, 0.999),
 /// eps 1e-8, decoupled_weight_decay false. Deviations from torch: none.
-public final class RAdam: Optimizer {
-    public static let info = OptimizerInfo(names: ["radam"], adamLike: true, reference: "Liu et al. 2020; torch.optim.RAdam")
+public final class RAdam: OptimizerBase, Optimizer {
+    public static let info = OptimizerInfo(
+        names: ["radam"], adamLike: true, reference: "Liu et al. 2020; torch.optim.RAdam",
+        keys: [.beta1(), .beta2(0.999, in: 1e-9...HyperKey.unitInterval.upperBound), .eps(1e-8), .decoupledWeightDecay],
+        build: { RAdam(count: $0.count, hyper: Hyper($0.values)) })
 
     public struct Hyper: Equatable, Sendable {
-        public var beta1: Float = 0.9
-        public var beta2: Float = 0.999
-        public var eps: Float = 1e-8
+        public let beta1, beta2, eps: Float
         /// true: decoupled decay θ(1 − γλ) (torch's decoupled_weight_decay); false: L2 added to the gradient.
-        public var decoupled = false
-        public init(beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8, decoupled: Bool = false) {
-            self.beta1 = beta1
-            self.beta2 = beta2
-            self.eps = eps
-            self.decoupled = decoupled
+        public let decoupled: Bool
+        public init(_ v: HyperValues) {
+            (beta1, beta2, eps) = (v.float("beta1"), v.float("beta2"), v.float("eps"))
+            decoupled = v.bool("decoupled_weight_decay")
         }
     }
-
-    public var name: String { hyper.decoupled ? "radamw" : "radam" }
-    public let count: Int
     public let hyper: Hyper
-    public var stepCount = 0
-    public let state: [FloatBuffer]
-    public let stateNames = ["exp_avg", "exp_avg_sq"]
 
-    public init(count: Int, hyper: Hyper = Hyper()) {
-        precondition(hyper.beta1 >= 0 && hyper.beta1 < 1 && hyper.beta2 > 0 && hyper.beta2 < 1,
-                     "RAdam needs beta1 in [0, 1) and beta2 in (0, 1), got (\(hyper.beta1), \(hyper.beta2))")
-        precondition(hyper.eps >= 0, "RAdam eps must be >= 0, got \(hyper.eps)")
-        self.count = count
+    public init(count: Int, hyper: Hyper) {
         self.hyper = hyper
-        state = [FloatBuffer(count: count), FloatBuffer(count: count)]
+        super.init(name: hyper.decoupled ? "radamw" : "radam", count: count, stateNames: ["exp_avg", "exp_avg_sq"])
     }
 
     /// ρ_t and the rectification r_t at step t (r_t is nil when ρ_t ≤ 5 and the step is not rectified).
@@ -65,8 +54,8 @@ public final class RAdam: Optimizer {
         let t = Double(stepCount)
         let b1d = decimalWidened(hyper.beta1), b2d = decimalWidened(hyper.beta2)
         let w1 = Float(1 - b1d), w2 = Float(1 - b2d), b2 = hyper.beta2, eps = hyper.eps
-        let bc1 = Float(1 - pow(b1d, t))
-        let bc2Sqrt = Float((1 - pow(b2d, t)).squareRoot())
+        let bc1 = Float(biasCorrection(beta: hyper.beta1, step: stepCount))
+        let bc2Sqrt = Float(biasCorrection(beta: hyper.beta2, step: stepCount).squareRoot())
         let rect = rectification(step: stepCount).r.map { Float($0) }
         let p = params.baseAddress!, g = grads.baseAddress!
         let m = state[0].pointer, v = state[1].pointer

@@ -11,42 +11,31 @@ import Tensors
 /// all starting at 0. torch defaults: lr 1e-2, alpha 0.99, eps 1e-8, momentum 0, centered false.
 /// Deviation from torch: centered clamps v − ḡ² at 0 before the square root. Exactly v ≥ ḡ², but float rounding can
 /// make the difference a hair negative for a constant gradient, where torch returns NaN; results are otherwise equal.
-public final class RMSprop: KernelTwinOptimizer {
-    public static let info = OptimizerInfo(names: ["rmsprop"], reference: "Hinton, Coursera lecture 6e; torch.optim.RMSprop")
+public final class RMSprop: OptimizerBase, KernelTwinOptimizer {
+    public static let info = OptimizerInfo(
+        names: ["rmsprop"], reference: "Hinton, Coursera lecture 6e; torch.optim.RMSprop",
+        keys: [
+            HyperKey("alpha", .number(0...1), default: 0.99, "RMSprop smoothing α of the squared-gradient average."),
+            .eps(1e-8), .momentum(0, in: 0...1e6),
+            HyperKey("centered", .flag, default: false, "RMSprop: normalise by the variance estimate √(v − ḡ²)."),
+        ],
+        build: { RMSprop(count: $0.count, hyper: Hyper($0.values)) })
 
     public struct Hyper: Equatable, Sendable {
         /// Smoothing constant α of the squared-gradient average.
-        public var alpha: Float = 0.99
-        public var eps: Float = 1e-8
-        public var momentum: Float = 0
+        public let alpha, eps, momentum: Float
         /// Normalise by an estimate of the variance (v − ḡ²) instead of the second moment.
-        public var centered = false
-        public init(alpha: Float = 0.99, eps: Float = 1e-8, momentum: Float = 0, centered: Bool = false) {
-            self.alpha = alpha
-            self.eps = eps
-            self.momentum = momentum
-            self.centered = centered
+        public let centered: Bool
+        public init(_ v: HyperValues) {
+            (alpha, eps, momentum, centered) = (v.float("alpha"), v.float("eps"), v.float("momentum"), v.bool("centered"))
         }
     }
-
-    public let name = "rmsprop"
-    public let count: Int
     public let hyper: Hyper
-    public var stepCount = 0
-    public let state: [FloatBuffer]
-    public let stateNames: [String]
 
-    public init(count: Int, hyper: Hyper = Hyper()) {
-        precondition(hyper.alpha >= 0 && hyper.alpha <= 1, "RMSprop alpha must lie in [0, 1], got \(hyper.alpha)")
-        precondition(hyper.eps >= 0, "RMSprop eps must be >= 0, got \(hyper.eps)")
-        precondition(hyper.momentum >= 0, "RMSprop momentum must be >= 0, got \(hyper.momentum)")
-        self.count = count
+    public init(count: Int, hyper: Hyper) {
         self.hyper = hyper
-        var names = ["square_avg"]
-        if hyper.momentum > 0 { names.append("momentum_buffer") }
-        if hyper.centered { names.append("grad_avg") }
-        stateNames = names
-        state = names.map { _ in FloatBuffer(count: count) }
+        super.init(name: "rmsprop", count: count, stateNames: ["square_avg"] + (hyper.momentum > 0 ? ["momentum_buffer"] : [])
+                   + (hyper.centered ? ["grad_avg"] : []))
     }
 
     public func update(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,

@@ -14,39 +14,35 @@ import Tensors
 /// learning rates are ignored, as in torch. torch defaults: lr 1e-2, etas (0.5, 1.2), step_sizes (1e-6, 50).
 /// Deviation from torch: a segment's weight decay λ, when non-zero, is added to the gradient as L2 decay (torch's
 /// Rprop has no weight_decay; with λ = 0 the update is torch's).
-public final class Rprop: Optimizer {
-    public static let info = OptimizerInfo(names: ["rprop"], reference: "Riedmiller & Braun 1993; torch.optim.Rprop")
+public final class Rprop: OptimizerBase, Optimizer {
+    public static let info = OptimizerInfo(
+        names: ["rprop"], reference: "Riedmiller & Braun 1993; torch.optim.Rprop",
+        keys: [
+            HyperKey("eta_minus", .number(1e-9...0.999_999_9), default: 0.5, "Rprop step-size factor η₋ after a sign flip (0 < η₋ < 1)."),
+            HyperKey("eta_plus", .number(1.000_000_1...100), default: 1.2, "Rprop step-size factor η₊ when the sign holds (η₊ > 1)."),
+            HyperKey("step_size_min", .number(0...1e6), default: 1e-6, "Rprop lower bound on the per-element step size."),
+            HyperKey("step_size_max", .number(0...1e6), default: 50.0, "Rprop upper bound on the per-element step size."),
+        ],
+        check: { _, v in
+            v.double("step_size_min") <= v.double("step_size_max") ? nil
+                : "optimizer.step_size_min = \(v.double("step_size_min")) exceeds optimizer.step_size_max = \(v.double("step_size_max"))"
+        },
+        build: { Rprop(count: $0.count, hyper: Hyper($0.values)) })
 
     public struct Hyper: Equatable, Sendable {
-        /// η₋, the step-size factor after a sign flip (0 < η₋ < 1).
-        public var etaMinus: Float = 0.5
-        /// η₊, the step-size factor when the sign is kept (η₊ > 1).
-        public var etaPlus: Float = 1.2
-        public var stepSizeMin: Float = 1e-6
-        public var stepSizeMax: Float = 50
-        public init(etaMinus: Float = 0.5, etaPlus: Float = 1.2, stepSizeMin: Float = 1e-6, stepSizeMax: Float = 50) {
-            self.etaMinus = etaMinus
-            self.etaPlus = etaPlus
-            self.stepSizeMin = stepSizeMin
-            self.stepSizeMax = stepSizeMax
+        /// η₋ and η₊, the step-size factors after a sign flip and when the sign is kept.
+        public let etaMinus, etaPlus: Float
+        public let stepSizeMin, stepSizeMax: Float
+        public init(_ v: HyperValues) {
+            (etaMinus, etaPlus) = (v.float("eta_minus"), v.float("eta_plus"))
+            (stepSizeMin, stepSizeMax) = (v.float("step_size_min"), v.float("step_size_max"))
         }
     }
-
-    public let name = "rprop"
-    public let count: Int
     public let hyper: Hyper
-    public var stepCount = 0
-    public let state: [FloatBuffer]
-    public let stateNames = ["prev", "step_size"]
 
-    public init(count: Int, hyper: Hyper = Hyper()) {
-        precondition(hyper.etaMinus > 0 && hyper.etaMinus < 1 && hyper.etaPlus > 1,
-                     "Rprop needs 0 < eta_minus < 1 < eta_plus, got (\(hyper.etaMinus), \(hyper.etaPlus))")
-        precondition(hyper.stepSizeMin >= 0 && hyper.stepSizeMin <= hyper.stepSizeMax,
-                     "Rprop needs 0 <= step_size_min <= step_size_max, got (\(hyper.stepSizeMin), \(hyper.stepSizeMax))")
-        self.count = count
+    public init(count: Int, hyper: Hyper) {
         self.hyper = hyper
-        state = [FloatBuffer(count: count), FloatBuffer(count: count)]
+        super.init(name: "rprop", count: count, stateNames: ["prev", "step_size"])
     }
 
     public func update(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,

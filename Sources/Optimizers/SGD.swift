@@ -8,33 +8,32 @@ import Tensors
 ///   b ← μb + (1−τ)g, except b₁ = g (dampening ignored on the first step)
 ///   d = nesterov ? g + μb : b      (d = g when μ = 0)
 ///   θ ← θ − γd
-public final class SGD: Optimizer {
-    public static let info = OptimizerInfo(names: ["sgd"], reference: "torch.optim.SGD (momentum, dampening, Nesterov)")
+public final class SGD: OptimizerBase, Optimizer {
+    public static let info = OptimizerInfo(
+        names: ["sgd"], reference: "torch.optim.SGD (momentum, dampening, Nesterov)",
+        keys: [
+            .momentum(0),
+            HyperKey("dampening", .number(0...1), default: 0.0, "SGD dampening τ: b ← μb + (1−τ)g (not on the first step, as in PyTorch)."),
+            HyperKey("nesterov", .flag, default: false, "SGD Nesterov momentum (needs momentum > 0 and dampening 0)."),
+        ],
+        check: { _, v in
+            v.bool("nesterov") && (v.double("momentum") <= 0 || v.double("dampening") != 0)
+                ? "optimizer.nesterov = true needs optimizer.momentum > 0 and optimizer.dampening = 0" : nil
+        },
+        build: { SGD(count: $0.count, hyper: Hyper($0.values)) })
 
     public struct Hyper: Equatable, Sendable {
-        public var momentum: Float = 0
-        public var dampening: Float = 0
-        public var nesterov = false
-        public init(momentum: Float = 0, dampening: Float = 0, nesterov: Bool = false) {
-            self.momentum = momentum
-            self.dampening = dampening
-            self.nesterov = nesterov
+        public let momentum, dampening: Float
+        public let nesterov: Bool
+        public init(_ v: HyperValues) {
+            (momentum, dampening, nesterov) = (v.float("momentum"), v.float("dampening"), v.bool("nesterov"))
         }
     }
-
-    public let name = "sgd"
-    public let count: Int
     public let hyper: Hyper
-    public var stepCount = 0
-    public let state: [FloatBuffer]
-    public var stateNames: [String] { hyper.momentum != 0 ? ["momentum_buffer"] : [] }
 
     public init(count: Int, hyper: Hyper) {
-        precondition(!hyper.nesterov || (hyper.momentum > 0 && hyper.dampening == 0),
-                     "Nesterov momentum requires momentum > 0 and dampening = 0")
-        self.count = count
         self.hyper = hyper
-        state = hyper.momentum != 0 ? [FloatBuffer(count: count)] : []
+        super.init(name: "sgd", count: count, stateNames: hyper.momentum != 0 ? ["momentum_buffer"] : [])
     }
 
     public func update(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,

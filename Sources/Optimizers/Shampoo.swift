@@ -43,46 +43,36 @@ import Tensors
 /// Precision: with stale roots (k > 1) and small δ, float32 statistics differ from exact ones where exact arithmetic
 /// has zero eigenvalues (rounding noise ≈ 1e-7·‖L‖ instead of 0), which moves (λ + δ)^(−1/4) by ≈ noise/(4δ); keep
 /// δ well above 1e-7·‖L‖ when k > 1 (see docs/optimizers-matrix.md for measurements).
-public final class Shampoo: Optimizer {
-    public static let info = OptimizerInfo(names: ["shampoo"], sharding: .matrix, bandwidthBound: false,
-                                         reference: "Gupta, Koren & Singer 2018")
+public final class Shampoo: OptimizerBase, Optimizer {
+    public static let info = OptimizerInfo(
+        names: ["shampoo"], sharding: .matrix, bandwidthBound: false, reference: "Gupta, Koren & Singer 2018",
+        keys: [
+            HyperKey("precondition_frequency", .integer(1...1_000_000), default: 1, "Shampoo: recompute the inverse 4th roots every k steps."),
+            HyperKey("damping", .number(0...1e6), default: 1e-4, "Shampoo damping δ added to the statistics (δI) before the inverse roots."),
+            HyperKey("graft", .choice(Graft.allCases.map(\.rawValue)), default: "none",
+                     "Shampoo grafting: scale each tensor's step to the norm of the Adam (or SGD) step."),
+            .beta1(), .beta2(), .eps(1e-8),
+        ],
+        build: { Shampoo(count: $0.count, segments: $0.segments, hyper: Hyper($0.values)) })
 
     public enum Graft: String, CaseIterable, Sendable, Codable {
         case none, adam, sgd
     }
 
     public struct Hyper: Equatable, Sendable {
-        /// k, `optimizer.precondition_frequency`: roots are recomputed on steps 1, k+1, … (default 1).
-        public var preconditionFrequency = 1
-        /// δ, `optimizer.damping` (default 1e-4).
-        public var damping: Double = 1e-4
-        /// Step-norm grafting, `optimizer.graft` (none | adam | sgd; default none).
-        public var graft: Graft = .none
-        /// Adam grafting's β₁, β₂, ε (`optimizer.beta1`, `optimizer.beta2`, `optimizer.eps`).
-        public var beta1: Float = 0.9
-        public var beta2: Float = 0.999
-        public var eps: Float = 1e-8
-
-        public init(preconditionFrequency: Int = 1, damping: Double = 1e-4, graft: Graft = .none,
-                    beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8) {
-            self.preconditionFrequency = preconditionFrequency
-            self.damping = damping
-            self.graft = graft
-            self.beta1 = beta1
-            self.beta2 = beta2
-            self.eps = eps
+        /// k: roots are recomputed on steps 1, k+1, ….
+        public let preconditionFrequency: Int
+        /// δ, in double: it is added to eigenvalues computed in double.
+        public let damping: Double
+        /// Step-norm grafting (none | adam | sgd), and Adam grafting's β₁, β₂, ε.
+        public let graft: Graft
+        public let beta1, beta2, eps: Float
+        public init(_ v: HyperValues) {
+            (preconditionFrequency, damping, graft) = (v.int("precondition_frequency"), v.double("damping"), v.choice("graft"))
+            (beta1, beta2, eps) = (v.float("beta1"), v.float("beta2"), v.float("eps"))
         }
     }
-
-    public let name = "shampoo"
-    public let count: Int
     public let hyper: Hyper
-    public var stepCount = 0
-    public let state: [FloatBuffer]
-    public var stateNames: [String] {
-        ["left_stats", "right_stats", "left_inv_root", "right_inv_root", "diag_stats"]
-            + (hyper.graft == .adam ? ["exp_avg", "exp_avg_sq"] : [])
-    }
 
     private enum Block {
         /// Offsets into left_* (M×M) and right_* (N×N).
@@ -96,11 +86,7 @@ public final class Shampoo: Optimizer {
     private let temp: FloatBuffer        // (M, N) largest matrix: L̃·G
     private let eigen: SymmetricEigen       // sized for the largest M or N
 
-    public init(count: Int, segments: [ParamSegment], hyper: Hyper = Hyper()) {
-        precondition(hyper.preconditionFrequency >= 1,
-                     "optimizer.precondition_frequency must be ≥ 1, got \(hyper.preconditionFrequency)")
-        precondition(hyper.damping >= 0, "optimizer.damping must be ≥ 0, got \(hyper.damping)")
-        self.count = count
+    public init(count: Int, segments: [ParamSegment], hyper: Hyper) {
         self.hyper = hyper
         self.segments = segments
         var blocks: [Block] = []
@@ -129,10 +115,11 @@ public final class Shampoo: Optimizer {
         var buffers = [FloatBuffer(count: left), FloatBuffer(count: right), FloatBuffer(count: left),
                        FloatBuffer(count: right), FloatBuffer(count: diag)]
         if hyper.graft == .adam { buffers += [FloatBuffer(count: count), FloatBuffer(count: count)] }
-        state = buffers
         direction = FloatBuffer(count: largest)
         temp = FloatBuffer(count: largest)
         eigen = SymmetricEigen(capacity: largestDim)
+        super.init(name: "shampoo", count: count, stateNames: ["left_stats", "right_stats", "left_inv_root", "right_inv_root", "diag_stats"]
+                   + (hyper.graft == .adam ? ["exp_avg", "exp_avg_sq"] : []), state: buffers)
     }
 
     public func update(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,
@@ -144,8 +131,8 @@ public final class Shampoo: Optimizer {
         let recompute = (stepCount - 1) % hyper.preconditionFrequency == 0
         let t = Double(stepCount)
         let b1 = hyper.beta1, b2 = hyper.beta2, adamEps = hyper.eps
-        let invBc1 = Float(1 / (1 - pow(Double(b1), t)))
-        let invSqrtBc2 = Float(1 / (1 - pow(Double(b2), t)).squareRoot())
+        let invBc1 = Float(1 / biasCorrection(beta: b1, step: stepCount))
+        let invSqrtBc2 = Float(1 / biasCorrection(beta: b2, step: stepCount).squareRoot())
         let p = params.baseAddress!, g = grads.baseAddress!
         let lStats = state[0].pointer, rStats = state[1].pointer
         let lRoot = state[2].pointer, rRoot = state[3].pointer, dStats = state[4].pointer
@@ -208,7 +195,7 @@ public final class Shampoo: Optimizer {
 
             // Phase 3: θ ← θ(1 − γλ) − γ·scale·D.
             let lr = context.lr * seg.lrScale
-            let decay = 1 - lr * seg.weightDecay, step = lr * graftScale
+            let decay = decoupledDecayFactor(lr: lr, weightDecay: seg.weightDecay), step = lr * graftScale
             for i in 0..<n { ps[i] = ps[i] * decay - step * d[i] }
         }
     }

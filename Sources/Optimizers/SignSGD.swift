@@ -9,28 +9,23 @@ import Tensors
 /// (signSGD); the paper's Signum experiments use β = 0.9. sign(0) = 0.
 /// Deviation from the paper: it has no weight decay; ours is decoupled (θ(1 − γλ), as in Lion and MXNet's Signum
 /// `wd_lh`), because an L2 term added before the sign would change only the sign, not the magnitude.
-public final class SignSGD: Optimizer {
-    public static let info = OptimizerInfo(names: ["signsgd", "signum"], reference: "Bernstein et al. 2018 (signSGD, Signum)")
+public final class SignSGD: OptimizerBase, Optimizer {
+    public static let info = OptimizerInfo(
+        names: ["signsgd", "signum"], reference: "Bernstein et al. 2018 (signSGD, Signum)",
+        keys: [HyperKey("momentum", .number(0...0.999_999), default: 0.9, "Signum's momentum β (EMA b ← βb + (1−β)g); signsgd ignores it (β = 0).")],
+        build: { SignSGD(count: $0.count, hyper: Hyper(momentum: $0.name == "signsgd" ? 0 : $0.values.float("momentum"))) })
 
     public struct Hyper: Equatable, Sendable {
         /// β of Signum's momentum; 0 gives plain signSGD.
-        public var momentum: Float = 0
-        public init(momentum: Float = 0) { self.momentum = momentum }
+        public let momentum: Float
+        public init(momentum: Float) { self.momentum = momentum }
     }
-
-    public var name: String { hyper.momentum > 0 ? "signum" : "signsgd" }
-    public let count: Int
     public let hyper: Hyper
-    public var stepCount = 0
-    public let state: [FloatBuffer]
-    public var stateNames: [String] { hyper.momentum > 0 ? ["momentum_buffer"] : [] }
 
-    public init(count: Int, hyper: Hyper = Hyper()) {
-        precondition(hyper.momentum >= 0 && hyper.momentum < 1,
-                     "Signum momentum must lie in [0, 1), got \(hyper.momentum)")
-        self.count = count
+    public init(count: Int, hyper: Hyper) {
         self.hyper = hyper
-        state = hyper.momentum > 0 ? [FloatBuffer(count: count)] : []
+        super.init(name: hyper.momentum > 0 ? "signum" : "signsgd", count: count,
+                   stateNames: hyper.momentum > 0 ? ["momentum_buffer"] : [])
     }
 
     public func update(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>,

@@ -34,7 +34,7 @@ struct Bench: ParsableCommand {
         for name in optimizers.split(separator: ",").map(String.init) {
             guard OptimizerCatalog.names.contains(name) else { throw ValidationError("unknown optimizer \(name)") }
             // Whole-matrix optimizers are GEMM-bound, not bandwidth-bound: Newton–Schulz is timed against sgemm below.
-            if !OptimizerCatalog.bandwidthBound(name) { continue }
+            if !OptimizerCatalog.info(name).bandwidthBound { continue }
             let r = Benchmarks.optimizerUpdate(name, elements: elements, repeats: repeats)
             let ratio = r.ratioToCopy
             print("  " + name.padding(toLength: 10, withPad: " ", startingAt: 0) +

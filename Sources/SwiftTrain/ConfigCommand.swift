@@ -10,8 +10,12 @@ struct ShowConfig: ParsableCommand {
     @Flag(help: "Print docs/configuration.md (every key, its type, default and meaning).")
     var markdown = false
 
+    @Flag(help: "Print docs/optimizer-keys.md (each optimizer's own keys, ranges and defaults).")
+    var optimizerKeys = false
+
     func run() throws {
         if markdown { print(ConfigSchema.markdown(), terminator: ""); return }
+        if optimizerKeys { print(OptimizerCatalog.markdown(), terminator: ""); return }
         do { print(try options.resolve().yaml(), terminator: "") } catch let error as ConfigError {
             printError("error: \(error)")
             throw ExitCode(2)

@@ -78,6 +78,12 @@ public struct ResolvedConfig: Equatable, Sendable {
             message += "; docs/configuration.md lists every key"
             throw ConfigError(message)
         }
+        // `~` (YAML null) unsets a key that has no fixed default. Configurations written before unset existed
+        // spelled it −1; they still load.
+        if key.defaultValue == nil, raw is NSNull || (raw as? Int) == -1 || (raw as? Double) == -1 {
+            values[path] = nil
+            return
+        }
         values[path] = try Self.convert(raw, for: key, source: source)
     }
 
@@ -120,7 +126,13 @@ public struct ResolvedConfig: Equatable, Sendable {
         }
     }
 
-    // Typed accessors; the schema guarantees presence and type.
+    /// The value of `path`, or nil while it is unset (keys with no fixed default).
+    public func value(_ path: String) -> ConfigValue? {
+        precondition(ConfigSchema.byPath[path] != nil, "\(path) is not a configuration key")
+        return values[path]
+    }
+
+    // Typed accessors; the schema guarantees type, and presence for every key with a default.
     public func int(_ path: String) -> Int { if case .int(let v) = values[path] { return v }; fatalError("\(path) is not an int key") }
     public func double(_ path: String) -> Double { if case .double(let v) = values[path] { return v }; fatalError("\(path) is not a number key") }
     public func string(_ path: String) -> String { if case .string(let v) = values[path] { return v }; fatalError("\(path) is not a string key") }
@@ -143,12 +155,14 @@ public struct ResolvedConfig: Equatable, Sendable {
             var open: String?
             for key in members[section]! {
                 let parts = key.path.split(separator: ".").map(String.init)
+                // An unset key is written as a comment, so the file loads back with the key still unset.
+                let value = values[key.path].map { "\($0)" }
                 if parts.count == 3 {
                     if open != parts[1] { out += "  \(parts[1]):\n"; open = parts[1] }
-                    out += "    \(parts[2]): \(values[key.path]!)\n"
+                    out += value.map { "    \(parts[2]): \($0)\n" } ?? "    # \(parts[2]): unset\n"
                 } else {
                     open = nil
-                    out += "  \(parts[1]): \(values[key.path]!)\n"
+                    out += value.map { "  \(parts[1]): \($0)\n" } ?? "  # \(parts[1]): unset\n"
                 }
             }
         }
@@ -251,9 +265,14 @@ public struct TrainConfig: Sendable {
             throw ConfigError("train.grad_accum = \(gradAccum) does not divide the per-rank batch \(perRankBatch) " +
                               "(train.global_batch \(globalBatch) / \(worldSize) ranks)")
         }
-        let usesSGD = optimizerName == "sgd" || TensorRole.allCases.contains { c.string("groups.\($0.rawValue).optimizer") == "sgd" }
-        if usesSGD && c.bool("optimizer.nesterov") && (c.double("optimizer.momentum") <= 0 || c.double("optimizer.dampening") != 0) {
-            throw ConfigError("optimizer.nesterov = true needs optimizer.momentum > 0 and optimizer.dampening = 0")
+        // Every optimizer in use checks the values it would receive against its own declared ranges.
+        var used = [optimizerName]
+        for role in TensorRole.allCases {
+            let routed = c.string("groups.\(role.rawValue).optimizer")
+            if !routed.isEmpty && !used.contains(routed) { used.append(routed) }
+        }
+        for name in used {
+            if let problem = OptimizerCatalog.problems(name, config: c).first { throw ConfigError(problem) }
         }
         if (modelKind == "gpt") != (dataset == "text") {
             throw ConfigError("model.kind = \(modelKind) does not fit data.dataset = \(dataset): use model.kind gpt with data.dataset text, " +
@@ -284,10 +303,10 @@ public struct TrainConfig: Sendable {
 
     /// Weight decay and learning-rate multiplier (relative to `optimizer.lr`) of tensors of `role`.
     public func hyperparameters(for role: TensorRole) -> (weightDecay: Float, lrScale: Float) {
-        let wd = resolved.double("groups.\(role.rawValue).weight_decay")
+        let wd = resolved.value("groups.\(role.rawValue).weight_decay").map { _ in resolved.double("groups.\(role.rawValue).weight_decay") }
         let roleLR = resolved.double("groups.\(role.rawValue).lr")
         let scale = (roleLR > 0 ? roleLR / lr : 1) * resolved.double("groups.\(role.rawValue).lr_scale")
-        return (Float(wd >= 0 ? wd : (defaultDecays(role) ? weightDecay : 0)), Float(scale))
+        return (Float(wd ?? (defaultDecays(role) ? weightDecay : 0)), Float(scale))
     }
 
     /// Optimizer groups for a model's tensors: one per distinct optimizer, in order of first use in the table.

@@ -46,14 +46,16 @@ public enum ConfigKind: Sendable {
 public struct ConfigKey: Sendable {
     public let path: String
     public let kind: ConfigKind
-    public let defaultValue: ConfigValue
+    /// nil: the key is unset unless the user sets it, and whoever reads it has its own default (each optimizer's
+    /// β₂, ε, momentum; each role's weight decay). `~` (YAML null) sets a key back to unset.
+    public let defaultValue: ConfigValue?
     public let doc: String
 }
 
 /// Every key swift-train understands, in the order they are printed. The defaults *are* the built-in configuration
 /// (`configs/fashion-mlp.yaml` spells the same values out, and a test keeps the two equal).
 public enum ConfigSchema {
-    public static let keys: [ConfigKey] = baseKeys + groupKeys
+    public static let keys: [ConfigKey] = baseKeys + OptimizerCatalog.configKeys + scheduleAndRunKeys + groupKeys
 
     static let baseKeys: [ConfigKey] = [
         ConfigKey(path: "model.kind", kind: .string(allowed: ["mlp", "gpt"]), defaultValue: .string("mlp"),
@@ -106,66 +108,9 @@ public enum ConfigSchema {
                   doc: "Peak learning rate γ (the schedule scales it)."),
         ConfigKey(path: "optimizer.weight_decay", kind: .double(0...1e6), defaultValue: .double(0.01),
                   doc: "Weight decay λ. Applied to weight matrices and embeddings only, never to biases or norm gains."),
-        ConfigKey(path: "optimizer.beta1", kind: .double(0...0.999_999_9), defaultValue: .double(0.9),
-                  doc: "First-moment decay β₁ (Adam family, AdaMax, NAdam, RAdam, Lion, LAMB)."),
-        ConfigKey(path: "optimizer.beta2", kind: .double(-1...0.999_999_9), defaultValue: .double(-1),
-                  doc: "Second-moment decay β₂; −1: the optimizer's default (0.999; Lion 0.99)."),
-        ConfigKey(path: "optimizer.eps", kind: .double(-1...1), defaultValue: .double(-1),
-                  doc: "ε of adaptive optimizers; −1: the optimizer's default (Adam family 1e-8, Adagrad 1e-10, Adadelta 1e-6, LAMB 1e-6)."),
-        ConfigKey(path: "optimizer.amsgrad", kind: .bool, defaultValue: .bool(false),
-                  doc: "Adam/AdamW: use the AMSGrad maximum of past second moments."),
-        ConfigKey(path: "optimizer.momentum", kind: .double(-1...0.999_999), defaultValue: .double(-1),
-                  doc: "Momentum μ for SGD, RMSprop, Signum and LARS; −1: the optimizer's default (SGD 0, RMSprop 0, Signum 0.9, LARS 0.9)."),
-        ConfigKey(path: "optimizer.dampening", kind: .double(0...1), defaultValue: .double(0),
-                  doc: "SGD dampening τ: b ← μb + (1−τ)g (not applied on the first step, as in PyTorch)."),
-        ConfigKey(path: "optimizer.nesterov", kind: .bool, defaultValue: .bool(false),
-                  doc: "SGD Nesterov momentum (needs momentum > 0 and dampening 0)."),
-        ConfigKey(path: "optimizer.lr_decay", kind: .double(0...1e6), defaultValue: .double(0),
-                  doc: "Adagrad learning-rate decay: γ_t = γ / (1 + (t−1)·lr_decay)."),
-        ConfigKey(path: "optimizer.initial_accumulator", kind: .double(0...1e6), defaultValue: .double(0),
-                  doc: "Adagrad starting value of the squared-gradient sum."),
-        ConfigKey(path: "optimizer.rho", kind: .double(0...0.999_999_9), defaultValue: .double(0.9),
-                  doc: "Adadelta decay ρ of both running averages."),
-        ConfigKey(path: "optimizer.alpha", kind: .double(0...0.999_999_9), defaultValue: .double(0.99),
-                  doc: "RMSprop smoothing α of the squared-gradient average."),
-        ConfigKey(path: "optimizer.centered", kind: .bool, defaultValue: .bool(false),
-                  doc: "RMSprop: normalise by the variance estimate √(v − ḡ²)."),
-        ConfigKey(path: "optimizer.momentum_decay", kind: .double(0...1), defaultValue: .double(0.004),
-                  doc: "NAdam momentum-decay ψ in μ_t = β₁(1 − ½·0.96^(tψ))."),
-        ConfigKey(path: "optimizer.decoupled_weight_decay", kind: .bool, defaultValue: .bool(false),
-                  doc: "NAdam/RAdam: decoupled (AdamW-style) weight decay instead of L2."),
-        ConfigKey(path: "optimizer.eta_minus", kind: .double(0...1), defaultValue: .double(0.5),
-                  doc: "Rprop step-size factor η₋ after a sign flip."),
-        ConfigKey(path: "optimizer.eta_plus", kind: .double(1...100), defaultValue: .double(1.2),
-                  doc: "Rprop step-size factor η₊ when the sign holds."),
-        ConfigKey(path: "optimizer.step_size_min", kind: .double(0...1e6), defaultValue: .double(1e-6),
-                  doc: "Rprop lower bound on the per-element step size."),
-        ConfigKey(path: "optimizer.step_size_max", kind: .double(0...1e6), defaultValue: .double(50),
-                  doc: "Rprop upper bound on the per-element step size."),
-        ConfigKey(path: "optimizer.muon_momentum", kind: .double(0...0.999_999), defaultValue: .double(0.95),
-                  doc: "Muon momentum β (EMA: m ← βm + (1−β)g)."),
-        ConfigKey(path: "optimizer.muon_nesterov", kind: .bool, defaultValue: .bool(true),
-                  doc: "Muon: orthogonalise (1−β)g + βm instead of m."),
-        ConfigKey(path: "optimizer.ns_steps", kind: .int(1...50), defaultValue: .int(5),
-                  doc: "Muon Newton–Schulz iterations."),
-        ConfigKey(path: "optimizer.ns_coefficients", kind: .string(allowed: ["quintic", "polar_express"]), defaultValue: .string("quintic"),
-                  doc: "Muon Newton–Schulz schedule: Keller Jordan's quintic (3.4445, −4.7750, 2.0315), or Polar Express (Amsel et al. 2025)."),
-        ConfigKey(path: "optimizer.muon_scale", kind: .string(allowed: ["original", "match_rms"]), defaultValue: .string("original"),
-                  doc: "Muon update scale: `original` √max(1, rows/cols), or `match_rms` 0.2·√max(rows, cols) (update RMS 0.2, AdamW-like learning rates)."),
-        ConfigKey(path: "optimizer.trust_coefficient", kind: .double(0...1e3), defaultValue: .double(1e-3),
-                  doc: "LARS trust coefficient η."),
-        ConfigKey(path: "optimizer.max_trust_ratio", kind: .double(0...1e6), defaultValue: .double(0),
-                  doc: "LAMB: clip the trust ratio to at most this; 0: no clipping."),
-        ConfigKey(path: "optimizer.lamb_bias_correction", kind: .bool, defaultValue: .bool(true),
-                  doc: "LAMB: bias-correct the moments (m̂, v̂)."),
-        ConfigKey(path: "optimizer.exclude_bias_and_norm", kind: .bool, defaultValue: .bool(true),
-                  doc: "LARS/LAMB: biases and norm gains get no weight decay and trust ratio 1."),
-        ConfigKey(path: "optimizer.precondition_frequency", kind: .int(1...1_000_000), defaultValue: .int(1),
-                  doc: "Shampoo: recompute the inverse 4th roots every k steps."),
-        ConfigKey(path: "optimizer.damping", kind: .double(0...1e6), defaultValue: .double(1e-4),
-                  doc: "Shampoo damping δ added to the statistics (δI) before the inverse roots."),
-        ConfigKey(path: "optimizer.graft", kind: .string(allowed: ["none", "adam", "sgd"]), defaultValue: .string("none"),
-                  doc: "Shampoo grafting: scale each tensor's step to the norm of the Adam (or SGD) step."),
+    ]
+
+    static let scheduleAndRunKeys: [ConfigKey] = [
         ConfigKey(path: "schedule.kind", kind: .string(allowed: ["cosine", "constant", "step", "wsd"]), defaultValue: .string("cosine"),
                   doc: "`cosine`: linear warmup then cosine decay to `min_lr_ratio`·lr at the last step; `constant`: lr throughout (warmup ignored); `step`: warmup, then ×`gamma` every `step_every` steps; `wsd`: warmup, stable, then linear decay to `min_lr_ratio`·lr over the last `decay_fraction` of training."),
         ConfigKey(path: "schedule.warmup_steps", kind: .int(0...Int.max), defaultValue: .int(100),
@@ -213,15 +158,15 @@ public enum ConfigSchema {
                   doc: "Peak learning rate for `\(role)` tensors; 0: `optimizer.lr`. Follows the same schedule."),
         ConfigKey(path: "groups.\(role).lr_scale", kind: .double(0...1e6), defaultValue: .double(1),
                   doc: "Multiplier on the learning rate of `\(role)` tensors."),
-        ConfigKey(path: "groups.\(role).weight_decay", kind: .double(-1...1e6), defaultValue: .double(-1),
-                  doc: "Weight decay for `\(role)` tensors; −1: `optimizer.weight_decay` for weights, 0 for biases and norms."),
+        ConfigKey(path: "groups.\(role).weight_decay", kind: .double(0...1e6), defaultValue: nil,
+                  doc: "Weight decay for `\(role)` tensors; unset: `optimizer.weight_decay` for weights, 0 for biases and norms."),
     ] }
 
     public static let byPath: [String: ConfigKey] = Dictionary(uniqueKeysWithValues: keys.map { ($0.path, $0) })
 
     /// The built-in configuration (used when no `--config` is given).
     public static var defaults: [String: ConfigValue] {
-        Dictionary(uniqueKeysWithValues: keys.map { ($0.path, $0.defaultValue) })
+        Dictionary(uniqueKeysWithValues: keys.compactMap { key in key.defaultValue.map { (key.path, $0) } })
     }
 
     /// The closest known key, for "did you mean" hints (edit distance ≤ a third of the length).
@@ -244,14 +189,16 @@ public enum ConfigSchema {
         Keys are set in a YAML file (`--config FILE`, nested sections as below) and overridden on the command line with
         `--set section.key=value` (repeatable; the value is parsed as YAML, so `--set model.hidden=[512,256]` works).
         Unknown keys and invalid values are rejected before any rank communicates, with a message naming the key.
-        With no `--config`, the defaults below are used; they equal `configs/fashion-mlp.yaml`.
+        With no `--config`, the defaults below are used; they equal `configs/fashion-mlp.yaml`. An *unset* key (`~` in
+        YAML) means each reader's own default: the optimizer keys are declared by each optimizer in its own source file
+        (`Sources/Optimizers/`), and where optimizers disagree on a default the key stays unset until you set it.
 
         | key | type | default | meaning |
         |---|---|---|---|
 
         """
         for k in keys {
-            out += "| `\(k.path)` | \(k.kind.typeName) | `\(k.defaultValue)` | \(k.doc) |\n"
+            out += "| `\(k.path)` | \(k.kind.typeName) | \(k.defaultValue.map { "`\($0)`" } ?? "unset") | \(k.doc) |\n"
         }
         return out
     }

@@ -6,99 +6,141 @@ enum TensorRoleNames {
     static let all = TensorRole.allCases.map(\.rawValue)
 }
 
-/// Optimizers selectable from configuration: their names, sharding classes, and construction from config keys.
+/// The optimizers' registry (`OptimizerInfos`, declared in each optimizer's own file) as configuration sees it:
+/// `optimizer.<key>` for every hyperparameter key, validation of the values each selected optimizer receives, and
+/// construction. Nothing here names an optimizer.
 public enum OptimizerCatalog {
-    /// Optimizers for the training loop (mini-batch). Full-batch methods (L-BFGS, GD with line search) are in
-    /// `Optimizers/LineSearch.swift` and used by the full-batch tools, not selectable here.
+    /// Optimizers for the training loop (mini-batch). Full-batch methods (L-BFGS, GD with line search) live in
+    /// FullBatch and are used by the full-batch tools, not selectable here.
     public static let names = OptimizerInfos.names
 
-    /// How the sharded engine may divide an optimizer's work (declared in the optimizer's own file).
-    public static func sharding(_ name: String) -> ShardingClass { OptimizerInfos.info(name)?.sharding ?? .element }
+    public static func info(_ name: String) -> OptimizerInfo {
+        guard let info = OptimizerInfos.info(name) else { preconditionFailure("optimizer \(name) is not in the registry") }
+        return info
+    }
 
-    /// Whether the batch-size sweep treats `name` as Adam-like (β₂ scaled with √κ under the sqrt rule).
-    public static func adamLike(_ name: String) -> Bool { OptimizerInfos.info(name)?.adamLike ?? false }
+    /// How the sharded engine may divide an optimizer's work.
+    public static func sharding(_ name: String) -> ShardingClass { info(name).sharding }
 
-    /// Whether `name`'s update is memory-bound (timed against copy bandwidth by `swift-train bench`).
-    public static func bandwidthBound(_ name: String) -> Bool { OptimizerInfos.info(name)?.bandwidthBound ?? true }
-
-    /// Builds optimizer `name` over `count` elements with hyperparameters from `c` (`optimizer.*` keys). Keys whose
-    /// value is −1 ("auto") keep the optimizer's own reference default (e.g. ε = 1e-10 for Adagrad, 1e-8 for Adam).
-    /// `segments` are the ones the optimizer will be given (Shampoo sizes its per-tensor statistics from them).
-    public static func make(_ name: String, count: Int, segments: [ParamSegment] = [], config c: ResolvedConfig) -> Optimizer {
-        func f(_ key: String) -> Float { Float(c.double("optimizer.\(key)")) }
-        /// nil when the key is −1 (auto).
-        func auto(_ key: String) -> Float? { let v = c.double("optimizer.\(key)"); return v < 0 ? nil : Float(v) }
-        func b(_ key: String) -> Bool { c.bool("optimizer.\(key)") }
-        switch name {
-        case "sgd":
-            return SGD(count: count, hyper: .init(momentum: auto("momentum") ?? 0, dampening: f("dampening"), nesterov: b("nesterov")))
-        case "adam", "adamw":
-            var h = Adam.Hyper(decoupled: name == "adamw", amsgrad: b("amsgrad"))
-            h.beta1 = f("beta1"); h.beta2 = auto("beta2") ?? h.beta2; h.eps = auto("eps") ?? h.eps
-            return Adam(count: count, hyper: h)
-        case "adagrad":
-            var h = Adagrad.Hyper(lrDecay: f("lr_decay"), initialAccumulator: f("initial_accumulator"))
-            h.eps = auto("eps") ?? h.eps
-            return Adagrad(count: count, hyper: h)
-        case "adadelta":
-            var h = Adadelta.Hyper(rho: f("rho"))
-            h.eps = auto("eps") ?? h.eps
-            return Adadelta(count: count, hyper: h)
-        case "rmsprop":
-            var h = RMSprop.Hyper(alpha: f("alpha"), momentum: auto("momentum") ?? 0, centered: b("centered"))
-            h.eps = auto("eps") ?? h.eps
-            return RMSprop(count: count, hyper: h)
-        case "adamax":
-            var h = AdaMax.Hyper(beta1: f("beta1"))
-            h.beta2 = auto("beta2") ?? h.beta2; h.eps = auto("eps") ?? h.eps
-            return AdaMax(count: count, hyper: h)
-        case "nadam":
-            var h = NAdam.Hyper(beta1: f("beta1"), momentumDecay: f("momentum_decay"), decoupled: b("decoupled_weight_decay"))
-            h.beta2 = auto("beta2") ?? h.beta2; h.eps = auto("eps") ?? h.eps
-            return NAdam(count: count, hyper: h)
-        case "radam":
-            var h = RAdam.Hyper(beta1: f("beta1"), decoupled: b("decoupled_weight_decay"))
-            h.beta2 = auto("beta2") ?? h.beta2; h.eps = auto("eps") ?? h.eps
-            return RAdam(count: count, hyper: h)
-        case "lion":
-            var h = Lion.Hyper(beta1: f("beta1"))
-            h.beta2 = auto("beta2") ?? h.beta2
-            return Lion(count: count, hyper: h)
-        case "signsgd":
-            return SignSGD(count: count, hyper: .init(momentum: 0))
-        case "signum":
-            return SignSGD(count: count, hyper: .init(momentum: auto("momentum") ?? 0.9))
-        case "rprop":
-            return Rprop(count: count, hyper: .init(etaMinus: f("eta_minus"), etaPlus: f("eta_plus"),
-                                                    stepSizeMin: f("step_size_min"), stepSizeMax: f("step_size_max")))
-        case "muon":
-            return Muon(count: count, hyper: .init(
-                momentum: f("muon_momentum"), nesterov: b("muon_nesterov"), nsSteps: c.int("optimizer.ns_steps"),
-                nsCoefficients: NewtonSchulzCoefficients(rawValue: c.string("optimizer.ns_coefficients"))!,
-                scale: Muon.Scale(rawValue: c.string("optimizer.muon_scale"))!))
-        case "shampoo":
-            var h = Shampoo.Hyper(preconditionFrequency: c.int("optimizer.precondition_frequency"),
-                                  damping: c.double("optimizer.damping"),
-                                  graft: Shampoo.Graft(rawValue: c.string("optimizer.graft"))!)
-            h.beta1 = f("beta1"); h.beta2 = auto("beta2") ?? h.beta2; h.eps = auto("eps") ?? h.eps
-            return Shampoo(count: count, segments: segments, hyper: h)
-        case "lars":
-            return LARS(count: count, hyper: .init(momentum: auto("momentum") ?? 0.9, trustCoefficient: f("trust_coefficient"),
-                                                   excludeBiasAndNorm: b("exclude_bias_and_norm")))
-        case "lamb":
-            var h = LAMB.Hyper(beta1: f("beta1"), biasCorrection: b("lamb_bias_correction"),
-                               maxTrustRatio: c.double("optimizer.max_trust_ratio") > 0 ? f("max_trust_ratio") : nil,
-                               excludeBiasAndNorm: b("exclude_bias_and_norm"))
-            h.beta2 = auto("beta2") ?? h.beta2; h.eps = auto("eps") ?? h.eps
-            return LAMB(count: count, hyper: h)
-        default:
-            preconditionFailure("optimizer \(name) is not in the catalog")
+    /// One `optimizer.<key>` per hyperparameter name, in order of first declaration. Optimizers sharing a name
+    /// share the key (its range is the hull of theirs; each optimizer's own range is checked by `problems`). Its
+    /// default is theirs when they agree, and unset when they do not, so each keeps its own until the user sets it.
+    public static let configKeys: [ConfigKey] = {
+        var order: [String] = []
+        var declarations: [String: [(optimizer: String, key: HyperKey)]] = [:]
+        for info in OptimizerInfos.all {
+            for key in info.keys {
+                if declarations[key.name] == nil { order.append(key.name) }
+                declarations[key.name, default: []].append((info.names.joined(separator: "/"), key))
+            }
         }
+        return order.map { name in
+            let uses = declarations[name]!
+            let agreed = Set(uses.map(\.key.defaultValue)).count == 1
+            let users = uses.map { agreed ? "`\($0.optimizer)`" : "`\($0.optimizer)` \($0.key.defaultValue)" }
+            let doc = uses[0].key.doc + (agreed ? " Used by " : " Unset: each optimizer's default — ") + users.joined(separator: ", ") + "."
+            return ConfigKey(path: "optimizer.\(name)", kind: ConfigKind(merging: uses.map(\.key.kind)),
+                             defaultValue: agreed ? ConfigValue(uses[0].key.defaultValue) : nil, doc: doc)
+        }
+    }()
+
+    /// The `optimizer.<key>` values set in `c`, as hyperparameters.
+    public static func settings(_ c: ResolvedConfig) -> [String: HyperValue] {
+        var out: [String: HyperValue] = [:]
+        for key in configKeys {
+            if let value = c.value(key.path) { out[String(key.path.dropFirst("optimizer.".count))] = value.hyperValue }
+        }
+        return out
+    }
+
+    /// Problems with the values optimizer `name` would receive from `c` (out of its range, or inconsistent).
+    public static func problems(_ name: String, config c: ResolvedConfig) -> [String] {
+        info(name).problems(name, settings: settings(c))
+    }
+
+    /// The value of hyperparameter `key` that optimizer `name` would use under `c` (the user's, else its default).
+    public static func effectiveValue(_ key: String, optimizer name: String, config c: ResolvedConfig) -> HyperValue {
+        HyperValues(keys: info(name).keys, settings: settings(c)).value(key)
+    }
+
+    /// Builds optimizer `name` over `count` elements with hyperparameters from `c`. `segments` are the ones the
+    /// optimizer will be given (Shampoo sizes its per-tensor statistics from them).
+    public static func make(_ name: String, count: Int, segments: [ParamSegment] = [], config c: ResolvedConfig) -> Optimizer {
+        info(name).make(name, count: count, segments: segments, settings: settings(c))
     }
 
     /// A configuration error for optimizer `name` applied to `entry`, if it cannot update that tensor.
     public static func check(_ name: String, on entry: TensorEntry, key: String) -> String? {
-        guard name == "muon", let problem = Muon.validate(tensor: entry) else { return nil }
-        return "\(key) = muon: \(problem); route it to an element-wise optimizer (e.g. --set groups.\(entry.role.rawValue).optimizer=adamw)"
+        guard let problem = info(name).tensorCheck(entry) else { return nil }
+        return "\(key) = \(name): \(problem); route it to an element-wise optimizer (e.g. --set groups.\(entry.role.rawValue).optimizer=adamw)"
+    }
+}
+
+extension ConfigKind {
+    /// The kind of a key several optimizers declare: the hull of their ranges, the union of their choices.
+    init(merging kinds: [HyperKind]) {
+        switch kinds[0] {
+        case .number:
+            let ranges = kinds.compactMap { if case .number(let r) = $0 { return r } else { return nil } }
+            precondition(ranges.count == kinds.count, "optimizers declare one hyperparameter with different types")
+            self = .double(ranges.map(\.lowerBound).min()!...ranges.map(\.upperBound).max()!)
+        case .integer:
+            let ranges = kinds.compactMap { if case .integer(let r) = $0 { return r } else { return nil } }
+            precondition(ranges.count == kinds.count, "optimizers declare one hyperparameter with different types")
+            self = .int(ranges.map(\.lowerBound).min()!...ranges.map(\.upperBound).max()!)
+        case .flag:
+            self = .bool
+        case .choice:
+            var all: [String] = []
+            for case .choice(let allowed) in kinds { for a in allowed where !all.contains(a) { all.append(a) } }
+            self = .string(allowed: all)
+        }
+    }
+}
+
+extension ConfigValue {
+    init(_ value: HyperValue) {
+        switch value {
+        case .number(let v): self = .double(v)
+        case .integer(let v): self = .int(v)
+        case .flag(let v): self = .bool(v)
+        case .choice(let v): self = .string(v)
+        }
+    }
+
+    var hyperValue: HyperValue {
+        switch self {
+        case .double(let v): return .number(v)
+        case .int(let v): return .integer(v)
+        case .bool(let v): return .flag(v)
+        case .string(let v): return .choice(v)
+        case .intList: preconditionFailure("no hyperparameter is a list")
+        }
+    }
+}
+
+extension OptimizerCatalog {
+    /// docs/optimizer-keys.md: each optimizer's own keys, defaults and ranges, from the registry (a test keeps the
+    /// file current), so the per-optimizer documentation cannot drift from the code either.
+    public static func markdown() -> String {
+        var out = """
+        # Optimizer keys
+
+        Each optimizer's hyperparameters as its source file declares them (`static let info` in
+        `Sources/Optimizers/<Name>.swift`), generated by `swift-train config --optimizer-keys` (a test checks this file
+        is current). Set them as `optimizer.<key>`; every optimizer also takes `optimizer.lr` and
+        `optimizer.weight_decay`. A value outside the range of an optimizer in use is a configuration error.
+
+        """
+        for info in OptimizerInfos.all {
+            out += "\n## \(info.names.map { "`\($0)`" }.joined(separator: ", "))\n\n"
+            out += "\(info.reference). Sharding: \(info.sharding.rawValue).\n\n"
+            guard !info.keys.isEmpty else { out += "No keys of its own.\n"; continue }
+            out += "| key | range | default | meaning |\n|---|---|---|---|\n"
+            for key in info.keys {
+                out += "| `optimizer.\(key.name)` | \(key.kind.rangeDescription) | `\(key.defaultValue)` | \(key.doc) |\n"
+            }
+        }
+        return out
     }
 }

@@ -93,7 +93,7 @@ def decay_for(role, wd):
 
 
 def run_muon(names, h):
-    lr, wd, beta = f32(h["lr"]), f32(h["weight_decay"]), f32(h["momentum"])
+    lr, wd, beta = f32(h["lr"]), f32(h["weight_decay"]), f32(h["muon_momentum"])
     p = {n: initial[n].copy() for n in names}
     m = {n: np.zeros_like(p[n]) for n in names}
     out = []
@@ -102,8 +102,8 @@ def run_muon(names, h):
             g = grads[t][n]
             rows, cols = p[n].shape
             m[n] = beta * m[n] + (1 - beta) * g
-            u = (1 - beta) * g + beta * m[n] if h["nesterov"] else m[n]
-            O = newton_schulz(u, h["ns_steps"], h["ns_coefficients"], f32(h["eps"]))
+            u = (1 - beta) * g + beta * m[n] if h["muon_nesterov"] else m[n]
+            O = newton_schulz(u, h["ns_steps"], h["ns_coefficients"], f32(h["muon_eps"]))
             if h["muon_scale"] == "original":
                 s = np.sqrt(max(1.0, rows / cols))
             else:
@@ -194,12 +194,12 @@ def run_lamb(names, h):
             lam = 0.0 if excluded else decay_for(roles[n], wd)
             m[n] = b1 * m[n] + (1 - b1) * g
             v[n] = b2 * v[n] + (1 - b2) * g * g
-            bc1 = 1 - b1 ** t if h["bias_correction"] else 1.0
-            bc2 = 1 - b2 ** t if h["bias_correction"] else 1.0
+            bc1 = 1 - b1 ** t if h["lamb_bias_correction"] else 1.0
+            bc2 = 1 - b2 ** t if h["lamb_bias_correction"] else 1.0
             r = (m[n] / bc1) / (np.sqrt(v[n] / bc2) + eps) + lam * p[n]
             npn, nr = np.linalg.norm(p[n]), np.linalg.norm(r)
             ratio = npn / nr if (npn > 0 and nr > 0) else 1.0
-            if h.get("max_trust_ratio") is not None:
+            if h["max_trust_ratio"] > 0:  # 0: no clip, as in optimizer.max_trust_ratio
                 ratio = min(ratio, f32(h["max_trust_ratio"]))
             if excluded:
                 ratio = 1.0
@@ -208,21 +208,21 @@ def run_lamb(names, h):
     return out
 
 
-MUON = dict(lr=0.05, weight_decay=0.1, momentum=0.95, nesterov=True, ns_steps=5, ns_coefficients="quintic",
-            eps=1e-7, muon_scale="original")
+MUON = dict(lr=0.05, weight_decay=0.1, muon_momentum=0.95, muon_nesterov=True, ns_steps=5, ns_coefficients="quintic",
+            muon_eps=1e-7, muon_scale="original")
 SHAMPOO = dict(lr=0.1, weight_decay=0.01, precondition_frequency=1, damping=1e-4, graft="none",
                beta1=0.9, beta2=0.999, eps=1e-8)
 LARS = dict(lr=0.1, weight_decay=0.01, momentum=0.9, trust_coefficient=0.2, exclude_bias_and_norm=True)
-LAMB = dict(lr=0.02, weight_decay=0.01, beta1=0.9, beta2=0.999, eps=1e-6, bias_correction=True,
-            max_trust_ratio=None, exclude_bias_and_norm=True)
+LAMB = dict(lr=0.02, weight_decay=0.01, beta1=0.9, beta2=0.999, eps=1e-6, lamb_bias_correction=True,
+            max_trust_ratio=0.0, exclude_bias_and_norm=True)
 
 MATRICES = ["w1", "w2"]
 ALL = ["w1", "w2", "b1"]
 CASES = [
     ("muon_original_nesterov", "muon", MATRICES, MUON),
     ("muon_match_rms_nesterov", "muon", MATRICES, {**MUON, "muon_scale": "match_rms"}),
-    ("muon_original_plain", "muon", MATRICES, {**MUON, "nesterov": False}),
-    ("muon_match_rms_plain", "muon", MATRICES, {**MUON, "nesterov": False, "muon_scale": "match_rms"}),
+    ("muon_original_plain", "muon", MATRICES, {**MUON, "muon_nesterov": False}),
+    ("muon_match_rms_plain", "muon", MATRICES, {**MUON, "muon_nesterov": False, "muon_scale": "match_rms"}),
     ("muon_polar_express", "muon", MATRICES, {**MUON, "ns_coefficients": "polar_express"}),
     ("shampoo", "shampoo", ALL, SHAMPOO),
     # Stale roots excite directions that were in the statistics' null space when the roots were taken; there the
@@ -237,7 +237,7 @@ CASES = [
     ("lars_no_exclusion", "lars", ALL, {**LARS, "exclude_bias_and_norm": False}),
     ("lamb", "lamb", ALL, LAMB),
     ("lamb_clipped", "lamb", ALL, {**LAMB, "max_trust_ratio": 0.3}),
-    ("lamb_no_bias_correction", "lamb", ALL, {**LAMB, "bias_correction": False, "exclude_bias_and_norm": False}),
+    ("lamb_no_bias_correction", "lamb", ALL, {**LAMB, "lamb_bias_correction": False, "exclude_bias_and_norm": False}),
 ]
 RUNNERS = {"muon": run_muon, "shampoo": run_shampoo, "lars": run_lars, "lamb": run_lamb}
 

@@ -97,32 +97,10 @@ func makeStepper(_ c: MatrixFixture.Case, table: ParameterTable)
     let segments = makeSegments(table: table, owned: 0..<table.count,
                                 weightDecay: { defaultDecays($0) ? wd : 0 })
     let n = table.count
-    switch c.optimizer {
-    case "muon":
-        let hyper = Muon.Hyper(momentum: h.float("momentum"), nesterov: h.bool("nesterov"),
-                               nsSteps: h.int("ns_steps"),
-                               nsCoefficients: NewtonSchulzCoefficients(rawValue: h.string("ns_coefficients"))!,
-                               eps: h.float("eps"), scale: Muon.Scale(rawValue: h.string("muon_scale"))!)
-        return (Muon(count: n, hyper: hyper), segments)
-    case "shampoo":
-        let hyper = Shampoo.Hyper(preconditionFrequency: h.int("precondition_frequency"),
-                                  damping: (h["damping"] as! NSNumber).doubleValue,
-                                  graft: Shampoo.Graft(rawValue: h.string("graft"))!,
-                                  beta1: h.float("beta1"), beta2: h.float("beta2"), eps: h.float("eps"))
-        return (Shampoo(count: n, segments: segments, hyper: hyper), segments)
-    case "lars":
-        let hyper = LARS.Hyper(momentum: h.float("momentum"), trustCoefficient: h.float("trust_coefficient"),
-                               excludeBiasAndNorm: h.bool("exclude_bias_and_norm"))
-        return (LARS(count: n, hyper: hyper), segments)
-    case "lamb":
-        let maxRatio = (h["max_trust_ratio"] as? NSNumber)?.floatValue
-        let hyper = LAMB.Hyper(beta1: h.float("beta1"), beta2: h.float("beta2"), eps: h.float("eps"),
-                               biasCorrection: h.bool("bias_correction"), maxTrustRatio: maxRatio,
-                               excludeBiasAndNorm: h.bool("exclude_bias_and_norm"))
-        return (LAMB(count: n, hyper: hyper), segments)
-    default:
-        fatalError("unknown optimizer \(c.optimizer) in fixture")
-    }
+    guard let info = OptimizerInfos.info(c.optimizer) else { fatalError("unknown optimizer \(c.optimizer) in fixture") }
+    // lr and weight_decay reach optimizers through the segments and the step context, not as hyperparameters.
+    let settings = info.settings(parsing: h.filter { $0.key != "lr" && $0.key != "weight_decay" })
+    return (info.make(c.optimizer, count: n, segments: segments, settings: settings), segments)
 }
 
 final class MatrixFixtureTests: XCTestCase {

@@ -171,7 +171,7 @@ final class MuonTests: XCTestCase {
         var rng = TestRNG(seed: 5)
         let start = rng.array(15)
         let params = FloatBuffer(start), grads = FloatBuffer(count: 15)
-        let muon = Muon(count: 15)
+        let muon = Muon.make(count: 15)
         let segs = makeSegments(table: table, owned: 0..<15, weightDecay: { _ in 0.1 })
         muon.update(params: params.buffer, grads: UnsafeBufferPointer(grads.buffer), segments: segs,
                     context: StepContext(lr: 0.5))
@@ -187,21 +187,20 @@ final class MuonTests: XCTestCase {
         var rng = TestRNG(seed: 9)
         let grads = FloatBuffer(rng.array(rows * cols))
         let params = FloatBuffer(count: rows * cols)
-        let muon = Muon(count: rows * cols,
-                        hyper: .init(nsSteps: 8, nsCoefficients: .polarExpress, scale: .matchRMS))
+        let muon = Muon.make(count: rows * cols, ["ns_steps": 8, "ns_coefficients": "polar_express", "muon_scale": "match_rms"])
         let segs = makeSegments(table: table, owned: 0..<(rows * cols), weightDecay: { _ in 0 })
         muon.update(params: params.buffer, grads: UnsafeBufferPointer(grads.buffer), segments: segs,
                     context: StepContext(lr: 1))
         let rms = (params.array.reduce(0.0) { $0 + Double($1) * Double($1) } / Double(rows * cols)).squareRoot()
         XCTAssertEqual(rms, 0.2, accuracy: 0.01)
         XCTAssertEqual(muon.updateScale(rows: rows, cols: cols), 0.2 * Float(48).squareRoot(), accuracy: 1e-6)
-        let original = Muon(count: 1, hyper: .init(scale: .original))
+        let original = Muon.make(count: 1, ["muon_scale": "original"])
         XCTAssertEqual(original.updateScale(rows: 12, cols: 3), 2, accuracy: 1e-6)
         XCTAssertEqual(original.updateScale(rows: 3, cols: 12), 1)
     }
 
     func testDefaults() {
-        let h = Muon.Hyper()
+        let h = Muon.make(count: 1).hyper
         XCTAssertEqual(h.momentum, 0.95)
         XCTAssertTrue(h.nesterov)
         XCTAssertEqual(h.nsSteps, 5)
@@ -210,7 +209,7 @@ final class MuonTests: XCTestCase {
         XCTAssertEqual(h.scale, .original)
         XCTAssertEqual(Muon.defaultLearningRate, 1e-3)
         XCTAssertEqual(Muon.defaultWeightDecay, 0.1)
-        XCTAssertEqual(Muon(count: 4).stateNames, ["momentum_buffer"])
+        XCTAssertEqual(Muon.make(count: 4).stateNames, ["momentum_buffer"])
     }
 }
 
@@ -225,8 +224,8 @@ final class TrustRatioTests: XCTestCase {
     }
 
     func makeOptimizer(_ kind: String, count: Int) -> TensorNormOptimizer {
-        kind == "lars" ? LARS(count: count, hyper: .init(trustCoefficient: 0.1))
-            : LAMB(count: count, hyper: .init(maxTrustRatio: 5))
+        kind == "lars" ? LARS.make(count: count, ["trust_coefficient": 0.1])
+            : LAMB.make(count: count, ["max_trust_ratio": 5.0])
     }
 
     /// Two owners of a split tensor (as element sharding produces), partial sums added, give the unsharded
@@ -293,7 +292,7 @@ final class TrustRatioTests: XCTestCase {
         var rng = TestRNG(seed: 4)
         let g = rng.array(12)
         let segs = makeSegments(table: table, owned: 0..<12, weightDecay: { _ in 0.01 })
-        let lars = LARS(count: 12), lamb = LAMB(count: 12)
+        let lars = LARS.make(count: 12), lamb = LAMB.make(count: 12)
         let pl = FloatBuffer(count: 12), pm = FloatBuffer(count: 12)
         let gb = FloatBuffer(g)
         lars.update(params: pl.buffer, grads: UnsafeBufferPointer(gb.buffer), segments: segs,
@@ -313,7 +312,7 @@ final class TrustRatioTests: XCTestCase {
         var rng = TestRNG(seed: 8)
         let start = rng.array(n)
         let segs = makeSegments(table: table, owned: 0..<n, weightDecay: { _ in 0 })
-        for opt in [LARS(count: n) as TensorNormOptimizer, LAMB(count: n)] {
+        for opt in [LARS.make(count: n) as TensorNormOptimizer, LAMB.make(count: n)] {
             let p = FloatBuffer(start), g = FloatBuffer(count: n)
             for _ in 0..<3 {
                 opt.update(params: p.buffer, grads: UnsafeBufferPointer(g.buffer), segments: segs,
@@ -323,14 +322,14 @@ final class TrustRatioTests: XCTestCase {
             XCTAssert(opt.state.allSatisfy { $0.array.allSatisfy(\.isFinite) })
         }
         // The ratio helpers themselves.
-        XCTAssertEqual(LAMB(count: 1).trustRatio(paramSquares: 4, directionSquares: 0), 1)
-        XCTAssertEqual(LAMB(count: 1).trustRatio(paramSquares: 0, directionSquares: 4), 1)
-        XCTAssertEqual(LAMB(count: 1).trustRatio(paramSquares: 4, directionSquares: 1), 2)
-        XCTAssertEqual(LAMB(count: 1, hyper: .init(maxTrustRatio: 1.5)).trustRatio(paramSquares: 4,
+        XCTAssertEqual(LAMB.make(count: 1).trustRatio(paramSquares: 4, directionSquares: 0), 1)
+        XCTAssertEqual(LAMB.make(count: 1).trustRatio(paramSquares: 0, directionSquares: 4), 1)
+        XCTAssertEqual(LAMB.make(count: 1).trustRatio(paramSquares: 4, directionSquares: 1), 2)
+        XCTAssertEqual(LAMB.make(count: 1, ["max_trust_ratio": 1.5]).trustRatio(paramSquares: 4,
                                                                                   directionSquares: 1), 1.5)
-        XCTAssertEqual(LARS(count: 1).trustRatio(paramSquares: 0, gradSquares: 4, weightDecay: 0.1), 1)
-        XCTAssertEqual(LARS(count: 1).trustRatio(paramSquares: 4, gradSquares: 0, weightDecay: 0.1), 1)
-        XCTAssertEqual(LARS(count: 1, hyper: .init(trustCoefficient: 0.5))
+        XCTAssertEqual(LARS.make(count: 1).trustRatio(paramSquares: 0, gradSquares: 4, weightDecay: 0.1), 1)
+        XCTAssertEqual(LARS.make(count: 1).trustRatio(paramSquares: 4, gradSquares: 0, weightDecay: 0.1), 1)
+        XCTAssertEqual(LARS.make(count: 1, ["trust_coefficient": 0.5])
             .trustRatio(paramSquares: 4, gradSquares: 9, weightDecay: 0.5), 0.5 * 2 / (3 + 1), accuracy: 1e-12)
     }
 
@@ -341,7 +340,7 @@ final class TrustRatioTests: XCTestCase {
         let start: [Float] = [10, -10, 10, -10, 10], g: [Float] = [1, 2, 3, 4, 5]
         let segs = makeSegments(table: table, owned: 0..<5, weightDecay: { _ in 0.5 })
         for exclude in [true, false] {
-            let lars = LARS(count: 5, hyper: .init(trustCoefficient: 1e-3, excludeBiasAndNorm: exclude))
+            let lars = LARS.make(count: 5, ["trust_coefficient": 1e-3, "exclude_bias_and_norm": .flag(exclude)])
             let p = FloatBuffer(start), gb = FloatBuffer(g)
             lars.update(params: p.buffer, grads: UnsafeBufferPointer(gb.buffer), segments: segs,
                         context: StepContext(lr: 0.1))
@@ -364,7 +363,7 @@ final class ShampooTests: XCTestCase {
         table.add("w", shape: [3, 4], role: .matrix)
         table.add("b", shape: [3], role: .bias)
         let segs = makeSegments(table: table, owned: 0..<15, weightDecay: { _ in 0 })
-        let s = Shampoo(count: 15, segments: segs, hyper: .init(graft: .adam))
+        let s = Shampoo.make(count: 15, segments: segs, ["graft": "adam"])
         XCTAssertEqual(s.stateNames, ["left_stats", "right_stats", "left_inv_root", "right_inv_root", "diag_stats",
                                       "exp_avg", "exp_avg_sq"])
         XCTAssertEqual(s.state.map(\.count), [9, 16, 9, 16, 3, 15, 15])
@@ -381,7 +380,7 @@ final class ShampooTests: XCTestCase {
             let g = FloatBuffer(rng.array(rows * cols))
             let p = FloatBuffer(count: rows * cols)
             let segs = makeSegments(table: table, owned: 0..<(rows * cols), weightDecay: { _ in 0 })
-            let s = Shampoo(count: rows * cols, segments: segs, hyper: .init(damping: 1e-8))
+            let s = Shampoo.make(count: rows * cols, segments: segs, ["damping": 1e-8])
             s.update(params: p.buffer, grads: UnsafeBufferPointer(g.buffer), segments: segs,
                      context: StepContext(lr: 1))
             // Gram of the short side: PPᵀ (wide) or PᵀP (tall) ≈ I.
@@ -406,7 +405,7 @@ final class ShampooVectorOnlyShardTests: XCTestCase {
         var t = ParameterTable()
         let bias = t.add("bias", shape: [37], role: .bias)
         let seg = ParamSegment(range: 0..<37, tensor: bias, tensorIndex: 0, weightDecay: 0)
-        let opt = Shampoo(count: 37, segments: [seg], hyper: .init())
+        let opt = Shampoo.make(count: 37, segments: [seg])
         let params = FloatBuffer(count: 37), grads = FloatBuffer((0..<37).map { Float($0) - 18 })
         opt.update(params: params.buffer, grads: UnsafeBufferPointer(grads.buffer), segments: [seg], context: StepContext(lr: 0.1))
         // Diagonal (Adagrad-like) step: −γ·g/√(g² + δ) ≈ −γ·sign(g) for |g| ≫ √δ.

@@ -9,7 +9,7 @@ final class AdamKernelTests: XCTestCase {
         var table = ParameterTable()
         let e = table.add("w", shape: [offset + count], role: .matrix)
         let seg = [ParamSegment(range: offset..<(offset + count), tensor: e, tensorIndex: 0, weightDecay: 0.1)]
-        let opt = Adam(count: offset + count, hyper: .init(decoupled: decoupled))
+        let opt = Adam.make(count: offset + count, name: decoupled ? "adamw" : "adam")
         let params = FloatBuffer(count: offset + count), grads = FloatBuffer(count: offset + count)
         var rng = SplitMix64(seed: UInt64(count))
         for i in 0..<params.count { params[i] = rng.uniform(-1, 1); grads[i] = rng.uniform(-0.1, 0.1) }

@@ -10,17 +10,16 @@ final class ElementwiseEdgeCaseTests: XCTestCase {
     static let configurations: [(kind: String, hyper: [String: Double])] = [
         ("sgd", [:]), ("sgd", ["momentum": 0.9]), ("sgd", ["momentum": 0.9, "nesterov": 1]),
         ("sgd", ["momentum": 0.9, "dampening": 0.5]),
-        ("adagrad", [:]), ("adagrad", ["lrDecay": 0.1, "initialAccumulator": 0.5]),
+        ("adagrad", [:]), ("adagrad", ["lr_decay": 0.1, "initial_accumulator": 0.5]),
         ("adadelta", [:]),
         ("rmsprop", [:]), ("rmsprop", ["centered": 1]), ("rmsprop", ["momentum": 0.9]),
         ("rmsprop", ["centered": 1, "momentum": 0.9]),
-        ("adam", ["decoupled": 0]), ("adam", ["decoupled": 1]), ("adam", ["decoupled": 0, "amsgrad": 1]),
-        ("adam", ["decoupled": 1, "amsgrad": 1]),
+        ("adam", [:]), ("adamw", [:]), ("adam", ["amsgrad": 1]), ("adamw", ["amsgrad": 1]),
         ("adamax", [:]),
-        ("nadam", [:]), ("nadam", ["decoupled": 1]),
-        ("radam", [:]), ("radam", ["decoupled": 1]),
-        ("lion", [:]), ("signsgd", [:]), ("signsgd", ["momentum": 0.9]),
-        ("rprop", [:]),
+        ("nadam", [:]), ("nadam", ["decoupled_weight_decay": 1]),
+        ("radam", [:]), ("radam", ["decoupled_weight_decay": 1]),
+        ("lion", [:]), ("signsgd", [:]), ("signum", ["momentum": 0.9]),
+        ("rprop", [:]), ("ademamix", [:]), ("ademamix", ["alpha_warmup": 5, "beta3_warmup": 5]),
     ]
 
     private func label(_ c: (kind: String, hyper: [String: Double])) -> String {
@@ -92,7 +91,7 @@ final class ElementwiseEdgeCaseTests: XCTestCase {
     // MARK: - NAdam
 
     func testNAdamMomentumScheduleOracles() {
-        let nadam = NAdam(count: 1)
+        let nadam = NAdam.make(count: 1)
         XCTAssertEqual(nadam.mu(1), 0.4500735, accuracy: 1e-7)
         XCTAssertEqual(nadam.mu(2), 0.4501469, accuracy: 1e-7)
         let c1 = nadam.coefficients(step: 1, previousProduct: 1)
@@ -103,7 +102,7 @@ final class ElementwiseEdgeCaseTests: XCTestCase {
     /// The first NAdam step from a zero state: m = (1−β₁)g and d = |g| + ε, so θ moves by γ(1 + 0.1·0.5645178)
     /// against the gradient's sign; this checks the class, not only its scalar helpers.
     func testNAdamFirstStep() {
-        let nadam = NAdam(count: 2)
+        let nadam = NAdam.make(count: 2)
         var params: [Float] = [1, -2]
         let segs = [ParamSegment(range: 0..<2, tensor: TensorEntry.test(count: 2), tensorIndex: 0, weightDecay: 0)]
         step(nadam, params: &params, grads: [0.5, -3], segments: segs, lr: 0.01)
@@ -117,7 +116,7 @@ final class ElementwiseEdgeCaseTests: XCTestCase {
     func testNAdamResumesMuProductFromStepCount() throws {
         let fixture = try ElementwiseFixture.load()
         let n = fixture.count, segs = fixture.segments(owned: 0..<n, weightDecay: 0.1)
-        let original = NAdam(count: n), resumed = NAdam(count: n)
+        let original = NAdam.make(count: n), resumed = NAdam.make(count: n)
         var p = fixture.initial
         for g in fixture.grads.prefix(10) { step(original, params: &p, grads: g, segments: segs, lr: 0.01) }
         resumed.stepCount = original.stepCount
@@ -134,7 +133,7 @@ final class ElementwiseEdgeCaseTests: XCTestCase {
     // MARK: - RAdam
 
     func testRAdamRectificationOracles() {
-        let radam = RAdam(count: 1)
+        let radam = RAdam.make(count: 1)
         for t in 1...5 { XCTAssertNil(radam.rectification(step: t).r, "step \(t) must not be rectified (ρ_t ≤ 5)") }
         XCTAssertGreaterThan(radam.rectification(step: 6).rho, 5)
         XCTAssertLessThanOrEqual(radam.rectification(step: 5).rho, 5)
@@ -148,7 +147,7 @@ final class ElementwiseEdgeCaseTests: XCTestCase {
     /// With a constant gradient g = 1, m/bc₁ = 1 and v/bc₂ = 1: steps 1–5 move θ by exactly γ (SGD with momentum),
     /// step 6 by γ·r₆ ≈ 0.0258211γ.
     func testRAdamBoundaryBetweenUnrectifiedAndRectifiedSteps() {
-        let radam = RAdam(count: 1)
+        let radam = RAdam.make(count: 1)
         let segs = [ParamSegment(range: 0..<1, tensor: TensorEntry.test(count: 1), tensorIndex: 0, weightDecay: 0)]
         var params: [Float] = [1]
         var moves: [Double] = []
@@ -167,7 +166,7 @@ final class ElementwiseEdgeCaseTests: XCTestCase {
     /// Step sizes grow by η₊ while the sign holds, shrink by η₋ on a flip (that step does not move θ and stores 0 as
     /// the previous gradient), restart growth after the flip, and stay within [s_min, s_max].
     func testRpropSignFlips() {
-        let rprop = Rprop(count: 1, hyper: .init(etaMinus: 0.5, etaPlus: 1.2, stepSizeMin: 0.02, stepSizeMax: 0.13))
+        let rprop = Rprop.make(count: 1, ["eta_minus": 0.5, "eta_plus": 1.2, "step_size_min": 0.02, "step_size_max": 0.13])
         let segs = [ParamSegment(range: 0..<1, tensor: TensorEntry.test(count: 1), tensorIndex: 0, weightDecay: 0)]
         var params: [Float] = [0]
         var trace: [(p: Float, s: Float, prev: Float)] = []
@@ -204,7 +203,7 @@ final class ElementwiseEdgeCaseTests: XCTestCase {
 
     /// The learning rate only seeds the step sizes on the first update (torch semantics).
     func testRpropIgnoresLaterLearningRates() {
-        let a = Rprop(count: 1), b = Rprop(count: 1)
+        let a = Rprop.make(count: 1), b = Rprop.make(count: 1)
         let segs = [ParamSegment(range: 0..<1, tensor: TensorEntry.test(count: 1), tensorIndex: 0, weightDecay: 0)]
         var pa: [Float] = [0], pb: [Float] = [0]
         step(a, params: &pa, grads: [1], segments: segs, lr: 0.1)
@@ -218,7 +217,7 @@ final class ElementwiseEdgeCaseTests: XCTestCase {
     // MARK: - Construction
 
     func testAdagradInitialAccumulatorFillsState() {
-        let opt = Adagrad(count: 5, hyper: .init(initialAccumulator: 0.25))
+        let opt = Adagrad.make(count: 5, ["initial_accumulator": 0.25])
         XCTAssertEqual((0..<5).map { opt.state[0][$0] }, [Float](repeating: 0.25, count: 5))
     }
 
@@ -229,10 +228,10 @@ final class ElementwiseEdgeCaseTests: XCTestCase {
             XCTAssertEqual(Set(opt.stateNames).count, opt.stateNames.count, "\(label(c)): duplicate state names")
             XCTAssertTrue(opt.state.allSatisfy { $0.count == 3 }, label(c))
         }
-        XCTAssertEqual(RMSprop(count: 1, hyper: .init(momentum: 0.9, centered: true)).stateNames,
+        XCTAssertEqual(RMSprop.make(count: 1, ["momentum": 0.9, "centered": true]).stateNames,
                        ["square_avg", "momentum_buffer", "grad_avg"])
-        XCTAssertEqual(Adam(count: 1, hyper: .init(amsgrad: true)).stateNames, ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"])
-        XCTAssertEqual(SignSGD(count: 1).stateNames, [])
+        XCTAssertEqual(Adam.make(count: 1, ["amsgrad": true]).stateNames, ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"])
+        XCTAssertEqual(SignSGD.make(count: 1).stateNames, [])
     }
 }
 

@@ -11,7 +11,7 @@ struct ElementwiseFixture: Decodable {
     struct Case: Decodable {
         let name: String
         let optimizer: String
-        /// Swift `Hyper` field name → value (booleans as 0/1).
+        /// Hyperparameter key (`optimizer.<key>` without the prefix) → value (flags as 0/1).
         let hyper: [String: Double]
         let lr: Float
         let weightDecay: Float
@@ -66,59 +66,10 @@ struct ElementwiseFixture: Decodable {
     }
 }
 
-/// Builds the Swift optimizer for a fixture case from its optimizer name and `Hyper` fields.
-func makeElementwiseOptimizer(_ kind: String, hyper h: [String: Double], count: Int) -> any Optimizer {
-    func f(_ key: String, _ fallback: Float) -> Float { h[key].map { Float($0) } ?? fallback }
-    func b(_ key: String, _ fallback: Bool) -> Bool { h[key].map { $0 != 0 } ?? fallback }
-    switch kind {
-    case "sgd":
-        let d = SGD.Hyper()
-        return SGD(count: count, hyper: .init(momentum: f("momentum", d.momentum), dampening: f("dampening", d.dampening),
-                                              nesterov: b("nesterov", d.nesterov)))
-    case "adagrad":
-        let d = Adagrad.Hyper()
-        return Adagrad(count: count, hyper: .init(lrDecay: f("lrDecay", d.lrDecay),
-                                                  initialAccumulator: f("initialAccumulator", d.initialAccumulator),
-                                                  eps: f("eps", d.eps)))
-    case "adadelta":
-        let d = Adadelta.Hyper()
-        return Adadelta(count: count, hyper: .init(rho: f("rho", d.rho), eps: f("eps", d.eps)))
-    case "rmsprop":
-        let d = RMSprop.Hyper()
-        return RMSprop(count: count, hyper: .init(alpha: f("alpha", d.alpha), eps: f("eps", d.eps),
-                                                  momentum: f("momentum", d.momentum),
-                                                  centered: b("centered", d.centered)))
-    case "adam":
-        let d = Adam.Hyper()
-        return Adam(count: count, hyper: .init(beta1: f("beta1", d.beta1), beta2: f("beta2", d.beta2),
-                                               eps: f("eps", d.eps), decoupled: b("decoupled", d.decoupled),
-                                               amsgrad: b("amsgrad", d.amsgrad)))
-    case "adamax":
-        let d = AdaMax.Hyper()
-        return AdaMax(count: count, hyper: .init(beta1: f("beta1", d.beta1), beta2: f("beta2", d.beta2),
-                                                 eps: f("eps", d.eps)))
-    case "nadam":
-        let d = NAdam.Hyper()
-        return NAdam(count: count, hyper: .init(beta1: f("beta1", d.beta1), beta2: f("beta2", d.beta2),
-                                                eps: f("eps", d.eps), momentumDecay: f("momentumDecay", d.momentumDecay),
-                                                decoupled: b("decoupled", d.decoupled)))
-    case "radam":
-        let d = RAdam.Hyper()
-        return RAdam(count: count, hyper: .init(beta1: f("beta1", d.beta1), beta2: f("beta2", d.beta2),
-                                                eps: f("eps", d.eps), decoupled: b("decoupled", d.decoupled)))
-    case "lion":
-        let d = Lion.Hyper()
-        return Lion(count: count, hyper: .init(beta1: f("beta1", d.beta1), beta2: f("beta2", d.beta2)))
-    case "signsgd":
-        return SignSGD(count: count, hyper: .init(momentum: f("momentum", 0)))
-    case "rprop":
-        let d = Rprop.Hyper()
-        return Rprop(count: count, hyper: .init(etaMinus: f("etaMinus", d.etaMinus), etaPlus: f("etaPlus", d.etaPlus),
-                                                stepSizeMin: f("stepSizeMin", d.stepSizeMin),
-                                                stepSizeMax: f("stepSizeMax", d.stepSizeMax)))
-    default:
-        fatalError("fixture names unknown optimizer \(kind); add it to makeElementwiseOptimizer")
-    }
+/// Builds the optimizer a fixture case names through the registry, as configuration does, with the case's keys.
+func makeElementwiseOptimizer(_ name: String, hyper: [String: Double], count: Int) -> any Optimizer {
+    guard let info = OptimizerInfos.info(name) else { fatalError("fixture names unknown optimizer \(name)") }
+    return info.make(name, count: count, settings: info.settings(parsing: hyper))
 }
 
 /// Applies one step of `optimizer` to `params` (its whole owned range) with `grads`.

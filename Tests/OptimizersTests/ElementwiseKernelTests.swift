@@ -55,19 +55,19 @@ final class ElementwiseKernelTests: XCTestCase {
         }
     }
 
-    func testAdagrad() { assertTwinsAgree("adagrad") { Adagrad(count: $0, hyper: .init(lrDecay: 0.01, initialAccumulator: 0.1)) } }
+    func testAdagrad() { assertTwinsAgree("adagrad") { Adagrad.make(count: $0, ["lr_decay": 0.01, "initial_accumulator": 0.1]) } }
     func testRMSpropVariants() {
         for (momentum, centered) in [(Float(0), false), (0.9, false), (0, true), (0.9, true)] {
             assertTwinsAgree("rmsprop momentum \(momentum) centered \(centered)") {
-                RMSprop(count: $0, hyper: .init(momentum: momentum, centered: centered))
+                RMSprop.make(count: $0, ["momentum": .number(Double(momentum)), "centered": .flag(centered)])
             }
         }
     }
-    func testAdadelta() { assertTwinsAgree("adadelta") { Adadelta(count: $0) } }
-    func testLAMB() { assertTwinsAgree("lamb", parameterTolerance: 1e-6) { LAMB(count: $0) } }
+    func testAdadelta() { assertTwinsAgree("adadelta") { Adadelta.make(count: $0) } }
+    func testLAMB() { assertTwinsAgree("lamb", parameterTolerance: 1e-6) { LAMB.make(count: $0) } }
     func testNAdam() {
         for decoupled in [false, true] {
-            assertTwinsAgree("nadam decoupled \(decoupled)") { NAdam(count: $0, hyper: .init(decoupled: decoupled)) }
+            assertTwinsAgree("nadam decoupled \(decoupled)") { NAdam.make(count: $0, ["decoupled_weight_decay": .flag(decoupled)]) }
         }
     }
 }

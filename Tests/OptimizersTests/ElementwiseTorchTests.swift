@@ -45,8 +45,9 @@ final class ElementwiseTorchTests: XCTestCase {
     }
 
     /// Replays every case whose optimizer is `kind`; requires at least `minimumCases` of them.
-    private func check(_ kind: String, minimumCases: Int) {
-        let cases = fixture.cases.filter { $0.optimizer == kind }
+    private func check(_ kinds: String..., minimumCases: Int) {
+        let cases = fixture.cases.filter { kinds.contains($0.optimizer) }
+        let kind = kinds.joined(separator: "/")
         XCTAssertGreaterThanOrEqual(cases.count, minimumCases, "fixture lacks \(kind) cases; regenerate it")
         for c in cases {
             let opt = makeElementwiseOptimizer(c.optimizer, hyper: c.hyper, count: fixture.count)
@@ -62,17 +63,19 @@ final class ElementwiseTorchTests: XCTestCase {
     func testAdagrad() { check("adagrad", minimumCases: 2) }
     func testAdadelta() { check("adadelta", minimumCases: 2) }
     func testRMSprop() { check("rmsprop", minimumCases: 4) }
-    func testAdamAdamWAMSGrad() { check("adam", minimumCases: 4) }
+    func testAdamAdamWAMSGrad() { check("adam", "adamw", minimumCases: 4) }
     func testAdaMax() { check("adamax", minimumCases: 1) }
     func testNAdam() { check("nadam", minimumCases: 2) }
     func testRAdam() { check("radam", minimumCases: 2) }
     func testRprop() { check("rprop", minimumCases: 2) }
     func testLion() { check("lion", minimumCases: 1) }
-    func testSignSGDAndSignum() { check("signsgd", minimumCases: 2) }
+    func testSignSGDAndSignum() { check("signsgd", "signum", minimumCases: 2) }
+    /// Against the float64 NumPy port of apple/ml-ademamix's step, with and without the α and β₃ warmups.
+    func testAdEMAMix() { check("ademamix", minimumCases: 2) }
 
     func testEveryFixtureCaseIsCovered() {
-        let known: Set = ["sgd", "adagrad", "adadelta", "rmsprop", "adam", "adamax", "nadam", "radam", "rprop", "lion",
-                          "signsgd"]
+        let known: Set = ["sgd", "adagrad", "adadelta", "rmsprop", "adam", "adamw", "adamax", "nadam", "radam", "rprop", "lion",
+                          "signsgd", "signum", "ademamix"]
         for c in fixture.cases { XCTAssertTrue(known.contains(c.optimizer), "no test replays \(c.name)") }
     }
 
@@ -80,13 +83,11 @@ final class ElementwiseTorchTests: XCTestCase {
     /// different β₂, fails it by orders of magnitude.
     func testToleranceRejectsWrongConfigurations() throws {
         let c = try XCTUnwrap(fixture.cases.first { $0.name == "adamw" })
-        var coupled = c.hyper
-        coupled["decoupled"] = 0
-        let wrongDecay = replay(c, optimizer: makeElementwiseOptimizer("adam", hyper: coupled, count: fixture.count))
+        let wrongDecay = replay(c, optimizer: makeElementwiseOptimizer("adam", hyper: c.hyper, count: fixture.count))
         XCTAssertGreaterThan(wrongDecay.error, 1e-3)
         var beta2 = c.hyper
         beta2["beta2"] = 0.998
-        let wrongBeta = replay(c, optimizer: makeElementwiseOptimizer("adam", hyper: beta2, count: fixture.count))
+        let wrongBeta = replay(c, optimizer: makeElementwiseOptimizer("adamw", hyper: beta2, count: fixture.count))
         XCTAssertGreaterThan(wrongBeta.error, 100 * Self.tolerance)
     }
 }

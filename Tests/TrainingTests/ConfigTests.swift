@@ -34,6 +34,34 @@ final class ConfigTests: XCTestCase {
         let doc = try String(contentsOfFile: "\(repositoryRoot)/docs/configuration.md", encoding: .utf8)
         XCTAssertEqual(doc, ConfigSchema.markdown(), "regenerate with: swift-train config --markdown > docs/configuration.md")
         for key in ConfigSchema.keys { XCTAssertTrue(doc.contains("`\(key.path)`"), key.path) }
+        let keysDoc = try String(contentsOfFile: "\(repositoryRoot)/docs/optimizer-keys.md", encoding: .utf8)
+        XCTAssertEqual(keysDoc, OptimizerCatalog.markdown(), "regenerate with: swift-train config --optimizer-keys > docs/optimizer-keys.md")
+    }
+
+    /// Each optimizer checks the values it receives against its own declared ranges: one shared key (β₁, whose
+    /// hull admits Lion's 1) is accepted for Lion and rejected for AdamW, naming the key and the optimizer; a key
+    /// left unset reaches each optimizer as its own default; `~` unsets, and the legacy −1 still means unset.
+    func testOptimizerKeysAreCheckedPerOptimizer() throws {
+        var c = ResolvedConfig()
+        try c.override("optimizer.beta1=1.0")
+        XCTAssertThrowsError(try TrainConfig(c, worldSize: 1)) { error in
+            XCTAssertTrue("\(error)".contains("optimizer.beta1") && "\(error)".contains("adamw"), "\(error)")
+        }
+        try c.override("optimizer.name=lion")
+        XCTAssertNoThrow(try TrainConfig(c, worldSize: 1))
+        XCTAssertNil(c.value("optimizer.beta2"))
+        XCTAssertEqual(OptimizerCatalog.effectiveValue("beta2", optimizer: "lion", config: c), .number(0.99))
+        XCTAssertEqual(OptimizerCatalog.effectiveValue("beta2", optimizer: "adamw", config: c), .number(0.999))
+        try c.override("optimizer.beta2=0.95")
+        XCTAssertEqual(OptimizerCatalog.effectiveValue("beta2", optimizer: "adamw", config: c), .number(0.95))
+        try c.override("optimizer.beta2=~")
+        XCTAssertNil(c.value("optimizer.beta2"))
+        try c.override("optimizer.eps=-1")
+        XCTAssertNil(c.value("optimizer.eps"))
+        // The YAML form writes unset keys as comments and loads back to the same configuration.
+        var reloaded = ResolvedConfig()
+        try reloaded.merge(yaml: c.yaml(), source: "round trip")
+        XCTAssertEqual(reloaded.values, c.values)
     }
 
     func testUnknownKeyIsNamedWithASuggestion() {
