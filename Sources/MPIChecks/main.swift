@@ -160,8 +160,9 @@ func runChecks() throws {
     } catch { threw = "\(error)".contains("receive buffer") }
     check("wrong receive size is reported, not corrupted", threw)
 
-    try dataParallelEquivalence(optimizer: "sgd", tolerance: 1e-6)
-    try dataParallelEquivalence(optimizer: "adamw", tolerance: 1e-5)
+    for (optimizer, tolerance) in DataParallelEquivalence.cases {
+        try dataParallelEquivalence(optimizer: optimizer, tolerance: tolerance)
+    }
     for family in StageEquivalence.families { try stageEquivalence(family.name, overrides: family.overrides) }
     try fullBatchEquivalence()
 }
@@ -201,42 +202,26 @@ func stageEquivalence(_ family: String, overrides: [String]) throws {
 
 func expectedSumAt(_ i: Int) -> Float { (0..<world).reduce(Float(0)) { $0 + contribution($1, i) } }
 
-/// k steps on `world` ranks with per-rank batch b give the same parameters as k steps on one rank with batch
-/// world·b. The two differ only in float summation order (per-rank means then an all-reduce, vs one mean), so
-/// parameters agree to a few float32 ulps per step; the tolerance (max |Δθ| over max(1, |θ|)) is stated per
-/// optimizer: SGD is smooth in g; Adam's g/√v amplifies relative gradient differences where |g| is tiny.
+/// Data-parallel equivalence with real collectives (TestSupport.DataParallelEquivalence): every rank ends with
+/// bit-identical parameters, equal to one rank with the whole batch within the case's tolerance.
 func dataParallelEquivalence(optimizer: String, tolerance: Float) throws {
-    let train = ImageDataset.synthetic(count: 512, featureCount: 20, classes: 5, seed: 3)
-    let test = ImageDataset.synthetic(count: 100, featureCount: 20, classes: 5, seed: 4)
-    let steps = 8, perRank = 8
-    func config(worldSize: Int) throws -> TrainConfig {
-        var c = ResolvedConfig(name: "equivalence")
-        for s in ["model.hidden=[16, 12]", "model.activation=gelu", "train.steps=\(steps)", "train.global_batch=\(perRank * world)",
-                  "train.log_every=4", "optimizer.name=\(optimizer)", "optimizer.lr=0.01", "schedule.warmup_steps=3",
-                  "optimizer.momentum=0.9", "optimizer.nesterov=true", "train.seed=5"] { try c.override(s) }
-        return try TrainConfig(c, worldSize: worldSize)
-    }
-    let distributed = try Trainer(config: config(worldSize: world), comm: comm, train: train, test: test)
-    let summary = try distributed.run()
+    let data = DataParallelEquivalence.data()
+    let (params, summary) = try DataParallelEquivalence.trainDistributed(optimizer: optimizer, comm: comm, data: data)
 
     // Identical on every rank (bitwise): max and min over ranks agree element by element.
-    var highs = distributed.params.array, lows = distributed.params.array
+    var highs = params, lows = params
     try comm.allReduce(&highs, op: .max)
     try comm.allReduce(&lows, op: .min)
     check("\(optimizer): parameters bit-identical on all \(world) ranks", highs == lows)
 
     var worst: Float = 0
     if rank == 0 {
-        let soloConfig = try config(worldSize: 1)
-        let soloParams = try SimulatedWorld.run(size: 1) { solo -> [Float] in
-            let trainer = try Trainer(config: soloConfig, comm: solo, train: train, test: test)
-            _ = try trainer.run()
-            return trainer.params.array
-        }[0]
-        for (a, b) in zip(distributed.params.array, soloParams) { worst = max(worst, abs(a - b) / max(1, abs(b))) }
+        let single = try DataParallelEquivalence.trainSingle(optimizer: optimizer, world: world, data: data)
+        worst = StageEquivalence.worstRelativeDifference(params, single)
     }
     worst = try comm.allReduce(worst, op: .max)
-    check("\(optimizer): \(steps) steps on \(world) ranks × batch \(perRank) = 1 rank × batch \(perRank * world) " +
+    let b = DataParallelEquivalence.perRankBatch
+    check("\(optimizer): \(DataParallelEquivalence.steps) steps on \(world) ranks × batch \(b) = 1 rank × batch \(b * world) " +
           "(max rel. diff \(worst) ≤ \(tolerance))", worst <= tolerance && summary.skippedSteps == 0)
 }
 

@@ -30,10 +30,10 @@ public enum StageEquivalence {
 
     /// The configuration of `family` at `stage` for `world` ranks.
     public static func config(stage: Int, world: Int, overrides: [String]) throws -> TrainConfig {
-        var c = ResolvedConfig(name: "stages")
-        for s in ["model.hidden=[20, 16]", "train.steps=\(steps)", "train.global_batch=\(8 * world)", "train.grad_accum=2",
-                  "train.log_every=6", "optimizer.lr=0.01", "zero.stage=\(stage)", "zero.bucket_mb=0.001",
-                  "train.grad_clip=10"] + overrides { try c.override(s) }
+        let c = try ResolvedConfig(name: "stages", overrides: [
+            "model.hidden=[20, 16]", "train.steps=\(steps)", "train.global_batch=\(8 * world)", "train.grad_accum=2",
+            "train.log_every=6", "optimizer.lr=0.01", "zero.stage=\(stage)", "zero.bucket_mb=0.001", "train.grad_clip=10",
+        ] + overrides)
         return try TrainConfig(c, worldSize: world)
     }
 

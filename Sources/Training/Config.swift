@@ -24,6 +24,12 @@ public struct ResolvedConfig: Equatable, Sendable {
         self.name = name
     }
 
+    /// The defaults (or `name`'s) with `overrides` applied in order, each `key=value` as `--set` takes it.
+    public init(name: String = "fashion-mlp", overrides: [String]) throws {
+        self.init(name: name)
+        for assignment in overrides { try override(assignment) }
+    }
+
     /// Loads `path` over the defaults.
     public static func load(path: String) throws -> ResolvedConfig {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {

@@ -3,41 +3,30 @@ import Distributed
 import Optimizers
 import SwiftMPI
 import Tensors
+import TestSupport
 import Training
 import XCTest
 
 /// Multi-rank logic in one process, with `SimulatedWorld` (threads) standing in for MPI. The same properties are
 /// checked with real MPI under `mpirun -n 4` by swift-train-mpi-checks (launch/test runs both).
 final class DataParallelTests: XCTestCase {
-    /// Same property as the mpirun check: k steps on 4 ranks with batch b = 1 rank with batch 4b (float
-    /// summation order differs only; tolerance 1e-5 relative to max(1, |θ|), see MPIChecks).
+    /// The mpirun check's property and configuration (TestSupport.DataParallelEquivalence) on 4 simulated ranks:
+    /// k steps on 4 ranks with batch b = 1 rank with batch 4b, within each case's tolerance.
     func testFourRanksEqualOneRankWithFourTimesTheBatch() throws {
-        let train = ImageDataset.synthetic(count: 256, featureCount: 12, classes: 4, seed: 1)
-        let test = ImageDataset.synthetic(count: 64, featureCount: 12, classes: 4, seed: 2)
-        func config(_ world: Int) throws -> TrainConfig {
-            var c = ResolvedConfig(name: "t")
-            for s in ["model.hidden=[10]", "train.steps=6", "train.global_batch=32", "train.log_every=3",
-                      "optimizer.lr=0.01", "schedule.warmup_steps=2"] { try c.override(s) }
-            return try TrainConfig(c, worldSize: world)
+        let data = DataParallelEquivalence.data()
+        for (optimizer, tolerance) in DataParallelEquivalence.cases {
+            let distributed = try SimulatedWorld.run(size: 4) { comm -> [Float] in
+                try DataParallelEquivalence.trainDistributed(optimizer: optimizer, comm: comm, data: data).params
+            }
+            for r in 1..<4 { XCTAssertEqual(distributed[r], distributed[0], "\(optimizer): rank \(r) diverged") }
+            let single = try DataParallelEquivalence.trainSingle(optimizer: optimizer, world: 4, data: data)
+            XCTAssertLessThanOrEqual(StageEquivalence.worstRelativeDifference(distributed[0], single), tolerance, optimizer)
+            let solo = try DataParallelEquivalence.config(optimizer: optimizer, batchRanks: 1, world: 1)
+            let untrained = try SimulatedWorld.run(size: 1) { comm in
+                try Trainer(config: solo, comm: comm, train: data.train, test: data.test).params.array
+            }[0]
+            XCTAssertNotEqual(single, untrained, "\(optimizer): training must have changed the parameters")
         }
-        let four = try config(4), one = try config(1)
-        let distributed = try SimulatedWorld.run(size: 4) { comm -> [Float] in
-            let t = try Trainer(config: four, comm: comm, train: train, test: test)
-            _ = try t.run()
-            return t.params.array
-        }
-        let single = try SimulatedWorld.run(size: 1) { comm -> [Float] in
-            let t = try Trainer(config: one, comm: comm, train: train, test: test)
-            _ = try t.run()
-            return t.params.array
-        }[0]
-        for r in 1..<4 { XCTAssertEqual(distributed[r], distributed[0], "rank \(r) diverged") }
-        let worst = zip(distributed[0], single).map { abs($0 - $1) / max(1, abs($1)) }.max()!
-        XCTAssertLessThanOrEqual(worst, 1e-5)
-        XCTAssertNotEqual(distributed[0], try SimulatedWorld.run(size: 1) { comm -> [Float] in
-            let t = try Trainer(config: one, comm: comm, train: train, test: test)
-            return t.params.array  // untrained: training must have changed the parameters
-        }[0])
     }
 
     /// A two-tensor engine on one simulated rank: w (matrix, decayed) and b (bias).
