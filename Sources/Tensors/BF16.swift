@@ -1,3 +1,4 @@
+import CDNNL
 import CKernels
 
 /// bfloat16 as UInt16 bit patterns (the high half of an IEEE float32: 8 exponent bits, 7 stored significand bits),
@@ -13,6 +14,12 @@ public enum BF16 {
     /// dst[i] = Float(src[i]) for i < count (exact).
     public static func widen(_ src: UnsafePointer<UInt16>, into dst: UnsafeMutablePointer<Float>, count: Int) {
         swt_bf16_to_f32(dst, src, count)
+    }
+
+    /// OpenMP's thread limit on the calling thread (what oneDNN will use here), or nil without an OpenMP runtime.
+    public static var openMPMaxThreads: Int? {
+        let n = swt_openmp_max_threads()
+        return n < 0 ? nil : Int(n)
     }
 }
 
