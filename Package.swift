@@ -15,7 +15,7 @@
 //   Optimizers  → CKernels, Tensors
 //   Plots       → —
 //   SwiftMPI    → CMPI
-//   Tensors     → CBLAS, CKernels
+//   Tensors     → CBLAS, CDNNL, CKernels
 import PackageDescription
 
 let release: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
@@ -37,12 +37,14 @@ let package = Package(
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c",
                        providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        // oneDNN 2.x for the bf16 GEMM (Sources/Tensors/GEMM.swift); Debian ships no pkg-config file for it.
+        .systemLibrary(name: "CDNNL", providers: [.apt(["libdnnl-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=off"])]),
 
         // Foundations: no module here knows about training.
         .target(name: "SwiftMPI", dependencies: ["CMPI"], swiftSettings: release),
-        .target(name: "Tensors", dependencies: ["CBLAS", "CKernels"], swiftSettings: release),
+        .target(name: "Tensors", dependencies: ["CBLAS", "CDNNL", "CKernels"], swiftSettings: release),
         .target(name: "Plots", swiftSettings: release),
         .target(name: "Models", dependencies: ["Tensors"], swiftSettings: release),
         .target(name: "Datasets", dependencies: ["CZlib", "Tensors"], swiftSettings: release),

@@ -284,3 +284,109 @@ void swt_lamb_direction(const float *restrict p, const float *restrict g, float 
     *sum_p += tp;
     *sum_r += tr;
 }
+
+// ---- bfloat16 conversion and CPU features (the bf16 GEMM path in Sources/Tensors/GEMM.swift) ----
+
+#include <string.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
+
+// fp32 → bf16, round to nearest even on the 16 dropped bits: adding 0x7FFF plus the lowest kept bit carries into the
+// kept half exactly when the dropped half is above one half, or exactly one half with an odd kept half. Overflow
+// rounds to ±inf the same way (0x7F7FFFFF → 0x7F80). NaN would carry into the exponent, so it is handled apart:
+// keep sign and top payload bits and set the quiet bit (what VCVTNEPS2BF16 does), so a NaN never becomes ±inf.
+static inline uint16_t bf16_round_one(uint32_t u) {
+    uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+    uint32_t quiet = (u >> 16) | 0x0040u;
+    return (uint16_t)((u & 0x7FFFFFFFu) > 0x7F800000u ? quiet : rounded);
+}
+
+// Portable body: a select, no branch, so the compiler vectorises it for each clone (AVX-512F, AVX2, baseline).
+SWT_CLONES
+static void f32_to_bf16_portable(uint16_t *restrict dst, const float *restrict src, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, src + i, 4);
+        dst[i] = bf16_round_one(u);
+    }
+}
+
+#if defined(__x86_64__)
+// AVX512-BF16: VCVTNEPS2BF16 converts 16 floats with RNE and quiets NaNs like bf16_round_one, but treats subnormal
+// inputs as zero (DAZ). Lanes holding a non-zero subnormal (|x| < 2⁻¹²⁶, rare in training data) are redone with the
+// integer rounding, so every dispatch path gives the same bits.
+__attribute__((target("avx512f,avx512bw,avx512bf16")))
+static void f32_to_bf16_avx512bf16(uint16_t *restrict dst, const float *restrict src, size_t n) {
+    const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF), min_normal = _mm512_set1_epi32(0x00800000);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 x = _mm512_loadu_ps(src + i);
+        __m256i h = (__m256i)_mm512_cvtneps_pbh(x);
+        __m512i a = _mm512_and_si512(_mm512_castps_si512(x), abs_mask);
+        __mmask16 sub = _mm512_cmplt_epi32_mask(a, min_normal) & _mm512_test_epi32_mask(a, a);
+        _mm256_storeu_si256((__m256i *)(dst + i), h);
+        if (sub) {
+            for (int k = 0; k < 16; k++) {
+                if (sub & (1u << k)) {
+                    uint32_t u;
+                    memcpy(&u, src + i + k, 4);
+                    dst[i + k] = bf16_round_one(u);
+                }
+            }
+        }
+    }
+    f32_to_bf16_portable(dst + i, src + i, n - i);
+}
+#endif
+
+// 1 when the CPU (and the OS, through XCR0) supports AVX512-BF16; decided once, on first use.
+static int bf16_vector_path(void) {
+    static int cached = -1;
+    if (cached < 0) cached = (swt_cpu_features() & SWT_CPU_AVX512_BF16) != 0;
+    return cached;
+}
+
+void swt_f32_to_bf16(uint16_t *dst, const float *src, size_t n) {
+#if defined(__x86_64__)
+    if (bf16_vector_path()) { f32_to_bf16_avx512bf16(dst, src, n); return; }
+#endif
+    f32_to_bf16_portable(dst, src, n);
+}
+
+// bf16 → fp32 is exact: the bf16 bits are the high half of the float. Vectorised by the clones (a widen and a shift).
+SWT_CLONES
+void swt_bf16_to_f32(float *restrict dst, const uint16_t *restrict src, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)src[i] << 16;
+        memcpy(dst + i, &u, 4);
+    }
+}
+
+unsigned swt_cpu_features(void) {
+    unsigned features = 0;
+#if defined(__x86_64__)
+    unsigned a, b, c, d;
+    if (__get_cpuid_max(0, 0) < 7) return 0;
+    __cpuid(1, a, b, c, d);
+    if (!(c & (1u << 27))) return 0;  // OSXSAVE: without it xgetbv faults and no extended state is enabled
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    (void)hi;
+    // XCR0: SSE, AVX and the three AVX-512 state components (opmask, ZMM0–15 upper halves, ZMM16–31) enabled.
+    int os_avx512 = (lo & 0xE6u) == 0xE6u;
+    // XCR0 bits 17, 18: AMX tile configuration and tile data (Linux also wants a per-process permission request,
+    // arch_prctl(ARCH_REQ_XCOMP_PERM), which oneDNN makes itself before using AMX).
+    int os_amx = (lo & 0x60000u) == 0x60000u;
+    __cpuid_count(7, 0, a, b, c, d);
+    unsigned max_subleaf = a;
+    if (os_avx512 && (b & (1u << 16))) features |= SWT_CPU_AVX512F;
+    if (os_amx && (d & (1u << 22))) features |= SWT_CPU_AMX_BF16;
+    if (max_subleaf >= 1) {
+        __cpuid_count(7, 1, a, b, c, d);
+        if ((features & SWT_CPU_AVX512F) && (a & (1u << 5))) features |= SWT_CPU_AVX512_BF16;
+    }
+#endif
+    return features;
+}

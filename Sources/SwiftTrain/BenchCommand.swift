@@ -6,7 +6,7 @@ import Training
 /// `swift-train bench`: single-core kernel benchmarks against the same run's hardware references.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Benchmark optimizer updates against memory bandwidth and Newton–Schulz against sgemm (one core).",
+        abstract: "Benchmark optimizer updates against memory bandwidth and Newton–Schulz against sgemm (one core); --gemm: the GEMM backends.",
         discussion: "Prints a table and writes JSON. End-to-end training throughput: launch/bench.")
 
     @Option(help: "Elements per optimizer update (default 16M).")
@@ -24,8 +24,16 @@ struct Bench: ParsableCommand {
     @Option(help: "Write the results as JSON here.")
     var json: String?
 
+    @Flag(help: "Only the GEMM table: GFLOP/s of OpenBLAS fp32, oneDNN fp32 and oneDNN bf16 on the GPT's shapes.")
+    var gemm = false
+
     func run() throws {
         Benchmarks.useOneCore()  // one core: the targets compare against one core's bandwidth and sgemm rate
+        if gemm {
+            let rows = Benchmarks.gemmTable(repeats: repeats) { print($0) }
+            if let json { try writeAtomically(Data(("{\"gemm\":[\(rows.joined(separator: ","))]}\n").utf8), to: json) }
+            return
+        }
         let copy = Benchmarks.copyBandwidth(elements: elements, repeats: repeats)
         print(String(format: "memory copy (read + write), %d floats: %.2f GB/s", elements, copy / 1e9))
         print("optimizer update, \(elements) floats, one core (bytes = θ, g and state read + θ and state written):")

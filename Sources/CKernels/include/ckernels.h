@@ -54,4 +54,19 @@ void swt_nadam_update(float *p, const float *g, float *m, float *v, size_t n, fl
 void swt_lamb_direction(const float *p, const float *g, float *m, float *v, float *r, size_t n, float b1, float b2,
                         float inv_bc1, float inv_sqrt_bc2, float eps, float wd, double *sum_p, double *sum_r);
 
+// bfloat16 (the high 16 bits of an IEEE float32) for the bf16 GEMM path; tests compare with Swift twins.
+#include <stdint.h>
+/// dst[i] = bf16(src[i]), round to nearest even; NaN stays NaN (quiet bit set, sign and top payload kept); ±inf and
+/// overflow give ±inf; subnormals are rounded like any other value (never flushed). AVX512-BF16 when present,
+/// else a portable loop (AVX-512F/AVX2/baseline clones); every path returns the same bits.
+void swt_f32_to_bf16(uint16_t *dst, const float *src, size_t n);
+/// dst[i] = float(src[i]) (exact).
+void swt_bf16_to_f32(float *dst, const uint16_t *src, size_t n);
+
+/// CPU features from cpuid, each counted only when the OS has enabled its register state (XCR0).
+#define SWT_CPU_AVX512F     1u
+#define SWT_CPU_AVX512_BF16 2u
+#define SWT_CPU_AMX_BF16    4u
+unsigned swt_cpu_features(void);
+
 #endif
