@@ -162,13 +162,10 @@ public struct SweepPlan: Sendable {
         if spec.scaleAdamBetas && rule == .sqrt && adamFamily.contains(c.string("optimizer.name")) {
             let kappa = Double(batch) / Double(spec.referenceBatch)
             let name = c.string("optimizer.name")
-            // The values this optimizer would use: the user's, else its own declared default.
-            func effective(_ key: String) -> Double {
-                if case .number(let v) = OptimizerCatalog.effectiveValue(key, optimizer: name, config: c) { return v }
-                preconditionFailure("\(name).\(key) is not a number")
-            }
-            let eps = effective("eps")
-            for (key, beta) in [("optimizer.beta1", effective("beta1")), ("optimizer.beta2", effective("beta2"))] where !pinned.contains(key) {
+            // The values this optimizer would use: the user's, else its own declared defaults.
+            let values = OptimizerCatalog.values(name, config: c)
+            let eps = values.double("eps")
+            for (key, beta) in [("optimizer.beta1", values.double("beta1")), ("optimizer.beta2", values.double("beta2"))] where !pinned.contains(key) {
                 let scaled = 1 - (1 - beta) * kappa
                 guard scaled >= 0 && scaled < 1 else {
                     throw ConfigError("scale_adam_betas: \(key) = \(beta) at batch \(batch) (κ = \(kappa)) becomes \(scaled), outside [0, 1): " +

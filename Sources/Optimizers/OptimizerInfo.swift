@@ -57,21 +57,29 @@ public struct OptimizerInfo: Sendable {
         self.build = build
     }
 
+    /// This optimizer's hyperparameters under `settings`, which may hold keys of other optimizers (one
+    /// configuration serves every group): only its own keys are kept, the rest of its keys at their defaults.
+    public func values(_ settings: [String: HyperValue]) -> HyperValues {
+        HyperValues(keys: keys, settings: settings.filter { key, _ in keys.contains { $0.name == key } })
+    }
+
     /// Every problem with `settings` for optimizer `name`: values out of this optimizer's ranges, then `check`.
     public func problems(_ name: String, settings: [String: HyperValue]) -> [String] {
-        let values = HyperValues(keys: keys, settings: settings.filter { key, _ in keys.contains { $0.name == key } })
+        problems(name, values(settings))
+    }
+
+    private func problems(_ name: String, _ values: HyperValues) -> [String] {
         let ranges = values.rangeProblems(optimizer: name)
         return ranges.isEmpty ? check(name, values).map { [$0] } ?? [] : ranges
     }
 
-    /// Builds optimizer `name` over `count` elements. `settings` may hold keys of other optimizers (one
-    /// configuration serves every group); only this optimizer's keys are read. Invalid values are a programming
-    /// error here: configuration validates them first (`problems`), with messages naming the key.
+    /// Builds optimizer `name` over `count` elements from `settings` (read as `values` reads them). Invalid values
+    /// are a programming error here: configuration validates them first (`problems`), with messages naming the key.
     public func make(_ name: String, count: Int, segments: [ParamSegment] = [],
                      settings: [String: HyperValue] = [:]) -> Optimizer {
-        let problems = problems(name, settings: settings)
+        let values = values(settings)
+        let problems = problems(name, values)
         precondition(problems.isEmpty, problems.joined(separator: "; "))
-        let values = HyperValues(keys: keys, settings: settings.filter { key, _ in keys.contains { $0.name == key } })
         return build(OptimizerRequest(name: name, count: count, segments: segments, values: values))
     }
 }

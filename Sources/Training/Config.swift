@@ -273,10 +273,7 @@ public struct TrainConfig: Sendable {
         }
         // Every optimizer in use checks the values it would receive against its own declared ranges.
         var used = [optimizerName]
-        for role in TensorRole.allCases {
-            let routed = c.string("groups.\(role.rawValue).optimizer")
-            if !routed.isEmpty && !used.contains(routed) { used.append(routed) }
-        }
+        for role in TensorRole.allCases where !used.contains(optimizerName(for: role)) { used.append(optimizerName(for: role)) }
         for name in used {
             if let problem = OptimizerCatalog.problems(name, config: c).first { throw ConfigError(problem) }
         }
@@ -309,7 +306,9 @@ public struct TrainConfig: Sendable {
 
     /// Weight decay and learning-rate multiplier (relative to `optimizer.lr`) of tensors of `role`.
     public func hyperparameters(for role: TensorRole) -> (weightDecay: Float, lrScale: Float) {
-        let wd = resolved.value("groups.\(role.rawValue).weight_decay").map { _ in resolved.double("groups.\(role.rawValue).weight_decay") }
+        // Unset: `optimizer.weight_decay` for tensors that decay, 0 for the rest.
+        var wd: Double? = nil
+        if case .double(let v)? = resolved.value("groups.\(role.rawValue).weight_decay") { wd = v }
         let roleLR = resolved.double("groups.\(role.rawValue).lr")
         let scale = (roleLR > 0 ? roleLR / lr : 1) * resolved.double("groups.\(role.rawValue).lr_scale")
         return (Float(wd ?? (defaultDecays(role) ? weightDecay : 0)), Float(scale))

@@ -58,9 +58,9 @@ public enum OptimizerCatalog {
         info(name).problems(name, settings: settings(c))
     }
 
-    /// The value of hyperparameter `key` that optimizer `name` would use under `c` (the user's, else its default).
-    public static func effectiveValue(_ key: String, optimizer name: String, config c: ResolvedConfig) -> HyperValue {
-        HyperValues(keys: info(name).keys, settings: settings(c)).value(key)
+    /// The hyperparameters optimizer `name` would use under `c` (the user's values, else its own defaults).
+    public static func values(_ name: String, config c: ResolvedConfig) -> HyperValues {
+        info(name).values(settings(c))
     }
 
     /// Builds optimizer `name` over `count` elements with hyperparameters from `c`. `segments` are the ones the
