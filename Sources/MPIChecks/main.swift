@@ -163,7 +163,7 @@ func runChecks() throws {
     for (optimizer, tolerance) in DataParallelEquivalence.cases {
         try dataParallelEquivalence(optimizer: optimizer, tolerance: tolerance)
     }
-    for family in StageEquivalence.families { try stageEquivalence(family.name, overrides: family.overrides) }
+    for family in StageEquivalence.allFamilies { try stageEquivalence(family.name, overrides: family.overrides) }
     try fullBatchEquivalence()
 }
 

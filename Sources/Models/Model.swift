@@ -54,6 +54,8 @@ public protocol Model: AnyObject {
     func adopt(layout: ParameterTable)
     /// Predictions one row contributes to `BatchResult.predictions`.
     var predictionsPerRow: Int { get }
+    /// The precision of the model's matrix products (`train.precision`); everything else computes in fp32.
+    var precision: GEMMPrecision { get set }
     /// Writes initial parameters (deterministic in `seed`).
     func initializeParameters(_ params: UnsafeMutableBufferPointer<Float>, seed: UInt64)
     /// Forward only (evaluation).

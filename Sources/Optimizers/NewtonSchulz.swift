@@ -136,15 +136,15 @@ public final class NewtonSchulz {
             let xp = x.pointer
             // A = XXᵀ (wide) or XᵀX (tall): (S, S)
             if tall {
-                sgemm(transposeA: true, transposeB: false, m: s, n: s, k: l, alpha: 1, xp, lda: s, xp, ldb: s,
+                gemm(.fp32, transposeA: true, transposeB: false, m: s, n: s, k: l, alpha: 1, xp, lda: s, xp, ldb: s,
                       beta: 0, a2, ldc: s)
             } else {
-                sgemm(transposeA: false, transposeB: true, m: s, n: s, k: l, alpha: 1, xp, lda: l, xp, ldb: l,
+                gemm(.fp32, transposeA: false, transposeB: true, m: s, n: s, k: l, alpha: 1, xp, lda: l, xp, ldb: l,
                       beta: 0, a2, ldc: s)
             }
             // B = c·A·A + b·A, then + a·I
             b2.update(from: a2, count: s * s)
-            sgemm(transposeA: false, transposeB: false, m: s, n: s, k: s, alpha: c, a2, lda: s, a2, ldb: s,
+            gemm(.fp32, transposeA: false, transposeB: false, m: s, n: s, k: s, alpha: c, a2, lda: s, a2, ldb: s,
                   beta: b, b2, ldc: s)
             for d in 0..<s { b2[d * s + d] += a }
             // X' = B·X (wide) or X·B (tall); the last step writes alpha·X' + beta·out into out.
@@ -152,10 +152,10 @@ public final class NewtonSchulz {
             let dst = last ? out : y.pointer
             let al: Float = last ? alpha : 1, be: Float = last ? beta : 0
             if tall {
-                sgemm(transposeA: false, transposeB: false, m: l, n: s, k: s, alpha: al, xp, lda: s, b2, ldb: s,
+                gemm(.fp32, transposeA: false, transposeB: false, m: l, n: s, k: s, alpha: al, xp, lda: s, b2, ldb: s,
                       beta: be, dst, ldc: s)
             } else {
-                sgemm(transposeA: false, transposeB: false, m: s, n: l, k: s, alpha: al, b2, lda: s, xp, ldb: l,
+                gemm(.fp32, transposeA: false, transposeB: false, m: s, n: l, k: s, alpha: al, b2, lda: s, xp, ldb: l,
                       beta: be, dst, ldc: l)
             }
             if !last { swap(&x, &y) }

@@ -14,13 +14,16 @@ public protocol CollectiveScalar: Numeric, Comparable, Sendable {
 }
 
 /// The element types, so implementations can map them to their own type handles.
-public enum ScalarKind: Sendable { case float32, float64, int32, int64, uint8 }
+public enum ScalarKind: Sendable { case float32, float64, int32, int64, uint8, uint16 }
 
 extension Float: CollectiveScalar { public static var scalarKind: ScalarKind { .float32 } }
 extension Double: CollectiveScalar { public static var scalarKind: ScalarKind { .float64 } }
 extension Int32: CollectiveScalar { public static var scalarKind: ScalarKind { .int32 } }
 extension Int64: CollectiveScalar { public static var scalarKind: ScalarKind { .int64 } }
 extension UInt8: CollectiveScalar { public static var scalarKind: ScalarKind { .uint8 } }
+/// UInt16 moves bf16 bit patterns (the bf16 weight all-gather); summing them is meaningless, so only
+/// gathers and broadcasts carry it.
+extension UInt16: CollectiveScalar { public static var scalarKind: ScalarKind { .uint16 } }
 
 /// Reductions. MPI has no "average": sum, then scale by 1/world.
 public enum ReduceOp: Sendable {

@@ -102,6 +102,7 @@ public final class MPICommunicator: Communicator {
         case .int32: return swt_type_int32()
         case .int64: return swt_type_int64()
         case .uint8: return swt_type_uint8()
+        case .uint16: return swt_type_uint16()
         }
     }
 

@@ -1,0 +1,75 @@
+import Datasets
+import Distributed
+import SwiftMPI
+import Tensors
+import Training
+import XCTest
+
+/// `train.precision: bf16` through the trainer and the engine: configuration, the bf16 weight copy and the fp32
+/// masters (stage equivalence in bf16 is in ShardingTests and the mpi checks).
+final class PrecisionTrainingTests: XCTestCase {
+    private func config(_ overrides: [String], world: Int = 1) throws -> TrainConfig {
+        try TrainConfig(try ResolvedConfig(name: "precision", overrides: overrides), worldSize: world)
+    }
+
+    /// Without AVX512-BF16 or AMX-BF16, bf16 is a configuration error naming what is missing and the way out; with
+    /// them (or forced) it is accepted.
+    func testBF16NeedsTheCPUFeatureUnlessForced() throws {
+        if let missing = CPUFeatures.bf16Unsupported() {
+            XCTAssertThrowsError(try config(["train.precision=bf16"])) { error in
+                let text = "\(error)"
+                XCTAssertTrue(text.contains(missing), text)
+                XCTAssertTrue(text.contains("train.force_bf16=true") && text.contains("train.precision=fp32"), text)
+            }
+        } else {
+            XCTAssertEqual(try config(["train.precision=bf16"]).precision, .bf16)
+        }
+        XCTAssertEqual(try config(["train.precision=bf16", "train.force_bf16=true"]).precision, .bf16)
+        XCTAssertEqual(try config([]).precision, .fp32, "fp32 is the default")
+    }
+
+    /// After bf16 steps at stage 1 on 2 simulated ranks: every weight the model reads is exactly a bf16 value and
+    /// identical on both ranks; the fp32 masters (exported for checkpoints) differ from it by at most the rounding,
+    /// |θ − bf16(θ)| ≤ u·|θ| with u = 2⁻⁸ (round to nearest: half a unit in the last place of an 8-bit significand), and carry bits bf16 cannot.
+    /// Parameter memory per rank is the bf16-valued working copy (4 B), the bf16 copy (2 B) and the owned masters.
+    func testBF16WorkingWeightsAndFP32Masters() throws {
+        let data = ImageDataset.synthetic(count: 200, featureCount: 12, classes: 3, seed: 2)
+        let config = try self.config(["model.hidden=[16]", "train.steps=4", "train.global_batch=16", "zero.stage=1",
+                                      "optimizer.lr=0.01", "train.precision=bf16", "train.force_bf16=true",
+                                      "train.log_every=2"], world: 2)
+        let results = try SimulatedWorld.run(size: 2) { comm -> (params: [Float], masters: [Float], summary: TrainSummary) in
+            let trainer = try Trainer(config: config, comm: comm, train: data, test: data)
+            let summary = try trainer.run()
+            return (trainer.params.array, try trainer.engine.masterParameters().array, summary)
+        }
+        let (params, masters, summary) = results[0]
+        XCTAssertEqual(results[1].params, params, "both ranks read the same weights")
+        XCTAssertEqual(results[1].masters, masters, "the gathered masters are the same on both ranks")
+        var differing = 0
+        for (p, m) in zip(params, masters) {
+            XCTAssertEqual(p.bitPattern & 0xFFFF, 0, "working weight \(p) is not a bf16 value")
+            XCTAssertLessThanOrEqual(abs(p - m), abs(m) * Float(pow(2.0, -8.0)), "\(p) is not bf16(\(m))")
+            if p != m { differing += 1 }
+        }
+        XCTAssertGreaterThan(differing, params.count / 2, "masters keep fp32 bits the working copy drops")
+        XCTAssertTrue(summary.evalLoss.isFinite)
+        XCTAssertEqual(summary.precision, "bf16")
+        let n = params.count
+        for (rank, bytes) in summary.parameterBytesPerRank.enumerated() {
+            // Masters of the owned share: about n/2 (shard boundaries are aligned), so within one alignment block.
+            let masterBytes = bytes - 4 * n - 2 * n
+            XCTAssertEqual(Double(masterBytes), Double(4 * n) / 2, accuracy: Double(4 * 16 * 2), "rank \(rank)")
+        }
+    }
+
+    /// fp32 keeps one parameter copy per rank.
+    func testFP32ParameterBytesAreOneCopy() throws {
+        let data = ImageDataset.synthetic(count: 100, featureCount: 12, classes: 3, seed: 2)
+        let config = try self.config(["model.hidden=[16]", "train.steps=1", "train.global_batch=8"])
+        let summary = try SimulatedWorld.run(size: 1) { comm in
+            try Trainer(config: config, comm: comm, train: data, test: data).run()
+        }[0]
+        XCTAssertEqual(summary.parameterBytesPerRank, [4 * summary.paramCount])
+        XCTAssertEqual(summary.precision, "fp32")
+    }
+}
