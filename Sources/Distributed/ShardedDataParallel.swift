@@ -81,8 +81,11 @@ public final class ShardedDataParallel {
     ///   - makeOptimizer: creates the optimizer of group g for `count` elements and the segments it will update.
     ///   - hyperparameters: weight decay and learning-rate multiplier of each tensor.
     ///   - bucketElements: target bucket size for gradient communication (elements).
+    ///   - workingPrecision: the precision of the weights the model reads (see the type's comment).
+    ///   - gradientPayload: bf16 sends reduce-scatter payloads as bf16, summed in fp32 by each owner (stages 1–2).
     public init(comm: Communicator, plan: ShardPlan, stage: ZeroStage, gradAccum: Int = 1, clipNorm: Double?,
                 bucketElements: Int = 1 << 19, workingPrecision: GEMMPrecision = .fp32,
+                gradientPayload: GEMMPrecision = .fp32,
                 makeOptimizer: (_ group: GroupLayout, _ count: Int, _ segments: [ParamSegment]) -> Optimizer,
                 hyperparameters: (TensorEntry) -> (weightDecay: Float, lrScale: Float)) {
         precondition(plan.worldSize == comm.size, "plan made for \(plan.worldSize) ranks, world has \(comm.size)")
@@ -134,6 +137,9 @@ public final class ShardedDataParallel {
         bucketSink = BucketedGradientSink(comm: comm, plan: plan, mode: mode, fullGrads: fullGrads, shards: shards,
                                           bucketElements: bucketElements)
         bucketSink.accumulateIntoShards = stage == .gradients && gradAccum > 1
+        precondition(gradientPayload == .fp32 || stage != .replicated,
+                     "bf16 gradient payloads need the reduce-scatter of stages 1–2 (configuration checks this)")
+        bucketSink.bf16Payload = gradientPayload == .bf16
     }
 
     deinit { weightsBF16?.deallocate() }
@@ -329,6 +335,8 @@ public final class ShardedDataParallel {
     public var gradientBytes: Int { bucketSink.gradientBytes }
     /// Seconds this rank spent blocked on gradient communication (the part overlap did not hide).
     public var communicationWaitSeconds: Double { bucketSink.waitSeconds }
+    /// Gradient payload bytes this rank has sent (reduce-scatter: exact; all-reduce: the ring's 2·(N−1)/N estimate).
+    public var gradientBytesSent: Int { bucketSink.payloadBytesSent }
     public var bucketCount: Int { bucketSink.buckets.count }
 }
 

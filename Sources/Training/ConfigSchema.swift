@@ -129,6 +129,8 @@ public enum ConfigSchema {
                   doc: "Precision of the model's matrix products. `fp32`: everything fp32. `bf16`: GEMM operands (weights and activations) rounded to bf16, products summed and returned in fp32; master weights, gradients and optimizer state stay fp32, and the model reads a bf16 copy of the weights made once per step. Needs a CPU with AVX512-BF16 or AMX-BF16 (see `train.force_bf16`). See docs/precision.md."),
         ConfigKey(path: "train.force_bf16", kind: .bool, defaultValue: .bool(false),
                   doc: "Run `train.precision: bf16` on a CPU without AVX512-BF16/AMX-BF16: the numerics are the same, but the bf16 products are computed on operands widened to fp32, so the run is slower than fp32 (for testing the numerics, not for speed)."),
+        ConfigKey(path: "zero.comm_dtype", kind: .string(allowed: ["fp32", "bf16"]), defaultValue: .string("fp32"),
+                  doc: "Element type of the gradient reduce-scatter's messages at stages 1–2. `bf16`: each rank rounds what it sends to bf16 and each owner sums in fp32 (half the gradient bytes; the gradient moves by ≤ 2⁻⁸ relative per contribution). Stage 0's all-reduce is fp32 only."),
         ConfigKey(path: "zero.bucket_mb", kind: .double(1e-6...4096), defaultValue: .double(2),
                   doc: "Gradient bucket size in MiB: each bucket's collective starts as soon as backward has finished its tensors."),
         ConfigKey(path: "train.max_bad_steps", kind: .int(0...Int.max), defaultValue: .int(10),

@@ -39,6 +39,8 @@ public struct TrainSummary: Sendable {
     public var optimizerSecondsPerStepPerRank: [Double]
     /// Seconds rank 0 spent blocked on gradient collectives (communication overlap did not hide).
     public var communicationWaitSeconds: Double
+    /// Gradient payload bytes rank 0 sent per step (`zero.comm_dtype` halves it at stages 1–2).
+    public var gradientBytesSentPerStep: Double
 
     public func json(config: TrainConfig, mpiLibrary: String) -> JSONObject {
         var o = JSONObject()
@@ -68,6 +70,7 @@ public struct TrainSummary: Sendable {
         o.add("peak_rss_bytes_per_rank", peakRSSBytesPerRank)
         o.add("optimizer_seconds_per_step_per_rank", raw: "[" + optimizerSecondsPerStepPerRank.map { "\($0)" }.joined(separator: ",") + "]")
         o.add("communication_wait_seconds", communicationWaitSeconds)
+        o.add("gradient_bytes_sent_per_step", gradientBytesSentPerStep)
         o.add("mpi_library", mpiLibrary)
         return o
     }
@@ -130,6 +133,7 @@ public final class Trainer {
         engine = ShardedDataParallel(
             comm: comm, plan: shardPlan, stage: ZeroStage(rawValue: config.zeroStage)!, gradAccum: config.gradAccum,
             clipNorm: config.gradClip, bucketElements: config.bucketElements, workingPrecision: config.precision,
+            gradientPayload: config.gradientPayload,
             makeOptimizer: { group, count, segments in
                 OptimizerCatalog.make(group.name, count: count, segments: segments, config: resolved) },
             hyperparameters: { config.hyperparameters(for: $0.role) })
@@ -265,7 +269,8 @@ public final class Trainer {
             skippedSteps: skippedSteps, zeroStage: config.zeroStage, precision: config.precision.rawValue,
             parameterBytesPerRank: parameterBytes, optimizerStateBytesPerRank: stateBytes,
             gradientBytesPerRank: gradientBytes, peakRSSBytesPerRank: peakRSS, optimizerSecondsPerStepPerRank: updateTimes,
-            communicationWaitSeconds: engine.communicationWaitSeconds)
+            communicationWaitSeconds: engine.communicationWaitSeconds,
+            gradientBytesSentPerStep: Double(engine.gradientBytesSent) / Double(max(finalStep - startStep, 1)))
         if let lastEval { summary.evalExtras = Dictionary(uniqueKeysWithValues: task.evaluationMetrics(lastEval)) }
         return summary
     }

@@ -2,6 +2,7 @@ import Datasets
 import Distributed
 import SwiftMPI
 import Tensors
+import TestSupport
 import Training
 import XCTest
 
@@ -71,5 +72,46 @@ final class PrecisionTrainingTests: XCTestCase {
         }[0]
         XCTAssertEqual(summary.parameterBytesPerRank, [4 * summary.paramCount])
         XCTAssertEqual(summary.precision, "fp32")
+    }
+}
+
+/// `zero.comm_dtype: bf16`: the reduce-scatter's messages carry bf16 and each owner sums in fp32.
+final class GradientPayloadTests: XCTestCase {
+    private func run(stage: Int, payload: String, world: Int) throws -> (params: [Float], summary: TrainSummary) {
+        let data = StageEquivalence.data()
+        let config = try TrainConfig(try ResolvedConfig(name: "payload", overrides: [
+            "model.hidden=[20, 16]", "train.steps=12", "train.global_batch=\(8 * world)", "optimizer.name=sgd",
+            "optimizer.momentum=0.9", "optimizer.lr=0.05", "zero.stage=\(stage)", "zero.bucket_mb=0.001",
+            "zero.comm_dtype=\(payload)", "train.log_every=6"]), worldSize: world)
+        return try SimulatedWorld.run(size: world) { comm -> ([Float], TrainSummary) in
+            let trainer = try Trainer(config: config, comm: comm, train: data.train, test: data.test)
+            let summary = try trainer.run()
+            return (trainer.params.array, summary)
+        }[0]
+    }
+
+    /// SGD with momentum is linear in the gradient, so the parameters move by lr·Σ(momentum-weighted) gradient
+    /// perturbations: each peer contribution is off by ≤ u = 2⁻⁸ relative, so after k = 12 steps
+    /// |Δθ| ≤ lr·k·Σ_t|m_t|·u, about 12 × 0.05 × 10 × 0.004 ≈ 2e-2 in the worst case for these gradients (|g| ≲ 1), but
+    /// the rounding errors have random signs and mostly cancel (measured 2e-5), so the check bounds the max difference
+    /// by 1e-3 — far below the O(lr) = 5e-2 a dropped or doubled block would cause — and requires it to be non-zero
+    /// (the payload really was rounded).
+    /// Bytes sent per step halve exactly.
+    func testBF16PayloadHalvesBytesAndStaysNearFP32() throws {
+        for stage in [1, 2] {
+            let fp32 = try run(stage: stage, payload: "fp32", world: 3), bf16 = try run(stage: stage, payload: "bf16", world: 3)
+            let worst = zip(bf16.params, fp32.params).map { abs($0 - $1) }.max()!
+            print("[comm bf16] stage \(stage): max |Δθ| = \(worst); bytes/step \(fp32.summary.gradientBytesSentPerStep) → \(bf16.summary.gradientBytesSentPerStep)")
+            XCTAssertGreaterThan(worst, 0, "stage \(stage): bf16 payloads changed nothing")
+            XCTAssertLessThanOrEqual(worst, 1e-3, "stage \(stage)")
+            XCTAssertEqual(bf16.summary.gradientBytesSentPerStep * 2, fp32.summary.gradientBytesSentPerStep, "stage \(stage)")
+            XCTAssertGreaterThan(bf16.summary.gradientBytesSentPerStep, 0)
+        }
+    }
+
+    func testBF16PayloadNeedsAReduceScatterStage() {
+        XCTAssertThrowsError(try TrainConfig(try ResolvedConfig(name: "p", overrides: ["zero.comm_dtype=bf16"]), worldSize: 2)) {
+            XCTAssertTrue("\($0)".contains("zero.stage=1"), "\($0)")
+        }
     }
 }
