@@ -75,7 +75,6 @@ extension ShardedDataParallel {
             let dst = params.slice(entry.range)
             for i in 0..<values.count { dst[i] = values[i] }
         }
-        adoptWrittenParameters()
         for (g, optimizer) in optimizers.enumerated() {
             let name = plan.groups[g].name
             guard let saved = stepCount(name) else { throw missingGroup(name) }

@@ -34,30 +34,25 @@ public enum ZeroStage: Int, Sendable, CaseIterable {
 ///    clipping scales the raw gradient (each element counted once, on its owner).
 /// 4. Each group's optimizer updates what this rank owns (per-tensor norm optimizers first add their partial norms
 ///    and all-reduce them once, so trust ratios are exact).
-/// 5. Stages 1, 2: updated parameters are all-gathered (variable counts, one collective per group).
+/// 5. Stages 1, 2: updated parameters are all-gathered (variable counts, one collective per group; `WeightGather`).
 ///
-/// Working precision (`train.precision`). fp32: `params` is both what the model reads and the master copy the
-/// optimizers update. bf16 (DeepSpeed's bf16 mode): the optimizers update fp32 *master* weights of what this rank
-/// owns (`masters`: the whole model at stage 0, its shard at stages 1–2), and `params` holds every weight rounded to
-/// bf16, made once per step in step 5: each owner rounds what it owns into the bf16 copy (`weightsBF16`), stages
-/// 1–2 all-gather that bf16 copy (2 bytes per element instead of 4), and every rank widens it into `params` (exact:
-/// bf16 values are floats). Every rank therefore reads the same bf16-valued weights at every stage, and gradients,
-/// optimizer state and masters stay fp32.
+/// Working precision (`train.precision`, DeepSpeed's and autocast's bf16 mode): `params` hold the fp32 master
+/// weights of what this rank owns, and the optimizers update them in fp32; the models round every matrix-product
+/// operand to bf16 (`GEMMPrecision.bf16`), so what a GEMM reads is bf16(master). At stages 1–2 the all-gather of
+/// step 5 therefore moves the matrices as bf16 — half the bytes — and the rest in fp32 (`WeightGather`).
+/// Gradients, optimizer state and masters stay fp32.
 public final class ShardedDataParallel {
     public let comm: Communicator
     public let plan: ShardPlan
     public let stage: ZeroStage
     public let clipNorm: Double?
     public let gradAccum: Int
-    /// Full parameters in `plan.table` layout, identical on every rank after each step: what the model reads (in bf16
-    /// working precision, the masters rounded to bf16).
+    /// Full parameters in `plan.table` layout, what the model reads: identical on every rank after each step in
+    /// fp32; in bf16 working precision at stages 1–2, matrices other ranks own hold bf16(master) (see above).
     public let params: FloatBuffer
-    /// The precision of the weights the model reads (see the type's comment).
+    /// The precision of the matrix products the model computes (see the type's comment).
     public let workingPrecision: GEMMPrecision
-    /// bf16 only: per group, the fp32 master weights of `ownedRanges[g]`.
-    private let masters: [FloatBuffer]
-    /// bf16 only: every weight as bf16, in `plan.table` layout (each rank writes what it owns; stages 1–2 gather it).
-    private let weightsBF16: UnsafeMutableBufferPointer<UInt16>?
+    private let weightGather: WeightGather
     /// Per group: this rank's optimizer (over the whole group at stage 0, over its block at stages 1 and 2).
     public let optimizers: [Optimizer]
     /// Per group: the absolute range this rank updates, and its segments (relative to that range).
@@ -113,15 +108,8 @@ public final class ShardedDataParallel {
         segments = segs
         optimizers = opts
         self.workingPrecision = workingPrecision
-        if workingPrecision == .bf16 {
-            masters = ranges.map { FloatBuffer(count: $0.count) }
-            let copy = UnsafeMutableBufferPointer<UInt16>.allocate(capacity: plan.table.count)
-            copy.initialize(repeating: 0)
-            weightsBF16 = copy
-        } else {
-            masters = []
-            weightsBF16 = nil
-        }
+        // Stage 0 gathers nothing: every rank updates every weight.
+        weightGather = WeightGather(comm: comm, plan: plan, workingPrecision: stage == .replicated ? .fp32 : workingPrecision)
         switch stage {
         case .replicated:
             fullGrads = FloatBuffer(count: plan.table.count)
@@ -142,41 +130,22 @@ public final class ShardedDataParallel {
         bucketSink.bf16Payload = gradientPayload == .bf16
     }
 
-    deinit { weightsBF16?.deallocate() }
-
-    /// The fp32 weights group g's optimizer updates: this rank's range of `params` (fp32), or its masters (bf16).
-    private func masterWeights(_ g: Int) -> UnsafeMutableBufferPointer<Float> {
-        workingPrecision == .bf16 ? masters[g].buffer : params.slice(ownedRanges[g])
-    }
-
-    /// Takes `params`, just written in full and identical on every rank (initialisation, a checkpoint import), as
-    /// the master weights: in bf16 working precision each rank copies what it owns into its masters and rounds
-    /// `params` to bf16 (no communication: every rank rounds the same values). Nothing to do in fp32.
-    public func adoptWrittenParameters() {
-        guard workingPrecision == .bf16, let copy = weightsBF16?.baseAddress else { return }
-        for g in masters.indices { masters[g].buffer.update(from: params.slice(ownedRanges[g])) }
-        BF16.round(params.pointer, into: copy, count: plan.table.count)
-        BF16.widen(copy, into: params.pointer, count: plan.table.count)
-    }
-
-    /// The fp32 master weights of the whole model in `plan.table` layout, on every rank (for checkpoints and
-    /// export). fp32: `params` itself. bf16: assembled from the masters, with one all-gather at stages 1–2 — a
-    /// collective, so every rank calls it at the same point.
+    /// The fp32 master weights of the whole model in `plan.table` layout, on every rank (for checkpoints, export
+    /// and equivalence checks). `params` itself, except in bf16 working precision at stages 1–2, where a copy
+    /// gathers every owner's fp32 masters — a collective, so every rank calls it at the same point.
     public func masterParameters() throws -> FloatBuffer {
-        guard workingPrecision == .bf16 else { return params }
+        guard workingPrecision == .bf16 && stage != .replicated else { return params }
         let full = FloatBuffer(count: plan.table.count)
-        for g in masters.indices { full.slice(ownedRanges[g]).update(from: masters[g].buffer) }
-        if stage != .replicated {
-            let requests = try plan.groups.map { try comm.iAllGatherInPlace(full.slice($0.range), counts: $0.counts) }
-            for r in requests { try r.wait() }
-        }
+        full.buffer.update(from: params.buffer)
+        let requests = try plan.groups.map { try comm.iAllGatherInPlace(full.slice($0.range), counts: $0.counts) }
+        for r in requests { try r.wait() }
         return full
     }
 
-    /// Bytes of parameters this rank holds: `params`, plus the masters and the bf16 copy in bf16 working precision.
-    public var parameterBytes: Int {
-        params.byteCount + masters.reduce(0) { $0 + $1.byteCount } + (weightsBF16?.count ?? 0) * 2
-    }
+    /// Bytes of parameters this rank holds: `params`, plus the packed bf16 gather buffer in bf16 at stages 1–2.
+    public var parameterBytes: Int { params.byteCount + weightGather.byteCount }
+    /// Weight bytes this rank receives in each step's all-gather (0 at stage 0).
+    public var weightBytesReceivedPerStep: Int { stage == .replicated ? 0 : weightGather.bytesReceived }
 
     /// The sink backward writes into during a micro-batch.
     public var sink: GradientSink { bucketSink }
@@ -278,7 +247,7 @@ public final class ShardedDataParallel {
             squares.withUnsafeMutableBufferPointer { partial in
                 for g in normGroups {
                     (optimizers[g] as! TensorNormOptimizer).prepare(
-                        params: masterWeights(g), grads: UnsafeBufferPointer(ownedGradient(g)),
+                        params: params.slice(ownedRanges[g]), grads: UnsafeBufferPointer(ownedGradient(g)),
                         segments: segments[g], context: context, partialSquares: partial)
                 }
             }
@@ -287,43 +256,19 @@ public final class ShardedDataParallel {
             updateStart = monotonicSeconds()
             squares.withUnsafeBufferPointer { total in
                 for g in normGroups {
-                    (optimizers[g] as! TensorNormOptimizer).apply(params: masterWeights(g), segments: segments[g],
+                    (optimizers[g] as! TensorNormOptimizer).apply(params: params.slice(ownedRanges[g]), segments: segments[g],
                                                                   context: context, totalSquares: total)
                 }
             }
         }
         for g in optimizers.indices where !(optimizers[g] is TensorNormOptimizer) {
-            optimizers[g].update(params: masterWeights(g), grads: UnsafeBufferPointer(ownedGradient(g)),
+            optimizers[g].update(params: params.slice(ownedRanges[g]), grads: UnsafeBufferPointer(ownedGradient(g)),
                                  segments: segments[g], context: context)
         }
 
         updateSeconds += monotonicSeconds() - updateStart
-        try publishUpdatedWeights()
+        if stage != .replicated { try weightGather.publish(params) }
         return StepReport(gradNorm: norm, skipped: false, clipped: clipped)
-    }
-
-    /// Step 5: every rank's `params` from the owners' updated weights. fp32 stages 1–2 all-gather the owned ranges;
-    /// bf16 rounds the masters into the bf16 copy, all-gathers that at stages 1–2, and widens it into `params`.
-    private func publishUpdatedWeights() throws {
-        switch workingPrecision {
-        case .fp32:
-            guard stage != .replicated else { return }
-            // Every group's parameter all-gather in flight at once, then wait.
-            let requests = try plan.groups.map { try comm.iAllGatherInPlace(params.slice($0.range), counts: $0.counts) }
-            for r in requests { try r.wait() }
-        case .bf16:
-            let copy = weightsBF16!
-            for g in masters.indices {
-                BF16.round(masters[g].pointer, into: copy.baseAddress! + ownedRanges[g].lowerBound, count: masters[g].count)
-            }
-            if stage != .replicated {
-                let requests = try plan.groups.map {
-                    try comm.iAllGatherInPlace(UnsafeMutableBufferPointer(rebasing: copy[$0.range]), counts: $0.counts)
-                }
-                for r in requests { try r.wait() }
-            }
-            BF16.widen(copy.baseAddress!, into: params.pointer, count: plan.table.count)
-        }
     }
 
     /// Seconds this rank spent computing optimizer updates (communication excluded), summed over steps: at stages

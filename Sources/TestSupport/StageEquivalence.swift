@@ -46,13 +46,13 @@ public enum StageEquivalence {
         return try TrainConfig(c, worldSize: world)
     }
 
-    /// Trains on this rank (collective over `comm`); returns the final parameters and the summary.
+    /// Trains on this rank (collective over `comm`); returns the final (fp32 master) parameters and the summary.
     public static func train(stage: Int, overrides: [String], comm: Communicator,
                              data: (train: ImageDataset, test: ImageDataset)) throws -> (params: [Float], summary: TrainSummary) {
         let trainer = try Trainer(config: try config(stage: stage, world: comm.size, overrides: overrides), comm: comm,
                                   train: data.train, test: data.test)
         let summary = try trainer.run()
-        return (trainer.params.array, summary)
+        return (try trainer.engine.masterParameters().array, summary)
     }
 
     /// max |a − b| / max(1, |b|): the measure `tolerance` bounds.

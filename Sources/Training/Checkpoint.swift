@@ -151,7 +151,7 @@ public enum Checkpoint {
         let sizes = try engine.gatherPerRank(Int64(myBytes)), checksums = try engine.gatherPerRank(Int64(myCRC))
 
         // Phase 3: rank 0 writes the (fp32 master) parameters and the manifest last, then renames the directory
-        // into place. In bf16 working precision at stages 1–2 the masters are gathered first, on every rank.
+        // into place. In bf16 working precision at stages 1–2 the owners' masters are gathered first, on every rank.
         let masters = try engine.masterParameters()
         if rank == 0 {
             let params = encode(run.table.entries.map {

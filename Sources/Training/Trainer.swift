@@ -30,7 +30,7 @@ public struct TrainSummary: Sendable {
     public var zeroStage: Int
     /// `train.precision`.
     public var precision: String
-    /// Parameter bytes each rank holds (the weights the model reads, plus fp32 masters and the bf16 copy in bf16).
+    /// Parameter bytes each rank holds (the weights, plus the packed gather buffer in bf16 at stages 1–2).
     public var parameterBytesPerRank: [Int]
     public var optimizerStateBytesPerRank: [Int]
     public var gradientBytesPerRank: [Int]
@@ -139,7 +139,6 @@ public final class Trainer {
             hyperparameters: { config.hyperparameters(for: $0.role) })
         // Every rank initialises from the same seed, so parameters start identical without a broadcast.
         model.initializeParameters(engine.params.buffer, seed: config.seed)
-        engine.adoptWrittenParameters()
         model.precision = config.precision
         schedule = config.schedule(totalSteps: totalSteps)
         noiseScale = GradientNoiseScale(decay: config.noiseScaleDecay)
@@ -248,7 +247,7 @@ public final class Trainer {
             if pause { try stop(.paused(step: done)) }
         }
 
-        // The fp32 weights to export (in bf16 working precision gathered from the owners' masters: a collective).
+        // The fp32 master weights to export (in bf16 at stages 1–2 gathered from their owners: a collective).
         exportParameters = try engine.masterParameters()
         // Memory and update time per rank, gathered so rank 0 can report every rank.
         let parameterBytes = try engine.gatherPerRank(Int64(engine.parameterBytes)).map { Int($0) }

@@ -83,7 +83,7 @@ final class GPTShardingTests: XCTestCase {
                         let summary = try t.run()
                         XCTAssertTrue(summary.evalLoss.isFinite)
                         XCTAssertNil(summary.evalExtras["eval_bits_per_byte"], "bits per byte are reported for byte vocabularies only")
-                        return t.params.array
+                        return try t.engine.masterParameters().array
                     }
                     results.append(params[0])
                 }
