@@ -4,7 +4,7 @@ import Tensors
 ///
 /// Every epoch is a seeded permutation of the training set (independent of the world size); consecutive slices of
 /// `globalBatch` positions form the global batches (the last incomplete one is dropped); within a global batch,
-/// rank r takes positions r·b ..< (r+1)·b with b = globalBatch / world. So the union over ranks of one step is the
+/// each rank takes the consecutive positions `BatchSplit` assigns it. So the union over ranks of one step is the
 /// same set of examples whatever the world size, and a run is reproducible from (seed, world size).
 public struct BatchSampler: Equatable, Sendable {
     public let datasetSize: Int
@@ -57,4 +57,60 @@ public func gatherRows(_ dataset: ImageDataset, indices: [Int32], features: Unsa
             labels[row] = dataset.labels[Int(index)]
         }
     }
+}
+
+/// Which rows of a global batch each rank and micro-batch takes, for any global batch on any world size.
+///
+/// Rank r takes ⌈B/N⌉ rows if r < B mod N, else ⌊B/N⌋, in rank order: rows Σ_{q<r} n_q ..< that + n_r of the global
+/// batch (so the union over ranks is the same B rows at any world size). Its rows are split into `gradAccum`
+/// micro-batches the same way. Every gradient is scaled by 1/B (the engine's `meanLossScale`), so ranks and
+/// micro-batches of unequal sizes still sum to the exact mean over the global batch.
+public struct BatchSplit: Equatable, Sendable {
+    public let globalBatch: Int
+    public let worldSize: Int
+    public let gradAccum: Int
+
+    /// Why this split cannot be made, or nil: every micro-batch needs at least one row.
+    public static func problem(globalBatch: Int, worldSize: Int, gradAccum: Int) -> String? {
+        guard globalBatch >= worldSize * gradAccum else {
+            return "train.global_batch = \(globalBatch) is smaller than \(worldSize) ranks × train.grad_accum " +
+                "\(gradAccum) = \(worldSize * gradAccum): every micro-batch on every rank needs at least one row — " +
+                "raise the batch to ≥ \(worldSize * gradAccum), lower train.grad_accum, or run on fewer ranks"
+        }
+        return nil
+    }
+
+    public init(globalBatch: Int, worldSize: Int, gradAccum: Int) {
+        precondition(Self.problem(globalBatch: globalBatch, worldSize: worldSize, gradAccum: gradAccum) == nil,
+                     Self.problem(globalBatch: globalBatch, worldSize: worldSize, gradAccum: gradAccum)!)
+        self.globalBatch = globalBatch
+        self.worldSize = worldSize
+        self.gradAccum = gradAccum
+    }
+
+    /// Part `i` of `total` split into `parts` nearly equal parts, the first `total mod parts` one larger:
+    /// (offset, count).
+    @inline(__always)
+    static func part(_ i: Int, of total: Int, parts: Int) -> (offset: Int, count: Int) {
+        let base = total / parts, extra = total % parts
+        return (i * base + Swift.min(i, extra), base + (i < extra ? 1 : 0))
+    }
+
+    /// Rows of the global batch rank `rank` takes: (first row, count).
+    public func rows(rank: Int) -> (firstRow: Int, count: Int) {
+        let p = Self.part(rank, of: globalBatch, parts: worldSize)
+        return (p.offset, p.count)
+    }
+
+    /// Rows of micro-batch `index` of rank `rank`, as global rows: (first row, count).
+    public func microBatch(rank: Int, index: Int) -> (firstRow: Int, count: Int) {
+        let r = rows(rank: rank), p = Self.part(index, of: r.count, parts: gradAccum)
+        return (r.firstRow + p.offset, p.count)
+    }
+
+    /// The most rows any rank takes (⌈B/N⌉), and the largest micro-batch (workspace sizes).
+    public var largestRankBatch: Int { (globalBatch + worldSize - 1) / worldSize }
+    public var largestMicroBatch: Int { (largestRankBatch + gradAccum - 1) / gradAccum }
+    /// True when every rank and micro-batch has the same number of rows.
+    public var isEven: Bool { globalBatch % (worldSize * gradAccum) == 0 }
 }

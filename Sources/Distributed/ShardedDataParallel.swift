@@ -62,11 +62,13 @@ public final class ShardedDataParallel {
     private let shards: [FloatBuffer]
     private let bucketSink: BucketedGradientSink
     private var microBatch = 0
+    /// Rows of the current micro-batch, and of this step's micro-batches so far on this rank.
+    private var microBatchRows = 0, stepRows = 0
     /// For the noise scale with one rank and accumulation at stages 0/1 (one communication per step): the
     /// accumulated gradient before the current micro-batch, so each micro-batch's own gradient is a difference.
     private var previousAccumulation: FloatBuffer?
-    /// Per "small batch" of this step: ‖g‖² of its accumulated gradient contribution.
-    private var smallBatchSquares: [Double] = []
+    /// Per "small batch" of this step: ‖g‖² of its gradient contribution, and its rows.
+    private var smallBatchSquares: [(squares: Double, rows: Int)] = []
     /// Whether the noise-scale norms are measured (one extra pass over the local gradient per step).
     public var measuresNoiseScale = true {
         didSet { bucketSink.measuresLocalSquares = measuresNoiseScale }
@@ -150,9 +152,12 @@ public final class ShardedDataParallel {
     /// The sink backward writes into during a micro-batch.
     public var sink: GradientSink { bucketSink }
 
-    /// Starts micro-batch `index` (0..<gradAccum) of a step; the first one clears the gradients.
-    public func beginMicroBatch(_ index: Int) {
+    /// Starts micro-batch `index` (0..<gradAccum) of a step, of `rows` rows on this rank; the first one clears the
+    /// gradients.
+    public func beginMicroBatch(_ index: Int, rows: Int) {
         microBatch = index
+        microBatchRows = rows
+        stepRows = index == 0 ? rows : stepRows + rows
         if index == 0 {
             fullGrads?.zero()
             for s in shards { s.zero() }
@@ -164,16 +169,12 @@ public final class ShardedDataParallel {
         bucketSink.reducedSquares = 0
     }
 
-    /// What each rank scales its loss by, on top of 1/(its own batch): gradients are *summed* across ranks, so each
-    /// rank writes its contribution to the global mean, (1/world) × its local mean gradient. Folding the average
-    /// into the loss scale saves a read-and-write pass over the whole gradient every step.
-    public var contributionScale: Float { 1 / Float(comm.size) }
-
     /// The loss scale of one micro-batch's backward, and the one place the mean is decided: gradients are of the
-    /// mean loss over the *global* batch, 1 / (per-rank rows × ranks × predictions per row), so summing every
-    /// rank's contribution in the collectives yields the global mean with no division pass afterwards.
-    public func meanLossScale(perRankRows: Int, predictionsPerRow: Int) -> Float {
-        contributionScale / Float(perRankRows * predictionsPerRow)
+    /// mean loss over the *global* batch, 1 / (global rows × predictions per row), whatever this rank's share, so
+    /// summing every rank's and micro-batch's contribution in the collectives yields the exact global mean —
+    /// with unequal shares too — and no division pass afterwards.
+    public func meanLossScale(globalRows: Int, predictionsPerRow: Int) -> Float {
+        1 / Float(globalRows * predictionsPerRow)
     }
 
     /// True when each micro-batch's own gradient norm is measured by difference (one rank, accumulation, stages 0/1).
@@ -190,23 +191,34 @@ public final class ShardedDataParallel {
             let a = fullGrads!.pointer, p = previous.pointer
             var sum = 0.0
             for i in 0..<plan.table.count { let d = Double(a[i] - p[i]); sum += d * d; p[i] = a[i] }
-            smallBatchSquares.append(sum)
+            smallBatchSquares.append((sum, microBatchRows))
         } else if bucketSink.communicate {
-            smallBatchSquares.append(bucketSink.localSquares)
+            // Once per step (all of this rank's rows), or per micro-batch at stage 2 with accumulation.
+            smallBatchSquares.append((bucketSink.localSquares, gradAccum > 1 && stage == .gradients ? microBatchRows : stepRows))
         }
     }
 
-    /// The noise-scale inputs of the last step on this rank: Σ over small batches of ‖mean gradient‖², their number,
-    /// and the rows in each. A small batch is this rank's per-rank batch (one communication per step), or one
-    /// micro-batch (stage 2 with accumulation, or one rank with accumulation). Accumulated gradients are scaled by
-    /// 1/(per-rank batch), so a micro-batch's mean gradient is its contribution × (per-rank batch / micro-batch).
-    public func smallBatchNorms(perRankRows: Int) -> (sumSquares: Double, count: Int, rows: Int) {
-        let perSample = smallBatchSquares.count == gradAccum && gradAccum > 1
-        let rows = perSample ? perRankRows / gradAccum : perRankRows
-        // Contributions carry the 1/world of `contributionScale`: undo it to get this rank's own mean gradient.
-        let world = Double(comm.size)
-        let scale = (perSample ? Double(gradAccum) * Double(gradAccum) : 1) * world * world
-        return (smallBatchSquares.reduce(0, +) * scale, smallBatchSquares.count, rows)
+    /// The noise-scale inputs of the last step on this rank: Σ over small batches of ‖mean gradient‖², their
+    /// number, and Σ 1/rows. A small batch is this rank's share of the step (one communication per step), or one
+    /// micro-batch (stage 2 with accumulation, or one rank with accumulation). Contributions are scaled by
+    /// 1/(global rows), so a small batch of b rows has mean gradient contribution × (global rows / b).
+    public func smallBatchNorms(globalRows: Int) -> SmallBatchNorms {
+        var sum = 0.0, inverse = 0.0
+        for (squares, rows) in smallBatchSquares {
+            let toMean = Double(globalRows) / Double(rows)
+            sum += squares * toMean * toMean
+            inverse += 1 / Double(rows)
+        }
+        return SmallBatchNorms(sumSquares: sum, count: smallBatchSquares.count, sumInverseRows: inverse)
+    }
+
+    /// What `smallBatchNorms` returns.
+    public struct SmallBatchNorms: Sendable {
+        /// Σ over small batches of ‖mean gradient‖².
+        public var sumSquares: Double
+        public var count: Int
+        /// Σ over small batches of 1/rows.
+        public var sumInverseRows: Double
     }
 
     /// Gradient of group g as this rank's optimizer sees it (averaged over ranks once `step` has begun).

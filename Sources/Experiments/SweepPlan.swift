@@ -226,12 +226,16 @@ public struct SweepPlan: Sendable {
                           optimizerLabel: optimizerLabel, lrFactor: lrFactor, groupLRs: groupLRs, totalSteps: totalSteps)
     }
 
-    /// The smallest accumulation count a dividing the per-rank batch with per-rank batch / a ≤ `maxRankBatch`.
-    /// (Returns 1 when the global batch does not divide by the world size; TrainConfig names that error.)
+    /// The accumulation count that keeps every micro-batch ≤ `maxRankBatch` rows: the smallest a dividing the
+    /// per-rank batch evenly when the global batch divides by the world size (equal micro-batches), else the
+    /// smallest a with ⌈⌈B/N⌉ / a⌉ ≤ `maxRankBatch` (BatchSplit's uneven shares).
     public static func gradAccum(globalBatch: Int, worldSize: Int, maxRankBatch: Int) -> Int {
-        guard globalBatch % worldSize == 0 else { return 1 }
-        let perRank = globalBatch / worldSize
-        return (1...max(1, perRank)).first { perRank % $0 == 0 && perRank / $0 <= maxRankBatch } ?? perRank
+        let perRank = (globalBatch + worldSize - 1) / worldSize, limit = max(1, maxRankBatch)
+        if globalBatch % worldSize == 0,
+           let even = (1...max(1, perRank)).first(where: { perRank % $0 == 0 && perRank / $0 <= limit }) {
+            return even
+        }
+        return max(1, (perRank + limit - 1) / limit)
     }
 }
 

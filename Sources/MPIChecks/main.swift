@@ -181,6 +181,9 @@ func runChecks() throws {
     } catch { threw = "\(error)".contains("receive buffer") }
     check("wrong receive size is reported, not corrupted", threw)
 
+    for (optimizer, tolerance) in DataParallelEquivalence.unevenCases {
+        try dataParallelEquivalence(optimizer: optimizer, tolerance: tolerance, uneven: true)
+    }
     for (optimizer, tolerance) in DataParallelEquivalence.cases {
         try dataParallelEquivalence(optimizer: optimizer, tolerance: tolerance)
     }
@@ -238,10 +241,12 @@ func bf16GradientPayload() throws {
 func expectedSumAt(_ i: Int) -> Float { (0..<world).reduce(Float(0)) { $0 + contribution($1, i) } }
 
 /// Data-parallel equivalence with real collectives (TestSupport.DataParallelEquivalence): every rank ends with
-/// bit-identical parameters, equal to one rank with the whole batch within the case's tolerance.
-func dataParallelEquivalence(optimizer: String, tolerance: Float) throws {
+/// bit-identical parameters, equal to one rank with the whole batch within the case's tolerance; `uneven`: a global
+/// batch of 256 in ⌈⌉/⌊⌋ shares with 3 unequal micro-batches per rank.
+func dataParallelEquivalence(optimizer: String, tolerance: Float, uneven: Bool = false) throws {
     let data = DataParallelEquivalence.data()
-    let (params, summary) = try DataParallelEquivalence.trainDistributed(optimizer: optimizer, comm: comm, data: data)
+    let (params, summary) = try DataParallelEquivalence.trainDistributed(optimizer: optimizer, comm: comm, data: data,
+                                                                         uneven: uneven)
 
     // Identical on every rank (bitwise): max and min over ranks agree element by element.
     var highs = params, lows = params
@@ -251,12 +256,14 @@ func dataParallelEquivalence(optimizer: String, tolerance: Float) throws {
 
     var worst: Float = 0
     if rank == 0 {
-        let single = try DataParallelEquivalence.trainSingle(optimizer: optimizer, world: world, data: data)
+        let single = try DataParallelEquivalence.trainSingle(optimizer: optimizer, world: world, data: data, uneven: uneven)
         worst = StageEquivalence.worstRelativeDifference(params, single)
     }
     worst = try comm.allReduce(worst, op: .max)
-    let b = DataParallelEquivalence.perRankBatch
-    check("\(optimizer): \(DataParallelEquivalence.steps) steps on \(world) ranks × batch \(b) = 1 rank × batch \(b * world) " +
+    let b = DataParallelEquivalence.perRankBatch, B = DataParallelEquivalence.unevenGlobalBatch
+    let split = uneven ? "batch \(B) as \(summary.perRankBatch)-row shares × \(DataParallelEquivalence.unevenGradAccum) micro-batches"
+                       : "batch \(b)"
+    check("\(optimizer): \(DataParallelEquivalence.steps) steps on \(world) ranks × \(split) = 1 rank × batch \(uneven ? B : b * world) " +
           "(max rel. diff \(worst) ≤ \(tolerance))", worst <= tolerance && summary.skippedSteps == 0)
 }
 

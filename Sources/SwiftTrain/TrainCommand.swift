@@ -67,7 +67,8 @@ struct Train: ParsableCommand {
                 let header = """
                 swift-train \(swiftTrainVersion) · \(MPISession.libraryVersion)
                 world size \(comm.size) · BLAS threads per rank \(blasThreads) · global batch \(config.globalBatch) \
-                = \(comm.size) ranks × \(config.gradAccum) micro-batches × \(config.microBatch)
+                = \(comm.size) ranks × \(config.gradAccum) micro-batches × \(config.split.isEven ? "" : "≤ ")\(config.microBatch)\
+                \(config.split.isEven ? "" : " (uneven shares, each gradient scaled by 1/\(config.globalBatch))")
                 run directory \(runDirectory.path)
                 """
                 console.line(header)

@@ -224,10 +224,12 @@ public struct TrainConfig: Sendable {
     public var checkpointFinal: Bool
     public var checkpointKeep: Int
 
-    /// Examples per rank per optimizer step.
-    public var perRankBatch: Int { globalBatch / worldSize }
-    /// Examples per rank per micro-batch.
-    public var microBatch: Int { perRankBatch / gradAccum }
+    /// Which rows of each global batch every rank and micro-batch takes (any batch on any world size).
+    public var split: BatchSplit { BatchSplit(globalBatch: globalBatch, worldSize: worldSize, gradAccum: gradAccum) }
+    /// Examples per rank per optimizer step: ⌈B/N⌉, the most any rank takes (all ranks when B divides evenly).
+    public var perRankBatch: Int { split.largestRankBatch }
+    /// Examples per micro-batch: the largest of any rank (the workspace size).
+    public var microBatch: Int { split.largestMicroBatch }
 
     public init(_ c: ResolvedConfig, worldSize: Int) throws {
         resolved = c
@@ -269,13 +271,9 @@ public struct TrainConfig: Sendable {
         precision = GEMMPrecision(rawValue: c.string("train.precision"))!
         gradientPayload = GEMMPrecision(rawValue: c.string("zero.comm_dtype"))!
 
-        guard globalBatch % worldSize == 0 else {
-            throw ConfigError("train.global_batch = \(globalBatch) is not divisible by the world size \(worldSize): " +
-                              "choose a multiple of \(worldSize) (e.g. \(max(worldSize, globalBatch / worldSize * worldSize))) or run on a different number of ranks")
-        }
-        guard perRankBatch % gradAccum == 0 else {
-            throw ConfigError("train.grad_accum = \(gradAccum) does not divide the per-rank batch \(perRankBatch) " +
-                              "(train.global_batch \(globalBatch) / \(worldSize) ranks)")
+        // Any batch on any world size: ranks and micro-batches take ⌈⌉ or ⌊⌋ shares (BatchSplit); each needs a row.
+        if let problem = BatchSplit.problem(globalBatch: globalBatch, worldSize: worldSize, gradAccum: gradAccum) {
+            throw ConfigError(problem)
         }
         // Every optimizer in use checks the values it would receive against its own declared ranges.
         var used = [optimizerName]

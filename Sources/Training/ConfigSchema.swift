@@ -85,7 +85,7 @@ public enum ConfigSchema {
         ConfigKey(path: "data.validation_fraction", kind: .double(0.001...0.9), defaultValue: .double(0.1),
                   doc: "Text: the last fraction of the corpus held out for validation."),
         ConfigKey(path: "train.global_batch", kind: .int(1...1 << 24), defaultValue: .int(256),
-                  doc: "Examples per optimizer step summed over all ranks. Must be divisible by world size × `train.grad_accum`; the per-rank batch is derived."),
+                  doc: "Examples per optimizer step summed over all ranks, on any world size: rank r takes ⌈B/N⌉ rows if r < B mod N, else ⌊B/N⌋ (and micro-batches split each rank's rows the same way), and every gradient is scaled by 1/B, so the step is the exact mean over the global batch. Must be ≥ world size × `train.grad_accum`."),
         ConfigKey(path: "train.grad_accum", kind: .int(1...65_536), defaultValue: .int(1),
                   doc: "Micro-batches accumulated per rank before one communication and one optimizer step."),
         ConfigKey(path: "train.epochs", kind: .double(0...1e6), defaultValue: .double(8),

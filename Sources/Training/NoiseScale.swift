@@ -22,10 +22,11 @@ public struct GradientNoiseScale: Sendable {
     }
 
     /// One step's measurement: `smallSquared` = mean over small batches of ‖mean gradient‖², `bigSquared` =
-    /// ‖mean gradient over the big batch‖².
-    public mutating func update(smallSquared: Double, smallBatch: Int, bigSquared: Double, bigBatch: Int) {
+    /// ‖mean gradient over the big batch‖². With small batches of unequal sizes b_i, `smallBatch` is their
+    /// harmonic mean 1/mean(1/b_i), which keeps both estimators unbiased (E‖g_i‖² = |G|² + tr Σ/b_i).
+    public mutating func update(smallSquared: Double, smallBatch: Double, bigSquared: Double, bigBatch: Double) {
         guard smallBatch < bigBatch, smallSquared.isFinite, bigSquared.isFinite else { return }
-        let bs = Double(smallBatch), bb = Double(bigBatch)
+        let bs = smallBatch, bb = bigBatch
         let g2 = (bb * bigSquared - bs * smallSquared) / (bb - bs)
         let tr = (smallSquared - bigSquared) / (1 / bs - 1 / bb)
         weight = decay * weight + (1 - decay)

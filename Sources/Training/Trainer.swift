@@ -179,7 +179,7 @@ public final class Trainer {
         stepTimes.reserveCapacity(totalSteps)
         var last: (loss: Double, accuracy: Double) = (.nan, .nan)
         var lastEval: BatchResult?
-        let micro = config.microBatch
+        let split = config.split
 
         finalStep = totalSteps
         for step in startStep..<totalSteps {
@@ -187,12 +187,13 @@ public final class Trainer {
             let lr = schedule.lr(base: config.lr, step: step + 1)
             var local = BatchResult()
             for m in 0..<config.gradAccum {
-                engine.beginMicroBatch(m)
-                let batch = task.trainBatch(step: step, firstRow: comm.rank * config.perRankBatch + m * micro, rows: micro,
+                let rows = split.microBatch(rank: comm.rank, index: m)
+                engine.beginMicroBatch(m, rows: rows.count)
+                let batch = task.trainBatch(step: step, firstRow: rows.firstRow, rows: rows.count,
                                             globalBatch: config.globalBatch)
                 // This rank's share of the gradient of the global mean loss; the engine sums the shares.
                 local += model.forwardBackward(params: params.pointer, sink: engine.sink, batch: batch,
-                                               lossScale: engine.meanLossScale(perRankRows: config.perRankBatch,
+                                               lossScale: engine.meanLossScale(globalRows: config.globalBatch,
                                                                                predictionsPerRow: model.predictionsPerRow))
                 engine.endMicroBatch()
             }
@@ -277,12 +278,14 @@ public final class Trainer {
     /// Feeds the noise-scale estimator: the small-batch norms are averaged over ranks (one all-reduce of two
     /// doubles); the big batch is the global batch, whose averaged gradient norm the step already measured.
     private func measureNoiseScale(bigSquared: Double) throws {
-        let local = engine.smallBatchNorms(perRankRows: config.perRankBatch)
-        var sums = [local.sumSquares, Double(local.count)]
+        let local = engine.smallBatchNorms(globalRows: config.globalBatch)
+        var sums = [local.sumSquares, Double(local.count), local.sumInverseRows]
         try engine.sumOverRanks(&sums)
         guard sums[1] > 0 else { return }
-        noiseScale.update(smallSquared: sums[0] / sums[1], smallBatch: local.rows, bigSquared: bigSquared,
-                          bigBatch: config.globalBatch)
+        // Small batches of unequal sizes b_i: E[mean ‖g_i‖²] = |G|² + tr Σ · mean(1/b_i), so the harmonic mean of
+        // the b_i is the small batch size that keeps the estimators unbiased.
+        noiseScale.update(smallSquared: sums[0] / sums[1], smallBatch: sums[1] / sums[2], bigSquared: bigSquared,
+                          bigBatch: Double(config.globalBatch))
     }
 
     /// Ends training early on every rank: rank 0 reports why, then all ranks meet once more before any exits, so

@@ -136,3 +136,50 @@ final class BatchSamplerTests: XCTestCase {
         XCTAssertNotEqual(tmp, Array(seen[0..<10]), "the next epoch is reshuffled")
     }
 }
+
+/// BatchSplit: every global row is taken exactly once, in rank order, shares differ by at most one row.
+final class BatchSplitTests: XCTestCase {
+    func testSharesCoverTheGlobalBatchOnceInOrder() {
+        for batch in [1, 7, 25, 100, 256] {
+            for world in 1...7 {
+                for accum in [1, 2, 3] where batch >= world * accum {
+                    let split = BatchSplit(globalBatch: batch, worldSize: world, gradAccum: accum)
+                    var next = 0
+                    var sizes: [Int] = []
+                    for rank in 0..<world {
+                        let r = split.rows(rank: rank)
+                        XCTAssertEqual(r.firstRow, next, "B \(batch) N \(world): rank \(rank) starts where the previous ended")
+                        for m in 0..<accum {
+                            let micro = split.microBatch(rank: rank, index: m)
+                            XCTAssertEqual(micro.firstRow, next)
+                            XCTAssertGreaterThan(micro.count, 0)
+                            XCTAssertLessThanOrEqual(micro.count, split.largestMicroBatch)
+                            next += micro.count
+                            sizes.append(micro.count)
+                        }
+                        XCTAssertEqual(next, r.firstRow + r.count)
+                        XCTAssertLessThanOrEqual(r.count, split.largestRankBatch)
+                    }
+                    XCTAssertEqual(next, batch, "B \(batch) N \(world) A \(accum): every row once")
+                    let ranks = (0..<world).map { split.rows(rank: $0).count }
+                    XCTAssertLessThanOrEqual(ranks.max()! - ranks.min()!, 1, "rank shares differ by at most one row")
+                    XCTAssertEqual(split.isEven, Set(sizes).count == 1)
+                }
+            }
+        }
+        XCTAssertNotNil(BatchSplit.problem(globalBatch: 5, worldSize: 3, gradAccum: 2))
+        XCTAssertNil(BatchSplit.problem(globalBatch: 6, worldSize: 3, gradAccum: 2))
+    }
+
+    /// An even split is the layout of before uneven batches: rank r takes r·b ..< (r+1)·b, micro-batches in order.
+    func testEvenSplitKeepsTheOldLayout() {
+        let split = BatchSplit(globalBatch: 64, worldSize: 4, gradAccum: 2)
+        for rank in 0..<4 {
+            for m in 0..<2 {
+                let micro = split.microBatch(rank: rank, index: m)
+                XCTAssertEqual(micro.firstRow, rank * 16 + m * 8)
+                XCTAssertEqual(micro.count, 8)
+            }
+        }
+    }
+}

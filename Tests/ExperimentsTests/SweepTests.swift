@@ -195,8 +195,8 @@ final class SweepTests: XCTestCase {
         func message(_ yaml: String, world: Int = 2) -> String {
             do { _ = try plan(Self.base + yaml, world: world); return "no error" } catch { return "\(error)" }
         }
-        let indivisible = message("grid: {train.global_batch: [64, 66]}\n", world: 4)
-        XCTAssertTrue(indivisible.contains("sweep point 2 'b66'") && indivisible.contains("train.global_batch = 66"), indivisible)
+        let tooSmall = message("grid: {train.global_batch: [64, 3]}\n", world: 4)
+        XCTAssertTrue(tooSmall.contains("sweep point 2 'b3'") && tooSmall.contains("train.global_batch = 3"), tooSmall)
         let unknown = message("grid: {optimizer.lrr: [0.1]}\n")
         XCTAssertTrue(unknown.contains("grid.optimizer.lrr") && unknown.contains("optimizer.lr"), unknown)
         let badValue = message("grid: {optimizer.name: [sgd, adamz]}\n")

@@ -109,16 +109,16 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(again.values, c.values)
     }
 
-    func testBatchMustDivideAcrossRanksAndMicroBatches() {
+    /// Any global batch on any world size (BatchSplit shares), as long as every micro-batch gets a row.
+    func testAnyBatchOnAnyWorldSizeButEveryMicroBatchNeedsARow() throws {
         var c = ResolvedConfig()
-        try? c.override("train.global_batch=100")
-        let m = message { _ = try TrainConfig(c, worldSize: 3) }
-        XCTAssertTrue(m.contains("train.global_batch") && m.contains("not divisible by the world size 3"), m)
-        try? c.override("train.grad_accum=3")
-        let m2 = message { _ = try TrainConfig(c, worldSize: 4) }
-        XCTAssertTrue(m2.contains("train.grad_accum"), m2)
-        try? c.override("train.grad_accum=5")
-        XCTAssertNoThrow(try TrainConfig(c, worldSize: 4))  // 100 / 4 = 25 = 5 × 5
+        try c.override("train.global_batch=100")
+        XCTAssertEqual(try TrainConfig(c, worldSize: 3).perRankBatch, 34, "100 on 3 ranks: 34, 33, 33")
+        try c.override("train.grad_accum=3")
+        XCTAssertEqual(try TrainConfig(c, worldSize: 4).microBatch, 9, "25 rows per rank in 3 micro-batches: 9, 8, 8")
+        try c.override("train.global_batch=5")
+        let m = message { _ = try TrainConfig(c, worldSize: 2) }
+        XCTAssertTrue(m.contains("train.global_batch = 5") && m.contains("train.grad_accum 3") && m.contains("≥ 6"), m)
     }
 
     func testNesterovNeedsMomentum() {

@@ -52,6 +52,38 @@ final class NoiseScaleTests: XCTestCase {
         XCTAssertEqual(e.value!, 16, accuracy: 1e-12)
     }
 
+    /// Unequal small batches (a global batch that does not divide by the world size): per-example gradients as in
+    /// `testRecoversKnownNoiseScale` (d = 50, |G|² ≈ 2, tr Σ ≈ 50), a global batch of 12 split as 1 + 3 + 8, 4,000
+    /// steps with EMA decay 0.999. The trainer passes the harmonic mean of the shares, 1/mean(1/b) = 2.06, as the
+    /// small batch: |G|² and tr Σ must come out within 10% (their per-step estimates have relative standard
+    /// deviation ≈ 1 here; the EMA over ~1,000 effective steps leaves ≈ 3%), while the arithmetic mean (4) would
+    /// bias tr Σ by a factor (1/2.06 − 1/12)/(1/4 − 1/12) ≈ 2.4 — far outside the tolerance.
+    func testUnequalSmallBatchesStayUnbiasedWithTheHarmonicMean() {
+        let d = 50, shares = [1, 3, 8], big = shares.reduce(0, +)
+        var rng = SplitMix64(seed: 12)
+        let g = (0..<d).map { _ in rng.normal() * 0.2 }
+        let sigma = (0..<d).map { _ in 0.5 + rng.normal().magnitude * 0.3 }
+        let g2 = g.reduce(0) { $0 + $1 * $1 }, trace = sigma.reduce(0) { $0 + $1 * $1 }
+        let harmonic = Double(shares.count) / shares.reduce(0) { $0 + 1 / Double($1) }
+        let steps = 4000, decay = 0.999
+        var estimator = GradientNoiseScale(decay: decay)
+        for _ in 0..<steps {
+            var total = [Double](repeating: 0, count: d)
+            var smallSum = 0.0
+            for b in shares {
+                var sum = [Double](repeating: 0, count: d)
+                for _ in 0..<b { for k in 0..<d { sum[k] += g[k] + sigma[k] * rng.normal() } }
+                smallSum += sum.reduce(0) { $0 + ($1 / Double(b)) * ($1 / Double(b)) }
+                for k in 0..<d { total[k] += sum[k] / Double(big) }
+            }
+            estimator.update(smallSquared: smallSum / Double(shares.count), smallBatch: harmonic,
+                             bigSquared: total.reduce(0) { $0 + $1 * $1 }, bigBatch: Double(big))
+        }
+        let correction = 1 - pow(decay, Double(steps))
+        XCTAssertEqual(estimator.trace! / correction, trace, accuracy: 0.1 * trace)
+        XCTAssertEqual(estimator.gradientSquared! / correction, g2, accuracy: 0.1 * g2)
+    }
+
     // MARK: - The engine's measurement against a float64 reference, on every code path
 
     /// Which "small batch" the engine measures (ShardedDataParallel.smallBatchNorms): each micro-batch with
@@ -161,9 +193,9 @@ final class NoiseScaleTests: XCTestCase {
                                                     bucketElements: 7,
                                                     makeOptimizer: { _, count, _ in OptimizerCatalog.make("sgd", count: count, config: ResolvedConfig()) },
                                                     hyperparameters: { _ in (0, 1) })
-                        let scale = e.meanLossScale(perRankRows: perRank, predictionsPerRow: 1)
+                        let scale = e.meanLossScale(globalRows: perRank * world, predictionsPerRow: 1)
                         for m in 0..<accum {
-                            e.beginMicroBatch(m)
+                            e.beginMicroBatch(m, rows: microRows)
                             let examples = rows(rank: comm.rank, micro: m).map(example)
                             for (t, entry) in e.plan.table.entries.enumerated().reversed() {
                                 for block in e.sink.rowBlocks(t) {
@@ -177,9 +209,9 @@ final class NoiseScaleTests: XCTestCase {
                             }
                             e.endMicroBatch()
                         }
-                        let norms = e.smallBatchNorms(perRankRows: perRank)
+                        let norms = e.smallBatchNorms(globalRows: perRank * world)
                         let report = try e.step(lr: 0.1)
-                        return (norms.sumSquares, norms.count, norms.rows, report.gradNorm)
+                        return (norms.sumSquares, norms.count, norms.harmonicRows, report.gradNorm)
                     }
                     let label = "world \(world) stage \(stage.rawValue) accum \(accum)"
                     for (r, got) in results.enumerated() {
@@ -236,8 +268,8 @@ final class NoiseScaleTests: XCTestCase {
                         }
                     }
                     _ = try t.run()
-                    let norms = t.engine.smallBatchNorms(perRankRows: config.perRankBatch)
-                    return (micro, norms.sumSquares, norms.count, norms.rows, t.noiseScale.gradientSquared, t.noiseScale.trace)
+                    let norms = t.engine.smallBatchNorms(globalRows: config.globalBatch)
+                    return (micro, norms.sumSquares, norms.count, norms.harmonicRows, t.noiseScale.gradientSquared, t.noiseScale.trace)
                 }
                 let reference = Reference(micro: results[0].0, microRows: config.microBatch, stage: stage)
                 let label = "world \(world) stage \(stage) accum \(accum)"
@@ -258,4 +290,9 @@ final class NoiseScaleTests: XCTestCase {
             }
         }
     }
+}
+
+extension ShardedDataParallel.SmallBatchNorms {
+    /// The harmonic mean of the small batches' rows, as an integer (the rows of each, when all are equal).
+    var harmonicRows: Int { Int((Double(count) / sumInverseRows).rounded()) }
 }
