@@ -92,7 +92,7 @@ let package = Package(
         .testTarget(name: "OptimizersTests", dependencies: ["Optimizers", "Tensors"], exclude: ["Fixtures"]),
         .testTarget(name: "MatrixOptimizersTests", dependencies: ["Optimizers", "Tensors"], exclude: ["Fixtures"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "Tensors"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Distributed", "SwiftMPI", "Models", "Datasets", "Tensors", "Optimizers", "TestSupport"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Distributed", "SwiftMPI", "Models", "Datasets", "Tensors", "Optimizers", "TensorBoard", "TestSupport"]),
         .testTarget(name: "ExperimentsTests", dependencies: ["Experiments", "Training", "Datasets", "Models", "SwiftMPI"]),
         .testTarget(name: "FullBatchTests", dependencies: ["FullBatch", "Optimizers", "SwiftMPI", "Tensors"]),
         .testTarget(name: "PackageLayoutTests"),

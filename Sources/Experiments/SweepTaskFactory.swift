@@ -4,11 +4,12 @@ import Training
 
 // MARK: - Task factory
 
-/// The CLI's task factory: Fashion-MNIST is loaded once per data directory and shared by every point (each point
-/// gets its own model, sampler and buffers); other tasks are built by `TrainConfig.makeTask()`.
+/// The CLI's task factory: classification data (Fashion-MNIST, or `.npy` arrays) is loaded once per source and shared
+/// by every point (each point gets its own model, sampler and buffers); other tasks are built by
+/// `TrainConfig.makeTask()`.
 public final class CachedTaskFactory: @unchecked Sendable {
     private let lock = NSLock()
-    private var images: [String: (train: ImageDataset, test: ImageDataset)] = [:]
+    private var images: [String: (train: any LabelledExamples, test: any LabelledExamples)] = [:]
 
     public init() {}
 
@@ -16,10 +17,13 @@ public final class CachedTaskFactory: @unchecked Sendable {
         guard config.modelKind == "mlp" else { return try config.makeTask() }
         lock.lock()
         defer { lock.unlock() }
-        let data: (train: ImageDataset, test: ImageDataset)
-        if let cached = images[config.dataDirectory] { data = cached } else {
-            data = try FashionMNIST.load(directory: config.dataDirectory)
-            images[config.dataDirectory] = data
+        let source = config.dataset == "arrays"
+            ? ["train_features", "train_labels", "test_features", "test_labels", "classes"].map { "\(config.resolved.value("data.\($0)")!)" }.joined(separator: "\n")
+            : config.dataDirectory
+        let data: (train: any LabelledExamples, test: any LabelledExamples)
+        if let cached = images[source] { data = cached } else {
+            data = try config.classificationData()
+            images[source] = data
         }
         // Checked here because the task's sampler requires it (TrainConfig.totalSteps words the same error).
         guard config.globalBatch <= data.train.count else {
