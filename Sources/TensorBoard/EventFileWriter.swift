@@ -75,6 +75,13 @@ public struct ScalarEvent: Equatable, Sendable {
     public var wallTime: Double
     public var tag: String
     public var value: Float
+
+    public init(step: Int, wallTime: Double, tag: String, value: Float) {
+        self.step = step
+        self.wallTime = wallTime
+        self.tag = tag
+        self.value = value
+    }
 }
 
 /// Reads back what `EventFileWriter` writes, checking the framing: for tests, and the `read` half of a round trip.
