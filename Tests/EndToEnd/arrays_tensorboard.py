@@ -9,7 +9,8 @@
    value rounded to float32 (TensorBoard's simple_value).
 3. A run resumed from an earlier checkpoint with another learning rate: the reader sees each step once, with the
    values of the resumed run (the restart marker makes it drop what the first run logged after the checkpoint).
-4. Bad arrays (a label out of range, a test split of another shape) stop all 4 ranks before MPI with exit status 2
+4. The GPT on a `.npy` token stream trains bit-identically to the same bytes read as text.
+5. Bad arrays (a label out of range, a test split of another shape) stop all 4 ranks before MPI with exit status 2
    and a message naming the file.
 
 The reader runs in a test-only virtual environment under .build/ (created here with pip; never a dependency of
@@ -170,7 +171,25 @@ if os.path.isdir(path("run-u8/checkpoints")):
     check("resumed at step 20 with another lr: TensorBoard sees steps 40 and 60 once, with the resumed run's values",
           rc == 0 and ok and changed and [s for s, _ in found.get("loss", [])] == [20, 40, 60], f"rc {rc} {why}\n{log[-800:]}")
 
-# 4. Bad arrays: every rank stops before MPI, status 2, the file named.
+# 4. The GPT on a token stream from .npy: the bytes of one fortunes file as uint16 tokens train bit-identically to
+#    the text file itself (vocabulary 256 either way).
+text = "/usr/share/games/fortunes/computers"
+np.save(path("tokens.npy"), np.frombuffer(open(text, "rb").read(), dtype=np.uint8).astype(np.uint16))
+GPT = ["--config", os.path.join(repo, "configs/gpt-adamw.yaml"), "--set", "model.layers=1", "--set", "model.width=32",
+       "--set", "model.heads=2", "--set", "model.context=32", "--set", "train.global_batch=8", "--set", "train.steps=6",
+       "--set", "train.log_every=3", "--set", "train.eval_every=0", "--set", "train.eval_sequences=16",
+       "--set", "schedule.warmup_steps=2"]
+rc1, log1 = train(2, *GPT, "--set", f"data.path={text}", "--out", path("gpt-text"))
+rc2, log2 = train(2, *GPT, "--set", f"data.path={path('tokens.npy')}", "--out", path("gpt-npy"))
+if rc1 == rc2 == 0:
+    numbers = lambda run: [(l["step"], l.get("loss"), l.get("eval_loss"), l.get("eval_bits_per_byte")) for l in metrics(run)]
+    check("GPT on a .npy token stream: losses bit-identical to the same bytes read as text, on 2 ranks",
+          numbers(path("gpt-npy")) == numbers(path("gpt-text")) and len(numbers(path("gpt-npy"))) == 3,
+          f"{numbers(path('gpt-npy'))} vs {numbers(path('gpt-text'))}")
+else:
+    check("GPT on a .npy token stream", False, f"rc {rc1} {rc2}\n{log1[-800:]}\n{log2[-800:]}")
+
+# 5. Bad arrays: every rank stops before MPI, status 2, the file named.
 for name, labels, test, needle in [("label out of range", "test_labels_bad.npy", "test_u8.npy", "label 10 of example 123"),
                                    ("test split of another shape", "test_labels.npy", "test_14x56.npy", "(10000, 14, 56)")]:
     rc, log = train(4, *arrays("train_u8.npy", "train_labels.npy", test, labels), "--set", "data.classes=10",
