@@ -17,9 +17,10 @@ public final class CachedTaskFactory: @unchecked Sendable {
         guard config.modelKind == "mlp" else { return try config.makeTask() }
         lock.lock()
         defer { lock.unlock() }
-        let source = config.dataset == "arrays"
-            ? ["train_features", "train_labels", "test_features", "test_labels", "classes"].map { "\(config.resolved.value("data.\($0)")!)" }.joined(separator: "\n")
-            : config.dataDirectory
+        // Arrays are identified by their files and class count, Fashion-MNIST by its folder.
+        let source = config.dataset != "arrays" ? config.dataDirectory
+            : ["data.train_features", "data.train_labels", "data.test_features", "data.test_labels", "data.classes"]
+                .map { "\(config.resolved.value($0)!)" }.joined(separator: "\n")
         let data: (train: any LabelledExamples, test: any LabelledExamples)
         if let cached = images[source] { data = cached } else {
             data = try config.classificationData()

@@ -55,7 +55,7 @@ public final class RunDirectory {
     public let path: String
     private let metrics: FileHandle
     /// `output.tensorboard`: nil when off.
-    public private(set) var events: EventFileWriter?
+    public let events: EventFileWriter?
 
     /// Creates the directory. Refuses a directory that already holds a run, so no result is ever overwritten.
     public init(path: String, tensorboard: Bool = false) throws {
@@ -72,7 +72,7 @@ public final class RunDirectory {
             throw ConfigError("cannot write \(metricsPath): check permissions")
         }
         metrics = handle
-        if tensorboard { events = try EventFileWriter(directory: path) }
+        events = tensorboard ? try EventFileWriter(directory: path) : nil
     }
 
     /// Continues a run in its existing directory after resuming from the checkpoint of `step`: metrics lines of
@@ -94,7 +94,7 @@ public final class RunDirectory {
         }
         handle.seekToEndOfFile()
         metrics = handle
-        if tensorboard { events = try EventFileWriter(directory: path, restartStep: step + 1) }
+        events = tensorboard ? try EventFileWriter(directory: path, restartStep: step + 1) : nil
     }
 
     /// Default location: runs/<name>-<UTC yyyyMMdd-HHmmss>.
