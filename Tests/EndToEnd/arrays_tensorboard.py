@@ -28,7 +28,12 @@ python = os.path.join(environment, "bin", "python")
 if os.path.realpath(sys.prefix) != os.path.realpath(environment):
     if not os.path.exists(python) or subprocess.run([python, "-c", "import tensorboard, numpy"]).returncode != 0:
         print(f"creating the test-only environment {environment} (pip install tensorboard numpy)", flush=True)
-        venv.create(environment, with_pip=True, clear=True)
+        try:
+            venv.create(environment, with_pip=True, clear=True)
+        except Exception as error:  # Debian's python3 needs its python3-venv package for ensurepip
+            print(f"FAIL creating {environment}: {error} (on Debian: apt-get install python3-venv)")
+            print("arrays-tensorboard: 0 passed, 1 failed")
+            sys.exit(1)
         pip = subprocess.run([python, "-m", "pip", "install", "--quiet", "tensorboard", "numpy"], capture_output=True, text=True)
         if pip.returncode != 0:
             print(f"FAIL installing tensorboard into {environment}:\n{pip.stdout[-2000:]}{pip.stderr[-2000:]}")
