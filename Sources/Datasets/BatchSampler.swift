@@ -47,14 +47,24 @@ public struct BatchSampler: Equatable, Sendable {
     }
 }
 
-/// Copies the rows of `dataset` named by `indices` into contiguous batch buffers.
-public func gatherRows(_ dataset: ImageDataset, indices: [Int32], features: UnsafeMutablePointer<Float>,
-                       labels: UnsafeMutablePointer<Int32>) {
-    let f = dataset.featureCount
-    dataset.features.withUnsafeBufferPointer { src in
-        for (row, index) in indices.enumerated() {
-            (features + row * f).update(from: src.baseAddress! + Int(index) * f, count: f)
-            labels[row] = dataset.labels[Int(index)]
+/// Labelled examples addressed by row index, flattened to `featureCount` floats each: what image classification
+/// samples from (in-memory `ImageDataset`, memory-mapped `ArrayDataset`).
+public protocol LabelledExamples: Sendable {
+    var count: Int { get }
+    var featureCount: Int { get }
+    var classes: Int { get }
+    /// Copies the rows named by `indices` into features [indices.count, featureCount] and labels [indices.count].
+    func gather(indices: [Int32], features: UnsafeMutablePointer<Float>, labels: UnsafeMutablePointer<Int32>)
+}
+
+extension ImageDataset: LabelledExamples {
+    public func gather(indices: [Int32], features: UnsafeMutablePointer<Float>, labels: UnsafeMutablePointer<Int32>) {
+        let f = featureCount
+        self.features.withUnsafeBufferPointer { src in
+            for (row, index) in indices.enumerated() {
+                (features + row * f).update(from: src.baseAddress! + Int(index) * f, count: f)
+                labels[row] = self.labels[Int(index)]
+            }
         }
     }
 }

@@ -9,8 +9,9 @@ import Tensors
 ///   `fortunes` package installs `strfile` indexes next to the text), it is a symbolic link (the package's `.u8`
 ///   files are links to the text files, which would otherwise be read twice), or its first 8 KiB contain a NUL byte
 ///   (binary). Files are concatenated as they are, bytes unchanged.
-/// - pre-tokenised `.bin`: little-endian uint16 tokens, no header (nanoGPT's `train.bin`); one file, or every `.bin`
-///   under a folder in sorted order. The vocabulary is the caller's; a token ≥ vocabulary is an error.
+/// - pre-tokenised `.bin`: little-endian uint16 tokens, no header (nanoGPT's `train.bin`), or `.npy`: a 1-D array of
+///   uint16, uint8, int32 or int64 tokens; one file, or every `.bin` and `.npy` file under a folder in sorted order.
+///   The vocabulary is the caller's; a token ≥ vocabulary is an error.
 ///
 /// The validation split is the last `validationFraction` of the concatenated tokens (rounded down), the training
 /// split the rest.
@@ -68,34 +69,64 @@ public struct TextCorpus: Sendable, Equatable {
                               source: path)
     }
 
-    /// Pre-tokenised corpus: little-endian uint16 tokens from a `.bin` file or every `.bin` file under a folder.
+    /// Pre-tokenised corpus: a `.bin` file of little-endian uint16 tokens or a one-dimensional `.npy` array of
+    /// integer tokens (uint16, uint8, int32 or int64), or every such file under a folder, in sorted order.
     public static func loadTokens(path: String, vocabulary: Int,
                                   validationFraction: Double = TextCorpus.defaultValidationFraction) throws -> TextCorpus {
-        let files = try existingPath(path) ? listFiles(under: path).filter { $0.hasSuffix(".bin") } : [path]
-        guard !files.isEmpty else { throw DataError("\(path): no .bin token files in this folder") }
+        let files = try existingPath(path) ? listFiles(under: path).filter(isTokenFile) : [path]
+        guard !files.isEmpty else { throw DataError("\(path): no .bin or .npy token files in this folder") }
         var tokens: [UInt16] = []
         for file in files {
-            let bytes = try readFile(file)
-            guard bytes.count % 2 == 0 else {
-                throw DataError("\(file): \(bytes.count) bytes is an odd size: a token file holds little-endian uint16 " +
-                                "tokens (2 bytes each); the file is truncated or not a token file")
-            }
-            let start = tokens.count
-            tokens.reserveCapacity(start + bytes.count / 2)
-            for i in stride(from: 0, to: bytes.count, by: 2) { tokens.append(UInt16(bytes[i]) | UInt16(bytes[i + 1]) << 8) }
-            if let bad = tokens[start...].firstIndex(where: { Int($0) >= vocabulary }) {
-                throw DataError("\(file): token \(tokens[bad]) at byte offset \(2 * (bad - start)) is not below the " +
-                                "vocabulary size \(vocabulary); pass the tokenizer's vocabulary size")
-            }
+            tokens += file.hasSuffix(".npy") ? try npyTokens(file, vocabulary: vocabulary)
+                                             : try binTokens(file, vocabulary: vocabulary)
         }
         return try TextCorpus(tokens: tokens, vocabulary: vocabulary, validationFraction: validationFraction, source: path)
     }
 
-    /// `loadTokens` for a path ending in `.bin`, `loadBytes` otherwise (`vocabulary` is then ignored: bytes are 256).
+    static func isTokenFile(_ path: String) -> Bool { path.hasSuffix(".bin") || path.hasSuffix(".npy") }
+
+    private static func binTokens(_ file: String, vocabulary: Int) throws -> [UInt16] {
+        let bytes = try readFile(file)
+        guard bytes.count % 2 == 0 else {
+            throw DataError("\(file): \(bytes.count) bytes is an odd size: a token file holds little-endian uint16 " +
+                            "tokens (2 bytes each); the file is truncated or not a token file")
+        }
+        var tokens: [UInt16] = []
+        tokens.reserveCapacity(bytes.count / 2)
+        for i in stride(from: 0, to: bytes.count, by: 2) { tokens.append(UInt16(bytes[i]) | UInt16(bytes[i + 1]) << 8) }
+        if let bad = tokens.firstIndex(where: { Int($0) >= vocabulary }) {
+            throw DataError("\(file): token \(tokens[bad]) at byte offset \(2 * bad) is not below the " +
+                            "vocabulary size \(vocabulary); pass the tokenizer's vocabulary size")
+        }
+        return tokens
+    }
+
+    static let npyTokenTypes: [NPYArray.ElementType] = [.uint16, .uint8, .int32, .int64]
+
+    private static func npyTokens(_ file: String, vocabulary: Int) throws -> [UInt16] {
+        let array = try NPYArray(path: file)
+        guard npyTokenTypes.contains(array.elementType) else {
+            throw DataError("\(file): tokens have dtype \(array.elementType.name), expected uint16, uint8, int32 or int64; " +
+                            "save a.astype(np.uint16)")
+        }
+        guard array.shape.count == 1 else {
+            throw DataError("\(file): tokens have shape \(array.shapeDescription), expected (\(array.elementCount),): one " +
+                            "token stream; save a.reshape(-1)")
+        }
+        switch array.integers(as: UInt16.self, below: vocabulary) {
+        case .success(let tokens): return tokens
+        case .failure(let bad):
+            throw DataError("\(file): token \(bad.value) at index \(bad.index) is not in 0..<\(vocabulary) (the vocabulary " +
+                            "size); set data.vocabulary to the tokenizer's vocabulary size")
+        }
+    }
+
+    /// `loadTokens` for a path ending in `.bin` or `.npy`, `loadBytes` otherwise (`vocabulary` is then ignored:
+    /// bytes are 256).
     public static func load(path: String, vocabulary: Int = 256,
                             validationFraction: Double = TextCorpus.defaultValidationFraction) throws -> TextCorpus {
-        path.hasSuffix(".bin") ? try loadTokens(path: path, vocabulary: vocabulary, validationFraction: validationFraction)
-                               : try loadBytes(path: path, validationFraction: validationFraction)
+        isTokenFile(path) ? try loadTokens(path: path, vocabulary: vocabulary, validationFraction: validationFraction)
+                          : try loadBytes(path: path, validationFraction: validationFraction)
     }
 
     /// Writes tokens as a little-endian uint16 `.bin` file (tests and tools).

@@ -4,11 +4,12 @@ import Training
 
 // MARK: - Task factory
 
-/// The CLI's task factory: Fashion-MNIST is loaded once per data directory and shared by every point (each point
-/// gets its own model, sampler and buffers); other tasks are built by `TrainConfig.makeTask()`.
+/// The CLI's task factory: classification data (Fashion-MNIST, or `.npy` arrays) is loaded once per source and shared
+/// by every point (each point gets its own model, sampler and buffers); other tasks are built by
+/// `TrainConfig.makeTask()`.
 public final class CachedTaskFactory: @unchecked Sendable {
     private let lock = NSLock()
-    private var images: [String: (train: ImageDataset, test: ImageDataset)] = [:]
+    private var images: [String: (train: any LabelledExamples, test: any LabelledExamples)] = [:]
 
     public init() {}
 
@@ -16,10 +17,14 @@ public final class CachedTaskFactory: @unchecked Sendable {
         guard config.modelKind == "mlp" else { return try config.makeTask() }
         lock.lock()
         defer { lock.unlock() }
-        let data: (train: ImageDataset, test: ImageDataset)
-        if let cached = images[config.dataDirectory] { data = cached } else {
-            data = try FashionMNIST.load(directory: config.dataDirectory)
-            images[config.dataDirectory] = data
+        // Arrays are identified by their files and class count, Fashion-MNIST by its folder.
+        let source = config.dataset != "arrays" ? config.dataDirectory
+            : ["data.train_features", "data.train_labels", "data.test_features", "data.test_labels", "data.classes"]
+                .map { "\(config.resolved.value($0)!)" }.joined(separator: "\n")
+        let data: (train: any LabelledExamples, test: any LabelledExamples)
+        if let cached = images[source] { data = cached } else {
+            data = try config.classificationData()
+            images[source] = data
         }
         // Checked here because the task's sampler requires it (TrainConfig.totalSteps words the same error).
         guard config.globalBatch <= data.train.count else {

@@ -46,10 +46,13 @@ struct Train: ParsableCommand {
             try checkpoint?.checkModel(plan.task.model.table, description: plan.task.modelDescription)
             if let checkpoint, out == nil {
                 runPath = URL(fileURLWithPath: checkpoint.path).deletingLastPathComponent().deletingLastPathComponent().path
-                if isRoot { runDirectory = try RunDirectory(resuming: runPath, atStep: checkpoint.manifest.step) }
+                if isRoot {
+                    runDirectory = try RunDirectory(resuming: runPath, atStep: checkpoint.manifest.step,
+                                                    tensorboard: resolved.bool("output.tensorboard"))
+                }
             } else {
                 runPath = config.outputDirectory.isEmpty ? RunDirectory.defaultPath(name: resolved.name) : config.outputDirectory
-                if isRoot { runDirectory = try RunDirectory(path: runPath) }
+                if isRoot { runDirectory = try RunDirectory(path: runPath, tensorboard: resolved.bool("output.tensorboard")) }
             }
         } catch {
             throw failedBeforeMPI(error, isRoot: isRoot)

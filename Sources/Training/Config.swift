@@ -283,7 +283,7 @@ public struct TrainConfig: Sendable {
         }
         if (modelKind == "gpt") != (dataset == "text") {
             throw ConfigError("model.kind = \(modelKind) does not fit data.dataset = \(dataset): use model.kind gpt with data.dataset text, " +
-                              "and model.kind mlp with data.dataset fashion-mnist")
+                              "and model.kind mlp with data.dataset fashion-mnist or arrays")
         }
         if modelKind == "gpt", let problem = gpt.invalidReason {
             throw ConfigError("model: \(problem)")
@@ -352,7 +352,7 @@ public struct TrainConfig: Sendable {
             try corpus.check(context: gpt.context)
             return LanguageModelTask(corpus: corpus, config: gpt, microBatch: microBatch, seed: seed, evalSequences: evalSequences)
         default:
-            let (train, test) = try FashionMNIST.load(directory: dataDirectory)
+            let (train, test) = try classificationData()
             _ = try totalSteps(datasetSize: train.count)  // a global batch larger than the data set is a config error
             return imageTask(train: train, test: test)
         }

@@ -1,14 +1,21 @@
 import Foundation
+import TensorBoard
 import Tensors
 
 /// A JSON object with keys in insertion order (readable metrics lines) and numbers formatted losslessly.
 public struct JSONObject {
     private var fields: [(String, String)] = []
+    /// The numeric fields, in order (what the TensorBoard event file receives of a metrics line).
+    public private(set) var numbers: [(key: String, value: Double)] = []
     public init() {}
 
-    public mutating func add(_ key: String, _ value: Int) { fields.append((key, String(value))) }
+    public mutating func add(_ key: String, _ value: Int) {
+        fields.append((key, String(value)))
+        numbers.append((key, Double(value)))
+    }
     public mutating func add(_ key: String, _ value: Double) {
         fields.append((key, value.isFinite ? "\(value)" : "null"))
+        numbers.append((key, value))
     }
     public mutating func add(_ key: String, _ value: String) { fields.append((key, Self.quote(value))) }
     public mutating func add(_ key: String, _ value: Bool) { fields.append((key, value ? "true" : "false")) }
@@ -42,13 +49,16 @@ public func writeAtomically(_ data: Data, to path: String) throws {
     }
 }
 
-/// The run directory (rank 0 only): resolved config, metrics stream, summary and final model.
+/// The run directory (rank 0 only): resolved config, metrics stream, summary and final model, and optionally a
+/// TensorBoard event file that receives every numeric field of every metrics line as a scalar of the same name.
 public final class RunDirectory {
     public let path: String
     private let metrics: FileHandle
+    /// `output.tensorboard`: nil when off.
+    public let events: EventFileWriter?
 
     /// Creates the directory. Refuses a directory that already holds a run, so no result is ever overwritten.
-    public init(path: String) throws {
+    public init(path: String, tensorboard: Bool = false) throws {
         self.path = path
         let fm = FileManager.default
         for existing in ["metrics.jsonl", "summary.json"] where fm.fileExists(atPath: "\(path)/\(existing)") {
@@ -62,11 +72,13 @@ public final class RunDirectory {
             throw ConfigError("cannot write \(metricsPath): check permissions")
         }
         metrics = handle
+        events = tensorboard ? try EventFileWriter(directory: path) : nil
     }
 
     /// Continues a run in its existing directory after resuming from the checkpoint of `step`: metrics lines of
-    /// later steps (written before the interruption, beyond the checkpoint) are dropped so the file reads as one run.
-    public init(resuming path: String, atStep step: Int) throws {
+    /// later steps (written before the interruption, beyond the checkpoint) are dropped so the file reads as one run,
+    /// and a new event file starts with a restart marker at `step + 1`, so TensorBoard drops those steps too.
+    public init(resuming path: String, atStep step: Int, tensorboard: Bool = false) throws {
         self.path = path
         let metricsPath = "\(path)/metrics.jsonl"
         let old = (try? String(contentsOfFile: metricsPath, encoding: .utf8)) ?? ""
@@ -82,6 +94,7 @@ public final class RunDirectory {
         }
         handle.seekToEndOfFile()
         metrics = handle
+        events = tensorboard ? try EventFileWriter(directory: path, restartStep: step + 1) : nil
     }
 
     /// Default location: runs/<name>-<UTC yyyyMMdd-HHmmss>.
@@ -93,9 +106,13 @@ public final class RunDirectory {
         return "runs/\(name)-\(f.string(from: date))"
     }
 
-    /// Appends one line to metrics.jsonl (written through, so a crash loses at most the line being written).
+    /// Appends one line to metrics.jsonl and, with TensorBoard on, one event of its numbers at its `step` (both
+    /// written through, so a crash loses at most the line being written).
     public func appendMetrics(_ object: JSONObject) throws {
         try metrics.write(contentsOf: Data((object.line + "\n").utf8))
+        if let events, let step = object.numbers.first(where: { $0.key == "step" }) {
+            try events.writeScalars(step: Int(step.value), object.numbers.filter { $0.key != "step" }.map { ($0.key, $0.value) })
+        }
     }
 
     public func write(_ name: String, _ data: Data) throws { try writeAtomically(data, to: "\(path)/\(name)") }

@@ -21,18 +21,18 @@ public protocol TrainingTask: AnyObject {
     func evaluationMetrics(_ result: BatchResult) -> [(String, Double)]
 }
 
-/// Image classification (Fashion-MNIST) with the MLP.
+/// Image classification (Fashion-MNIST, or `.npy` arrays) with the MLP.
 public final class ImageClassificationTask: TrainingTask {
     public let mlp: MLP
     public var model: Model { mlp }
-    public let train: ImageDataset
-    public let test: ImageDataset
+    public let train: any LabelledExamples
+    public let test: any LabelledExamples
     private var sampler: BatchSampler
     private let features: FloatBuffer
     private let labels: UnsafeMutablePointer<Int32>
     private var indices: [Int32] = []
 
-    public init(train: ImageDataset, test: ImageDataset, hidden: [Int], activation: Activation, globalBatch: Int,
+    public init(train: any LabelledExamples, test: any LabelledExamples, hidden: [Int], activation: Activation, globalBatch: Int,
                 microBatch: Int, seed: UInt64) {
         self.train = train
         self.test = test
@@ -54,8 +54,8 @@ public final class ImageClassificationTask: TrainingTask {
         return fill(from: train, rows: rows)
     }
 
-    private func fill(from dataset: ImageDataset, rows: Int) -> ModelBatch {
-        gatherRows(dataset, indices: indices, features: features.pointer, labels: labels)
+    private func fill(from dataset: any LabelledExamples, rows: Int) -> ModelBatch {
+        dataset.gather(indices: indices, features: features.pointer, labels: labels)
         return ModelBatch(features: features.pointer, targets: labels, rows: rows)
     }
 

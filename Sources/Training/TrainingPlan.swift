@@ -24,8 +24,26 @@ public struct TrainingPlan {
 
 extension TrainConfig {
     /// The image-classification task of this configuration over loaded data (the one place it is built).
-    public func imageTask(train: ImageDataset, test: ImageDataset) -> ImageClassificationTask {
+    public func imageTask(train: any LabelledExamples, test: any LabelledExamples) -> ImageClassificationTask {
         ImageClassificationTask(train: train, test: test, hidden: hidden, activation: activation,
                                 globalBatch: globalBatch, microBatch: microBatch, seed: seed)
+    }
+
+    /// The classification data of `data.dataset`: Fashion-MNIST from `data.dir`, or `.npy` arrays (`arrays`).
+    public func classificationData() throws -> (train: any LabelledExamples, test: any LabelledExamples) {
+        guard dataset == "arrays" else {
+            let (train, test) = try FashionMNIST.load(directory: dataDirectory)
+            return (train, test)
+        }
+        let keys = ["data.train_features", "data.train_labels", "data.test_features", "data.test_labels"]
+        let paths = keys.map { resolved.string($0) }
+        if let missing = keys.indices.first(where: { paths[$0].isEmpty }) {
+            throw ConfigError("data.dataset = arrays needs \(keys[missing]): set it to an .npy file " +
+                              "(docs/datasets.md describes the four files)")
+        }
+        let classes = resolved.int("data.classes")
+        let (train, test) = try ArrayDataset.loadSplits(trainFeatures: paths[0], trainLabels: paths[1], testFeatures: paths[2],
+                                                        testLabels: paths[3], classes: classes > 0 ? classes : nil)
+        return (train, test)
     }
 }
