@@ -8,9 +8,10 @@
 //   Experiments → Datasets, Models, Plots, SwiftMPI, Tensors, Training, Yams
 //   TestSupport → Datasets, SwiftMPI, Tensors, Training
 //   Training    → Datasets, Distributed, Models, Optimizers, SwiftMPI, Tensors, Yams
-//   Distributed → Optimizers, SwiftMPI, Tensors
+//   Distributed → GradientFree, Optimizers, SwiftMPI, Tensors
 //   Datasets    → CZlib, Tensors
 //   FullBatch   → Plots, SwiftMPI, Tensors
+//   GradientFree → Optimizers, Tensors
 //   Models      → Tensors
 //   Optimizers  → CKernels, Tensors
 //   Plots       → —
@@ -49,8 +50,10 @@ let package = Package(
         .target(name: "Models", dependencies: ["Tensors"], swiftSettings: release),
         .target(name: "Datasets", dependencies: ["CZlib", "Tensors"], swiftSettings: release),
         .target(name: "Optimizers", dependencies: ["Tensors", "CKernels"], swiftSettings: release),
+        // Population optimisers (ES, GA, SA) over the flat buffer; their one collective per step is Distributed's.
+        .target(name: "GradientFree", dependencies: ["Optimizers", "Tensors"], swiftSettings: release),
         // The only module that communicates during a training step.
-        .target(name: "Distributed", dependencies: ["SwiftMPI", "Tensors", "Optimizers"], swiftSettings: release),
+        .target(name: "Distributed", dependencies: ["GradientFree", "SwiftMPI", "Tensors", "Optimizers"], swiftSettings: release),
         // The training loop, configuration, checkpoints and the run directory.
         .target(name: "Training",
                 dependencies: ["Distributed", "Datasets", "Models", "Optimizers", "Tensors", "SwiftMPI",
@@ -84,6 +87,7 @@ let package = Package(
         .testTarget(name: "OptimizersTests", dependencies: ["Optimizers", "Tensors"], exclude: ["Fixtures"]),
         .testTarget(name: "MatrixOptimizersTests", dependencies: ["Optimizers", "Tensors"], exclude: ["Fixtures"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "Tensors"]),
+        .testTarget(name: "GradientFreeTests", dependencies: ["GradientFree", "Distributed", "Optimizers", "SwiftMPI", "Tensors"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Distributed", "SwiftMPI", "Models", "Datasets", "Tensors", "Optimizers", "TestSupport"]),
         .testTarget(name: "ExperimentsTests", dependencies: ["Experiments", "Training", "Datasets", "Models", "SwiftMPI"]),
         .testTarget(name: "FullBatchTests", dependencies: ["FullBatch", "Optimizers", "SwiftMPI", "Tensors"]),
