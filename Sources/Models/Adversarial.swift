@@ -64,7 +64,7 @@ public struct AttackSettings: Sendable, Equatable {
     /// nil when usable, else what is wrong (named by the flag or key prefix `key`).
     public func problem(key: String) -> String? {
         if !(epsilon >= 0 && epsilon <= 1) { return "\(key) ε = \(epsilon) must be in [0, 1] (pixel units)" }
-        if method == .pgd && !(stepSize > 0) { return "\(key) PGD step size = \(stepSize) must be positive" }
+        if method == .pgd && epsilon > 0 && !(stepSize > 0) { return "\(key) PGD step size = \(stepSize) must be positive" }
         if steps < 1 { return "\(key) steps = \(steps) must be at least 1" }
         return nil
     }
@@ -82,22 +82,24 @@ public final class AdversarialAttack {
     }
 
     /// Writes the adversarial version of `batch.features` into `adversarial` (B, I; may not alias the features).
-    /// Random starts draw from `SplitMix64(seed: settings.seed, stream: stream)`, so a caller that passes each
-    /// batch's first global row gets the same examples on any number of ranks.
+    /// The random start of row r draws from `SplitMix64(seed: settings.seed, stream: firstRow + r)`: a caller that
+    /// passes each batch's global first row gets the same adversarial examples however the rows are split.
     public func perturb(params: UnsafePointer<Float>, batch: ModelBatch, settings: AttackSettings,
-                        into adversarial: UnsafeMutablePointer<Float>, stream: UInt64 = 0) {
+                        into adversarial: UnsafeMutablePointer<Float>, firstRow: Int = 0) {
         guard let clean = batch.features else { preconditionFailure("attacks need dense features") }
-        let n = batch.rows * model.widths[0]
+        let features = model.widths[0], n = batch.rows * features
         if gradient.count < n { gradient = FloatBuffer(count: n) }
         let eps = space.inputUnits(settings.epsilon), alpha = space.inputUnits(settings.stepSize)
         let lower = space.lower, upper = space.upper
         adversarial.update(from: clean, count: n)
         guard eps > 0 else { return }
         if settings.randomStart {
-            var rng = SplitMix64(seed: settings.seed, stream: stream)
-            for k in 0..<n {
-                let x = clean[k]
-                adversarial[k] = min(min(upper, x + eps), max(max(lower, x - eps), x + rng.uniform(-eps, eps)))
+            for r in 0..<batch.rows {
+                var rng = SplitMix64(seed: settings.seed, stream: UInt64(firstRow + r))
+                for k in (r * features)..<((r + 1) * features) {
+                    let x = clean[k]
+                    adversarial[k] = min(min(upper, x + eps), max(max(lower, x - eps), x + rng.uniform(-eps, eps)))
+                }
             }
         }
         let g = gradient.pointer

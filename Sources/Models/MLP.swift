@@ -108,6 +108,16 @@ public final class MLP: Model {
         return BatchResult(lossSum: loss, correct: correct, predictions: rows)
     }
 
+    /// The arg-max class of each of the first `rows` rows of the last forward pass (ties: the lower class).
+    public func lastPredictions(rows: Int) -> [Int] {
+        precondition(rows <= capacity, "only \(capacity) rows were computed")
+        return (0..<rows).map { r in
+            var best = 0
+            for c in 1..<classes where logits[r * classes + c] > logits[r * classes + best] { best = c }
+            return best
+        }
+    }
+
     public func forwardBackward(params: UnsafePointer<Float>, sink: GradientSink, batch: ModelBatch,
                                 lossScale: Float) -> BatchResult {
         runForwardBackward(params: params, sink: sink, dFeatures: nil, batch: batch, lossScale: lossScale)
