@@ -7,7 +7,7 @@
 //   Bench       → Optimizers, SwiftMPI, Tensors, Training
 //   Experiments → Datasets, Models, Plots, SwiftMPI, Tensors, Training, Yams
 //   TestSupport → Datasets, SwiftMPI, Tensors, Training
-//   Training    → Datasets, Distributed, Models, Optimizers, Plots, SwiftMPI, Tensors, Yams
+//   Training    → Datasets, Distributed, GradientFree, Models, Optimizers, Plots, SwiftMPI, Tensors, Yams
 //   Distributed → GradientFree, Optimizers, SwiftMPI, Tensors
 //   Datasets    → CZlib, Tensors
 //   FullBatch   → Plots, SwiftMPI, Tensors
@@ -56,7 +56,7 @@ let package = Package(
         .target(name: "Distributed", dependencies: ["GradientFree", "SwiftMPI", "Tensors", "Optimizers"], swiftSettings: release),
         // The training loop, configuration, checkpoints and the run directory.
         .target(name: "Training",
-                dependencies: ["Distributed", "Datasets", "Models", "Optimizers", "Plots", "Tensors", "SwiftMPI",
+                dependencies: ["Distributed", "Datasets", "GradientFree", "Models", "Optimizers", "Plots", "Tensors", "SwiftMPI",
                                .product(name: "Yams", package: "Yams")],
                 swiftSettings: release),
         // Many runs: sweeps, their results and reports.

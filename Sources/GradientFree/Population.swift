@@ -210,3 +210,10 @@ public final class ParameterRows {
     public func row(_ r: Int) -> UnsafeMutableBufferPointer<Float> { storage.slice((r * dimension)..<((r + 1) * dimension)) }
     public func readRow(_ r: Int) -> UnsafeBufferPointer<Float> { UnsafeBufferPointer(row(r)) }
 }
+
+extension PopulationExchange {
+    /// Sums a short vector over ranks (metric windows, evaluation sums): the same collective as the loss exchange.
+    public func sumOverRanks(_ values: inout [Double]) throws {
+        try values.withUnsafeMutableBufferPointer { try sumOverRanks($0) }
+    }
+}

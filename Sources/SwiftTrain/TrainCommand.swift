@@ -41,6 +41,10 @@ struct Train: ParsableCommand {
             }
             if let out { try resolved.set("output.dir", raw: out, source: "--out") }
             config = try TrainConfig(resolved, worldSize: launch.worldSize)
+            if config.population != nil && resume != nil {
+                throw ConfigError("--resume: population methods (train.method = \(resolved.string("train.method"))) do not " +
+                                  "write checkpoints yet; start a new run")
+            }
             plan = try TrainingPlan(config: config)  // data, model, steps and optimizer groups, validated once
             // The same model check Trainer makes, here before any rank communicates.
             try checkpoint?.checkModel(plan.task.model.table, description: plan.task.modelDescription)
@@ -73,6 +77,22 @@ struct Train: ParsableCommand {
                 console.line(header)
                 console.line("resolved config:\n" + config.resolved.yaml())
                 try runDirectory.write("config.yaml", text: config.resolved.yaml(header: "resolved configuration of this run; rerun with --config \(runDirectory.path)/config.yaml"))
+            }
+            if config.population != nil {
+                // Gradient-free training: its own loop (no gradient engine, one loss all-reduce per step).
+                let trainer = try PopulationTrainer(plan: plan, comm: comm, output: runDirectory, console: console)
+                console?.line("model: \(plan.task.modelDescription), \(trainer.params.count) parameters · \(trainer.method.name), " +
+                              "\(trainer.method.populationSize) evaluations per step · \(trainer.totalSteps) steps")
+                let summary = try trainer.run()
+                if let runDirectory, let console {
+                    try runDirectory.write("summary.json", text: summary.json(config: config, mpiLibrary: MPISession.libraryVersion).pretty)
+                    if config.saveModel { try runDirectory.write("model.safetensors", trainer.modelSafeTensors()) }
+                    console.line(String(format: "done: %d steps in %@ · test accuracy %.4f · test loss %.4f · %@",
+                                        summary.steps, formatDuration(summary.wallSeconds), summary.evalAccuracy,
+                                        summary.evalLoss, runDirectory.path))
+                }
+                MPISession.finalize()
+                return
             }
             let trainer = try Trainer(plan: plan, comm: comm, output: runDirectory, console: console,
                                       resume: checkpoint)

@@ -219,6 +219,10 @@ public struct TrainConfig: Sendable {
     public var checkpointEvery: Int
     public var checkpointFinal: Bool
     public var checkpointKeep: Int
+    /// `train.method`: nil for gradient training, else the population method (GradientFree).
+    public var population: PopulationSettings?
+    /// `train.adversarial.*`: nil for clean training, else the attack each training batch is replaced by.
+    public var adversarial: AttackSettings?
 
     /// Examples per rank per optimizer step.
     public var perRankBatch: Int { globalBatch / worldSize }
@@ -283,6 +287,19 @@ public struct TrainConfig: Sendable {
         }
         if modelKind == "gpt", let problem = gpt.invalidReason {
             throw ConfigError("model: \(problem)")
+        }
+        population = try PopulationSettings.read(c, worldSize: worldSize, seed: seed)
+        adversarial = Self.readAdversarial(c, seed: seed)
+        if (population != nil || adversarial != nil) && modelKind != "mlp" {
+            throw ConfigError("train.method = \(c.string("train.method")) and train.adversarial.method = \(c.string("train.adversarial.method")) " +
+                              "need model.kind mlp (an image classifier); set train.method gradient and train.adversarial.method none for \(modelKind)")
+        }
+        if population != nil && adversarial != nil {
+            throw ConfigError("train.adversarial.method = \(c.string("train.adversarial.method")) needs train.method gradient " +
+                              "(adversarial training back-propagates through the attack); set one of them back")
+        }
+        if population != nil && gradAccum != 1 {
+            throw ConfigError("train.grad_accum = \(gradAccum): population methods score whole batches; set train.grad_accum 1")
         }
         if steps == 0 && epochs == 0 {
             throw ConfigError("train.steps and train.epochs are both 0: set one of them to say how long to train")

@@ -75,6 +75,25 @@ public final class ImageClassificationTask: TrainingTask {
     }
 
     public func evaluationMetrics(_ result: BatchResult) -> [(String, Double)] { [] }
+
+    /// How the features relate to [0, 1] pixels (identity for data without a recorded normalisation).
+    public var pixelSpace: PixelSpace {
+        train.normalisation.map { PixelSpace(mean: $0.mean, std: $0.std) } ?? .identity
+    }
+
+    private lazy var attack = AdversarialAttack(model: mlp, space: pixelSpace)
+    private var adversarialFeatures = FloatBuffer(count: 0)
+
+    /// `batch` with its features replaced by their FGSM/PGD version against `params` (adversarial training, Madry et
+    /// al. 2018); `firstRow` seeds the random starts (pass a number unique to these examples in the run). The
+    /// returned batch is valid until the next call.
+    public func adversarialBatch(_ batch: ModelBatch, params: UnsafePointer<Float>, settings: AttackSettings,
+                                 firstRow: Int) -> ModelBatch {
+        let n = batch.rows * train.featureCount
+        if adversarialFeatures.count < n { adversarialFeatures = FloatBuffer(count: n) }
+        attack.perturb(params: params, batch: batch, settings: settings, into: adversarialFeatures.pointer, firstRow: firstRow)
+        return ModelBatch(features: adversarialFeatures.pointer, targets: batch.targets, rows: batch.rows)
+    }
 }
 
 /// Next-token prediction on a token corpus with the GPT.

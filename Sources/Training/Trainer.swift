@@ -175,8 +175,13 @@ public final class Trainer {
             var local = BatchResult()
             for m in 0..<config.gradAccum {
                 engine.beginMicroBatch(m)
-                let batch = task.trainBatch(step: step, firstRow: comm.rank * config.perRankBatch + m * micro, rows: micro,
-                                            globalBatch: config.globalBatch)
+                let firstRow = comm.rank * config.perRankBatch + m * micro
+                var batch = task.trainBatch(step: step, firstRow: firstRow, rows: micro, globalBatch: config.globalBatch)
+                if let adversarial = config.adversarial, let images = task as? ImageClassificationTask {
+                    // Madry et al.: the loss is minimised on the worst case in the ε-ball of the current parameters.
+                    batch = images.adversarialBatch(batch, params: params.pointer, settings: adversarial,
+                                                    firstRow: step * config.globalBatch + firstRow)
+                }
                 // This rank's share of the gradient of the global mean loss; the engine sums the shares.
                 local += model.forwardBackward(params: params.pointer, sink: engine.sink, batch: batch,
                                                lossScale: engine.meanLossScale(perRankRows: config.perRankBatch,
