@@ -16,6 +16,9 @@ public final class CommunicatorPopulationExchange: PopulationExchange {
     public var rank: Int { comm.rank }
     public var size: Int { comm.size }
 
+    /// Every rank waits for every other (before an orderly stop, so rank 0's checkpoint is complete first).
+    public func synchronize() throws { try comm.barrier() }
+
     public func sumOverRanks(_ values: UnsafeMutableBufferPointer<Double>) throws {
         try comm.allReduce(values, op: .sum)
         bytesSent += values.count * MemoryLayout<Double>.stride

@@ -22,10 +22,22 @@ struct Train: ParsableCommand {
         let plan: TrainingPlan
         var runDirectory: RunDirectory?
         var checkpoint: LoadedCheckpoint?
+        var populationResume: LoadedPopulationCheckpoint?
         var runPath = ""
         do {
             var resolved: ResolvedConfig
-            if let resume {
+            if let resume, let path = PopulationCheckpoint.find(resume) {
+                // A population run (train.method es/ga/sa): its own checkpoint format, replicated state.
+                let loaded = try PopulationCheckpoint.load(path)
+                populationResume = loaded
+                resolved = ResolvedConfig(name: "resumed")
+                if options.config == nil {
+                    try resolved.merge(yaml: loaded.manifest.config, source: "\(path)/population.json (config)")
+                    for assignment in options.overrides { try resolved.override(assignment) }
+                } else {
+                    resolved = try options.resolve()
+                }
+            } else if let resume {
                 let path = try Checkpoint.resolve(resume)
                 checkpoint = try Checkpoint.load(path)
                 if options.config == nil {
@@ -41,14 +53,18 @@ struct Train: ParsableCommand {
             }
             if let out { try resolved.set("output.dir", raw: out, source: "--out") }
             config = try TrainConfig(resolved, worldSize: launch.worldSize)
-            if config.population != nil && resume != nil {
-                throw ConfigError("--resume: population methods (train.method = \(resolved.string("train.method"))) do not " +
-                                  "write checkpoints yet; start a new run")
+            if (config.population != nil) != (resume == nil || populationResume != nil) {
+                throw ConfigError("--resume \(resume ?? ""): the checkpoint is from a " +
+                                  (populationResume != nil ? "population run" : "gradient run") +
+                                  " but train.method = \(resolved.string("train.method")); resume with the method that wrote it")
             }
             plan = try TrainingPlan(config: config)  // data, model, steps and optimizer groups, validated once
             // The same model check Trainer makes, here before any rank communicates.
             try checkpoint?.checkModel(plan.task.model.table, description: plan.task.modelDescription)
-            if let checkpoint, out == nil {
+            if let populationResume, out == nil {
+                runPath = URL(fileURLWithPath: populationResume.path).deletingLastPathComponent().deletingLastPathComponent().path
+                if isRoot { runDirectory = try RunDirectory(resuming: runPath, atStep: populationResume.manifest.step) }
+            } else if let checkpoint, out == nil {
                 runPath = URL(fileURLWithPath: checkpoint.path).deletingLastPathComponent().deletingLastPathComponent().path
                 if isRoot { runDirectory = try RunDirectory(resuming: runPath, atStep: checkpoint.manifest.step) }
             } else {
@@ -80,7 +96,9 @@ struct Train: ParsableCommand {
             }
             if config.population != nil {
                 // Gradient-free training: its own loop (no gradient engine, one loss all-reduce per step).
-                let trainer = try PopulationTrainer(plan: plan, comm: comm, output: runDirectory, console: console)
+                let trainer = try PopulationTrainer(plan: plan, comm: comm, output: runDirectory, console: console,
+                                                    resume: populationResume)
+                trainer.checkpointRoot = runPath
                 console?.line("model: \(plan.task.modelDescription), \(trainer.params.count) parameters · \(trainer.method.name), " +
                               "\(trainer.method.populationSize) evaluations per step · \(trainer.totalSteps) steps")
                 let summary = try trainer.run()

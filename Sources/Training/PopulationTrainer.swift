@@ -36,8 +36,14 @@ public final class PopulationTrainer {
     private let schedule: LRSchedule
     private let output: RunDirectory?
     private let console: Console?
+    /// First step to run: 0, or the step a resumed checkpoint was taken after.
+    public private(set) var startStep = 0
+    /// Run directory path (rank 0 writes checkpoints there); nil disables checkpoints.
+    public var checkpointRoot: String?
 
-    public init(plan: TrainingPlan, comm: Communicator, output: RunDirectory? = nil, console: Console? = nil) throws {
+    /// - resume: a population checkpoint (`PopulationCheckpoint.load`) to continue from; its method must be this run's.
+    public init(plan: TrainingPlan, comm: Communicator, output: RunDirectory? = nil, console: Console? = nil,
+                resume: LoadedPopulationCheckpoint? = nil) throws {
         guard let settings = plan.config.population else { preconditionFailure("PopulationTrainer needs train.method es, ga or sa") }
         config = plan.config
         task = plan.task
@@ -62,6 +68,13 @@ public final class PopulationTrainer {
         case .sa(let s): method = SimulatedAnnealing(initial: start, settings: s)
         }
         schedule = config.schedule(totalSteps: totalSteps)
+        if let resume {
+            guard resume.manifest.method == method.name else {
+                throw CheckpointError("the checkpoint was written by train.method \(resume.manifest.method), this run is \(method.name)")
+            }
+            try method.importState(resume.state)
+            startStep = resume.manifest.step
+        }
     }
 
     public var comm: Communicator { exchange.comm }
@@ -72,7 +85,7 @@ public final class PopulationTrainer {
         var trainSeconds = 0.0, windowLoss = 0.0, windowSteps = 0, windowSeconds = 0.0, windowEvaluations = 0
         var evaluations = 0, lastLoss = Double.nan, last: (loss: Double, accuracy: Double) = (.nan, .nan)
         var stepTimes: [Double] = [], stepBytes = 0
-        for step in 0..<totalSteps {
+        for step in startStep..<totalSteps {
             let stepStart = Date()
             objective.batch = task.trainBatch(step: step, firstRow: 0, rows: config.globalBatch, globalBatch: config.globalBatch)
             let lr = schedule.lr(base: config.lr, step: step + 1)
@@ -106,6 +119,19 @@ public final class PopulationTrainer {
                                          r.meanLoss, r.accuracy, evaluations))
                 }
             }
+            // The state is replicated: rank 0 writes it alone, with no collective.
+            let periodic = config.checkpointEvery > 0 && done % config.checkpointEvery == 0
+            if let root = checkpointRoot, comm.rank == 0, periodic || (done == totalSteps && config.checkpointFinal) {
+                let path = try PopulationCheckpoint.save(method, step: done, config: config.resolved.yaml(), runDirectory: root)
+                console?.line("checkpoint: \(path)")
+            }
+            if config.stopAt > startStep && done == config.stopAt {
+                if let root = checkpointRoot, comm.rank == 0, !periodic {
+                    console?.line("checkpoint: \(try PopulationCheckpoint.save(method, step: done, config: config.resolved.yaml(), runDirectory: root))")
+                }
+                try exchange.synchronize()
+                throw TrainingStopped.paused(step: done)
+            }
         }
         stepTimes.sort()
         let median = stepTimes.isEmpty ? .nan : stepTimes[stepTimes.count / 2]
@@ -113,14 +139,14 @@ public final class PopulationTrainer {
             worldSize: comm.size, globalBatch: config.globalBatch, perRankBatch: config.globalBatch, gradAccum: 1,
             steps: totalSteps, epochs: Double(totalSteps * config.globalBatch) / Double(task.rowsPerEpoch),
             finalTrainLoss: lastLoss, evalLoss: last.loss, evalAccuracy: last.accuracy,
-            samplesPerSecond: Double(totalSteps * config.globalBatch) / max(trainSeconds, 1e-9),
+            samplesPerSecond: Double((totalSteps - startStep) * config.globalBatch) / max(trainSeconds, 1e-9),
             medianStepSamplesPerSecond: Double(config.globalBatch) / median, medianStepSeconds: median,
             trainSeconds: trainSeconds, wallSeconds: Date().timeIntervalSince(start), paramCount: task.model.table.count,
             skippedSteps: 0, zeroStage: 0, optimizerStateBytesPerRank: [], gradientBytesPerRank: [],
             peakRSSBytesPerRank: [peakResidentBytes()], optimizerSecondsPerStepPerRank: [], communicationWaitSeconds: 0)
         summary.evalExtras = ["function_evaluations": Double(evaluations),
                               "function_evaluations_per_sec": Double(evaluations) / max(trainSeconds, 1e-9),
-                              "exchange_bytes_per_step_per_rank": Double(stepBytes) / Double(max(totalSteps, 1))]
+                              "exchange_bytes_per_step_per_rank": Double(stepBytes) / Double(max(totalSteps - startStep, 1))]
         return summary
     }
 
