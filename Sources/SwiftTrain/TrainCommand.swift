@@ -53,7 +53,7 @@ struct Train: ParsableCommand {
             }
             if let out { try resolved.set("output.dir", raw: out, source: "--out") }
             config = try TrainConfig(resolved, worldSize: launch.worldSize)
-            if (config.population != nil) != (resume == nil || populationResume != nil) {
+            if resume != nil && (config.population != nil) != (populationResume != nil) {
                 throw ConfigError("--resume \(resume ?? ""): the checkpoint is from a " +
                                   (populationResume != nil ? "population run" : "gradient run") +
                                   " but train.method = \(resolved.string("train.method")); resume with the method that wrote it")

@@ -222,7 +222,7 @@ public final class Trainer {
                 let result = try evaluate()
                 last = (result.meanLoss, result.accuracy)
                 lastEval = result
-                try logEval(done, result)
+                try logEval(done, result, elapsed: Date().timeIntervalSince(start))
                 if let afterEvaluation, afterEvaluation(done, result, lastLoss) {
                     finalStep = done
                     break
@@ -322,12 +322,15 @@ public final class Trainer {
         }
     }
 
-    private func logEval(_ step: Int, _ r: BatchResult) throws {
+    private func logEval(_ step: Int, _ r: BatchResult, elapsed: Double) throws {
         guard comm.rank == 0 else { return }
         var o = JSONObject()
         o.add("step", step)
         o.add("eval_loss", r.meanLoss)
         o.add("eval_accuracy", r.accuracy)
+        // One loss-and-gradient evaluation of the global batch per step: the x axis gradient-free runs are compared on.
+        o.add("function_evaluations", step)
+        o.add("elapsed_sec", elapsed)
         var extras = ""
         for (k, v) in task.evaluationMetrics(r) { o.add(k, v); extras += String(format: "  %@ %.4f", k, v) }
         try output?.appendMetrics(o)
