@@ -16,6 +16,9 @@ public final class CommunicatorPopulationExchange: PopulationExchange {
     public var rank: Int { comm.rank }
     public var size: Int { comm.size }
 
+    /// The largest of every rank's `value` (a signal on any rank stops all of them after the same step).
+    public func maxOverRanks(_ value: Int32) throws -> Int32 { try comm.allReduce(value, op: .max) }
+
     /// Every rank waits for every other (before an orderly stop, so rank 0's checkpoint is complete first).
     public func synchronize() throws { try comm.barrier() }
 

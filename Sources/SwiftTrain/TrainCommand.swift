@@ -99,6 +99,9 @@ struct Train: ParsableCommand {
                 let trainer = try PopulationTrainer(plan: plan, comm: comm, output: runDirectory, console: console,
                                                     resume: populationResume)
                 trainer.checkpointRoot = runPath
+                if let populationResume {
+                    console?.line("resumed from \(populationResume.path) at step \(populationResume.manifest.step)")
+                }
                 console?.line("model: \(plan.task.modelDescription), \(trainer.params.count) parameters · \(trainer.method.name), " +
                               "\(trainer.method.populationSize) evaluations per step · \(trainer.totalSteps) steps")
                 let summary = try trainer.run()

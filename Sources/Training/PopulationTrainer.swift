@@ -119,18 +119,21 @@ public final class PopulationTrainer {
                                          r.meanLoss, r.accuracy, evaluations))
                 }
             }
-            // The state is replicated: rank 0 writes it alone, with no collective.
+            // A signal on any rank stops every rank after this step (one tiny all-reduce per step, as in Trainer).
+            let signalled = try exchange.maxOverRanks(Int32(StopRequest.pending))
+            let pause = config.stopAt > startStep && done == config.stopAt
             let periodic = config.checkpointEvery > 0 && done % config.checkpointEvery == 0
-            if let root = checkpointRoot, comm.rank == 0, periodic || (done == totalSteps && config.checkpointFinal) {
+            // The state is replicated: rank 0 writes it alone, with no collective.
+            if let root = checkpointRoot, comm.rank == 0,
+               signalled != 0 || pause || periodic || (done == totalSteps && config.checkpointFinal) {
                 let path = try PopulationCheckpoint.save(method, step: done, config: config.resolved.yaml(), runDirectory: root)
                 console?.line("checkpoint: \(path)")
             }
-            if config.stopAt > startStep && done == config.stopAt {
-                if let root = checkpointRoot, comm.rank == 0, !periodic {
-                    console?.line("checkpoint: \(try PopulationCheckpoint.save(method, step: done, config: config.resolved.yaml(), runDirectory: root))")
-                }
-                try exchange.synchronize()
-                throw TrainingStopped.paused(step: done)
+            if signalled != 0 || pause {
+                let reason: TrainingStopped = signalled != 0 ? .signal(signalled, step: done) : .paused(step: done)
+                if comm.rank == 0 { console?.line("swift-train: \(reason)") }
+                try exchange.synchronize()  // rank 0's checkpoint is complete before any rank exits
+                throw reason
             }
         }
         stepTimes.sort()
