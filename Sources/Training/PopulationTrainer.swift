@@ -83,7 +83,9 @@ public final class PopulationTrainer {
         let start = Date()
         let objective = BatchLossObjective(model: task.model)
         var trainSeconds = 0.0, windowLoss = 0.0, windowSteps = 0, windowSeconds = 0.0, windowEvaluations = 0
-        var evaluations = 0, lastLoss = Double.nan, last: (loss: Double, accuracy: Double) = (.nan, .nan)
+        // Every step scores exactly populationSize candidates, so a resumed run counts from where the first left off.
+        var evaluations = startStep * method.populationSize, lastLoss = Double.nan
+        var last: (loss: Double, accuracy: Double) = (.nan, .nan)
         var stepTimes: [Double] = [], stepBytes = 0
         for step in startStep..<totalSteps {
             let stepStart = Date()
@@ -148,7 +150,7 @@ public final class PopulationTrainer {
             skippedSteps: 0, zeroStage: 0, optimizerStateBytesPerRank: [], gradientBytesPerRank: [],
             peakRSSBytesPerRank: [peakResidentBytes()], optimizerSecondsPerStepPerRank: [], communicationWaitSeconds: 0)
         summary.evalExtras = ["function_evaluations": Double(evaluations),
-                              "function_evaluations_per_sec": Double(evaluations) / max(trainSeconds, 1e-9),
+                              "function_evaluations_per_sec": Double(evaluations - startStep * method.populationSize) / max(trainSeconds, 1e-9),
                               "exchange_bytes_per_step_per_rank": Double(stepBytes) / Double(max(totalSteps - startStep, 1))]
         return summary
     }
