@@ -158,10 +158,7 @@ public final class PopulationTrainer {
     /// Test loss and accuracy of the current solution: each rank its share, one sum over ranks.
     public func evaluate() throws -> BatchResult {
         method.writeSolution(into: params.buffer)
-        let local = task.evaluate(params: params.pointer, rank: comm.rank, world: comm.size)
-        var sums = [local.lossSum, Double(local.correct), Double(local.predictions)]
-        try exchange.sumOverRanks(&sums)
-        return BatchResult(lossSum: sums[0], correct: Int(sums[1]), predictions: Int(sums[2]))
+        return try task.evaluateOverRanks(params: params.pointer, rank: comm.rank, world: comm.size) { try exchange.sumOverRanks(&$0) }
     }
 
     /// The current solution as safetensors bytes.

@@ -21,6 +21,18 @@ public protocol TrainingTask: AnyObject {
     func evaluationMetrics(_ result: BatchResult) -> [(String, Double)]
 }
 
+extension TrainingTask {
+    /// The held-out evaluation over every rank: this rank's share, then one sum over ranks by `sumOverRanks` (the
+    /// gradient engine's or the population exchange's — whichever owns the run's collectives).
+    func evaluateOverRanks(params: UnsafePointer<Float>, rank: Int, world: Int,
+                           sumOverRanks: (inout [Double]) throws -> Void) throws -> BatchResult {
+        let local = evaluate(params: params, rank: rank, world: world)
+        var sums = [local.lossSum, Double(local.correct), Double(local.predictions)]
+        try sumOverRanks(&sums)
+        return BatchResult(lossSum: sums[0], correct: Int(sums[1]), predictions: Int(sums[2]))
+    }
+}
+
 /// Image classification (Fashion-MNIST) with the MLP.
 public final class ImageClassificationTask: TrainingTask {
     public let mlp: MLP

@@ -295,10 +295,7 @@ public final class Trainer {
 
     /// Held-out loss and accuracy: each rank evaluates its share, then one all-reduce of the sums.
     public func evaluate() throws -> BatchResult {
-        let local = task.evaluate(params: params.pointer, rank: comm.rank, world: comm.size)
-        var sums = [local.lossSum, Double(local.correct), Double(local.predictions)]
-        try engine.sumOverRanks(&sums)
-        return BatchResult(lossSum: sums[0], correct: Int(sums[1]), predictions: Int(sums[2]))
+        try task.evaluateOverRanks(params: params.pointer, rank: comm.rank, world: comm.size) { try engine.sumOverRanks(&$0) }
     }
 
     private func logStep(_ step: Int, loss: Double, lr: Double, gradNorm: Double, samplesPerSecond: Double,
