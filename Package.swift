@@ -2,15 +2,16 @@
 // Module map: each module and the modules its sources import (checked against the real `import` lines and the
 // dependencies below by Tests/PackageLayoutTests; `—` means none). Arrows point down the list, never up.
 // Only Distributed communicates during a training step; Optimizers never import MPI.
-//   MPIChecks   → Datasets, Distributed, FullBatch, Optimizers, SwiftMPI, Tensors, TestSupport, Training
+//   MPIChecks   → Datasets, Distributed, FullBatch, GradientFree, Optimizers, SwiftMPI, Tensors, TestSupport, Training
 //   SwiftTrain  → Bench, Experiments, FullBatch, Training
 //   Bench       → Optimizers, SwiftMPI, Tensors, Training
 //   Experiments → Datasets, Models, Plots, SwiftMPI, Tensors, Training, Yams
 //   TestSupport → Datasets, SwiftMPI, Tensors, Training
-//   Training    → Datasets, Distributed, Models, Optimizers, SwiftMPI, TensorBoard, Tensors, Yams
-//   Distributed → Optimizers, SwiftMPI, Tensors
+//   Training    → Datasets, Distributed, GradientFree, Models, Optimizers, Plots, SwiftMPI, TensorBoard, Tensors, Yams
+//   Distributed → GradientFree, Optimizers, SwiftMPI, Tensors
 //   Datasets    → CZlib, Tensors
 //   FullBatch   → Plots, SwiftMPI, Tensors
+//   GradientFree → Optimizers, Tensors
 //   Models      → Tensors
 //   Optimizers  → CKernels, Tensors
 //   Plots       → —
@@ -56,11 +57,13 @@ let package = Package(
         .target(name: "Models", dependencies: ["Tensors"], swiftSettings: release),
         .target(name: "Datasets", dependencies: ["CZlib", "Tensors"], swiftSettings: release),
         .target(name: "Optimizers", dependencies: ["Tensors", "CKernels"], swiftSettings: release),
+        // Population optimisers (ES, GA, SA) over the flat buffer; their one collective per step is Distributed's.
+        .target(name: "GradientFree", dependencies: ["Optimizers", "Tensors"], swiftSettings: release),
         // The only module that communicates during a training step.
-        .target(name: "Distributed", dependencies: ["SwiftMPI", "Tensors", "Optimizers"], swiftSettings: release),
+        .target(name: "Distributed", dependencies: ["GradientFree", "SwiftMPI", "Tensors", "Optimizers"], swiftSettings: release),
         // The training loop, configuration, checkpoints and the run directory.
         .target(name: "Training",
-                dependencies: ["Distributed", "Datasets", "Models", "Optimizers", "Tensors", "SwiftMPI", "TensorBoard",
+                dependencies: ["Distributed", "Datasets", "GradientFree", "Models", "Optimizers", "Plots", "Tensors", "SwiftMPI", "TensorBoard",
                                .product(name: "Yams", package: "Yams")],
                 swiftSettings: release),
         // Many runs: sweeps, their results and reports.
@@ -80,7 +83,7 @@ let package = Package(
                 swiftSettings: release),
         // Multi-rank checks that need real MPI collectives; run under `mpirun -n 4` by launch/test.
         .executableTarget(name: "MPIChecks",
-                          dependencies: ["Training", "Distributed", "FullBatch", "SwiftMPI", "Optimizers", "Datasets", "Tensors", "TestSupport"],
+                          dependencies: ["Training", "Distributed", "FullBatch", "GradientFree", "SwiftMPI", "Optimizers", "Datasets", "Tensors", "TestSupport"],
                           swiftSettings: release),
 
         .testTarget(name: "SwiftMPITests", dependencies: ["SwiftMPI"]),
@@ -92,6 +95,7 @@ let package = Package(
         .testTarget(name: "OptimizersTests", dependencies: ["Optimizers", "Tensors"], exclude: ["Fixtures"]),
         .testTarget(name: "MatrixOptimizersTests", dependencies: ["Optimizers", "Tensors"], exclude: ["Fixtures"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "Tensors"]),
+        .testTarget(name: "GradientFreeTests", dependencies: ["GradientFree", "Distributed", "Optimizers", "SwiftMPI", "Tensors"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Distributed", "SwiftMPI", "Models", "Datasets", "Tensors", "Optimizers", "TensorBoard", "TestSupport"]),
         .testTarget(name: "ExperimentsTests", dependencies: ["Experiments", "Training", "Datasets", "Models", "SwiftMPI"]),
         .testTarget(name: "FullBatchTests", dependencies: ["FullBatch", "Optimizers", "SwiftMPI", "Tensors"]),

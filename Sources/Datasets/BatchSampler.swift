@@ -55,6 +55,12 @@ public protocol LabelledExamples: Sendable {
     var classes: Int { get }
     /// Copies the rows named by `indices` into features [indices.count, featureCount] and labels [indices.count].
     func gather(indices: [Int32], features: UnsafeMutablePointer<Float>, labels: UnsafeMutablePointer<Int32>)
+    /// How the features were normalised from [0, 1] pixels (attacks work in pixel units), or nil: used as they are.
+    var normalisation: ImageDataset.Normalisation? { get }
+}
+
+extension LabelledExamples {
+    public var normalisation: ImageDataset.Normalisation? { nil }
 }
 
 extension ImageDataset: LabelledExamples {

@@ -9,15 +9,18 @@ public struct ImageDataset: Sendable {
     public var labels: [Int32]
     public var featureCount: Int
     public var classes: Int
+    /// How features relate to [0, 1] pixels (feature = (pixel − mean)/std); nil for data that are not images.
+    public var normalisation: Normalisation?
 
     public var count: Int { labels.count }
 
-    public init(features: [Float], labels: [Int32], featureCount: Int, classes: Int) {
+    public init(features: [Float], labels: [Int32], featureCount: Int, classes: Int, normalisation: Normalisation? = nil) {
         precondition(features.count == labels.count * featureCount, "features must be labels.count × featureCount")
         self.features = features
         self.labels = labels
         self.featureCount = featureCount
         self.classes = classes
+        self.normalisation = normalisation
     }
 
     /// A learnable synthetic problem for tests and benchmarks: standard-normal features, labels from the arg-max of
@@ -70,7 +73,7 @@ public struct ImageDataset: Sendable {
             }
         }
         return ImageDataset(features: features, labels: labels.bytes.map { Int32($0) }, featureCount: images.itemSize,
-                            classes: classes)
+                            classes: classes, normalisation: normalisation)
     }
 
     /// Mean and standard deviation of raw pixels (scaled to [0, 1]) over an IDX image array, in double precision.

@@ -7,9 +7,10 @@ public enum MetricPlot {
         public let description: String
     }
 
-    /// `runs` are run directories, each optionally labelled as LABEL=DIR; `x` is `step` or `epoch`.
-    public static func make(runs: [String], metric: String, x: String, title: String?, logY: Bool) throws -> SVGPlot {
-        var plot = SVGPlot(title: title ?? metric, xLabel: x, yLabel: metric, logY: logY)
+    /// `runs` are run directories, each optionally labelled as LABEL=DIR; `x` is `step`, `epoch` or any other key on
+    /// the same metrics lines (e.g. `function_evaluations`, `elapsed_sec`); lines without it are skipped.
+    public static func make(runs: [String], metric: String, x: String, title: String?, logY: Bool, logX: Bool = false) throws -> SVGPlot {
+        var plot = SVGPlot(title: title ?? metric, xLabel: x, yLabel: metric, logX: logX, logY: logY)
         for spec in runs {
             let parts = spec.split(separator: "=", maxSplits: 1).map(String.init)
             let (label, dir) = parts.count == 2 ? (parts[0], parts[1]) : (URL(fileURLWithPath: spec).lastPathComponent, spec)
@@ -21,9 +22,15 @@ public enum MetricPlot {
                 guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
                       let y = (object[metric] as? NSNumber)?.doubleValue, let step = (object["step"] as? NSNumber)?.doubleValue
                 else { continue }
-                points.append((x == "epoch" ? (object["epoch"] as? NSNumber)?.doubleValue ?? step : step, y))
+                switch x {
+                case "step": points.append((step, y))
+                case "epoch": points.append(((object["epoch"] as? NSNumber)?.doubleValue ?? step, y))
+                default:
+                    guard let value = (object[x] as? NSNumber)?.doubleValue else { continue }
+                    points.append((value, y))
+                }
             }
-            guard !points.isEmpty else { throw InputError(description: "\(dir)/metrics.jsonl has no '\(metric)' values") }
+            guard !points.isEmpty else { throw InputError(description: "\(dir)/metrics.jsonl has no '\(metric)' values (with '\(x)' on the same line)") }
             plot.add(label, points: points)
         }
         return plot

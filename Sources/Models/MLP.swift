@@ -112,8 +112,32 @@ public final class MLP: Model {
         return BatchResult(lossSum: loss, correct: correct, predictions: rows)
     }
 
+    /// The arg-max class of each of the first `rows` rows of the last forward pass (ties: the lower class).
+    public func lastPredictions(rows: Int) -> [Int] {
+        precondition(rows <= capacity, "only \(capacity) rows were computed")
+        return (0..<rows).map { r in
+            var best = 0
+            for c in 1..<classes where logits[r * classes + c] > logits[r * classes + best] { best = c }
+            return best
+        }
+    }
+
     public func forwardBackward(params: UnsafePointer<Float>, sink: GradientSink, batch: ModelBatch,
                                 lossScale: Float) -> BatchResult {
+        runForwardBackward(params: params, sink: sink, dFeatures: nil, batch: batch, lossScale: lossScale)
+    }
+
+    /// Forward, then backward to the input only: dFeatures[B, I] += lossScale · ∂(loss sum)/∂features, in the
+    /// batch-major layout of `batch.features`; no parameter gradient is formed (what an attack needs per step).
+    public func inputGradient(params: UnsafePointer<Float>, batch: ModelBatch, dFeatures: UnsafeMutablePointer<Float>,
+                              lossScale: Float) -> BatchResult {
+        runForwardBackward(params: params, sink: nil, dFeatures: dFeatures, batch: batch, lossScale: lossScale)
+    }
+
+    /// The backward pass with either output: parameter gradients into `sink`, and/or the input gradient into
+    /// `dFeatures` ([B, I], accumulated).
+    private func runForwardBackward(params: UnsafePointer<Float>, sink: GradientSink?, dFeatures: UnsafeMutablePointer<Float>?,
+                                    batch: ModelBatch, lossScale: Float) -> BatchResult {
         reserve(rows: batch.rows)
         let result = runForward(params: params, batch: batch)
         let rows = batch.rows
@@ -126,7 +150,7 @@ public final class MLP: Model {
             // The first layer reads the batch as it arrives, [B, I]; the others their input feature-major, [I, B].
             let input: UnsafePointer<Float> = l == 0 ? batch.features! : UnsafePointer(outputs[l - 1].pointer)
             // d(output of layer l−1) goes to a scratch buffer the GEMM overwrites (β = 0: no zeroing pass); the
-            // input layer needs no input gradient.
+            // input layer's gradient is formed only when asked for, batch-major and accumulated.
             let n = rows * widths[l]
             let dInput: UnsafeMutablePointer<Float>? = l > 0 ? scratch(n) : nil
             let w = weightIndex[l], b = biasIndex[l]
@@ -134,19 +158,24 @@ public final class MLP: Model {
             if let dInput {
                 linearBackwardInputFeatureMajor(dInput, dy, params + weights[l].offset, batch: rows, inFeatures: inF,
                                                 outFeatures: outF, precision: precision)
+            } else if let dFeatures {
+                linearBackwardInputToBatchMajor(dFeatures, dy, params + weights[l].offset, batch: rows, inFeatures: inF,
+                                                outFeatures: outF)
             }
             // Parameter gradients in the blocks the sink asks for; each block is handed over as soon as it is final.
-            for block in sink.rowBlocks(b) {
-                linearBackwardParameterRowsFeatureMajor(nil, sink.gradient(b, rows: block), dy, input,
-                                                        inputIsBatchMajor: l == 0, rows: block, batch: rows, inFeatures: inF,
-                                                        precision: precision)
-                sink.finished(b, rows: block)
-            }
-            for block in sink.rowBlocks(w) {
-                linearBackwardParameterRowsFeatureMajor(sink.gradient(w, rows: block), nil, dy, input,
-                                                        inputIsBatchMajor: l == 0, rows: block, batch: rows, inFeatures: inF,
-                                                        precision: precision)
-                sink.finished(w, rows: block)
+            if let sink {
+                for block in sink.rowBlocks(b) {
+                    linearBackwardParameterRowsFeatureMajor(nil, sink.gradient(b, rows: block), dy, input,
+                                                            inputIsBatchMajor: l == 0, rows: block, batch: rows, inFeatures: inF,
+                                                            precision: precision)
+                    sink.finished(b, rows: block)
+                }
+                for block in sink.rowBlocks(w) {
+                    linearBackwardParameterRowsFeatureMajor(sink.gradient(w, rows: block), nil, dy, input,
+                                                            inputIsBatchMajor: l == 0, rows: block, batch: rows, inFeatures: inF,
+                                                            precision: precision)
+                    sink.finished(w, rows: block)
+                }
             }
             if let dInput {
                 // Through layer l−1's activation into d(pre-activation of layer l−1).

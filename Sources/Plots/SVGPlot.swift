@@ -268,7 +268,7 @@ private func f(_ v: Double) -> String {
     return r == r.rounded() ? String(Int(r)) : String(r)
 }
 
-private func escape(_ s: String) -> String {
+func escape(_ s: String) -> String {
     var out = ""
     for ch in s {
         switch ch {

@@ -13,7 +13,7 @@ struct PlotCommand: ParsableCommand {
     @Option(help: "The metric (a key of metrics.jsonl lines), e.g. eval_loss, loss, noise_scale.")
     var metric = "eval_loss"
 
-    @Option(help: "The x axis: step or epoch.")
+    @Option(help: "The x axis: step, epoch, or another key of the same lines (function_evaluations, elapsed_sec).")
     var x = "step"
 
     @Option(help: "Output SVG file.")
@@ -25,12 +25,15 @@ struct PlotCommand: ParsableCommand {
     @Flag(help: "Logarithmic y axis.")
     var logY = false
 
+    @Flag(help: "Logarithmic x axis.")
+    var logX = false
+
     func validate() throws {
-        guard ["step", "epoch"].contains(x) else { throw ValidationError("--x must be step or epoch, not \(x)") }
+        guard !x.isEmpty else { throw ValidationError("--x must name a metrics key, e.g. step, epoch or function_evaluations") }
     }
 
     func run() throws {
-        do { try MetricPlot.make(runs: runs, metric: metric, x: x, title: title, logY: logY).write(to: out) }
+        do { try MetricPlot.make(runs: runs, metric: metric, x: x, title: title, logY: logY, logX: logX).write(to: out) }
         catch let error as MetricPlot.InputError { throw ValidationError(error.description) }
         print("wrote \(out)")
     }

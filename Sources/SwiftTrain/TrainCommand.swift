@@ -22,10 +22,22 @@ struct Train: ParsableCommand {
         let plan: TrainingPlan
         var runDirectory: RunDirectory?
         var checkpoint: LoadedCheckpoint?
+        var populationResume: LoadedPopulationCheckpoint?
         var runPath = ""
         do {
             var resolved: ResolvedConfig
-            if let resume {
+            if let resume, let path = PopulationCheckpoint.find(resume) {
+                // A population run (train.method es/ga/sa): its own checkpoint format, replicated state.
+                let loaded = try PopulationCheckpoint.load(path)
+                populationResume = loaded
+                resolved = ResolvedConfig(name: "resumed")
+                if options.config == nil {
+                    try resolved.merge(yaml: loaded.manifest.config, source: "\(path)/population.json (config)")
+                    for assignment in options.overrides { try resolved.override(assignment) }
+                } else {
+                    resolved = try options.resolve()
+                }
+            } else if let resume {
                 let path = try Checkpoint.resolve(resume)
                 checkpoint = try Checkpoint.load(path)
                 if options.config == nil {
@@ -41,10 +53,18 @@ struct Train: ParsableCommand {
             }
             if let out { try resolved.set("output.dir", raw: out, source: "--out") }
             config = try TrainConfig(resolved, worldSize: launch.worldSize)
+            if resume != nil && (config.population != nil) != (populationResume != nil) {
+                throw ConfigError("--resume \(resume ?? ""): the checkpoint is from a " +
+                                  (populationResume != nil ? "population run" : "gradient run") +
+                                  " but train.method = \(resolved.string("train.method")); resume with the method that wrote it")
+            }
             plan = try TrainingPlan(config: config)  // data, model, steps and optimizer groups, validated once
             // The same model check Trainer makes, here before any rank communicates.
             try checkpoint?.checkModel(plan.task.model.table, description: plan.task.modelDescription)
-            if let checkpoint, out == nil {
+            if let populationResume, out == nil {
+                runPath = URL(fileURLWithPath: populationResume.path).deletingLastPathComponent().deletingLastPathComponent().path
+                if isRoot { runDirectory = try RunDirectory(resuming: runPath, atStep: populationResume.manifest.step) }
+            } else if let checkpoint, out == nil {
                 runPath = URL(fileURLWithPath: checkpoint.path).deletingLastPathComponent().deletingLastPathComponent().path
                 if isRoot {
                     runDirectory = try RunDirectory(resuming: runPath, atStep: checkpoint.manifest.step,
@@ -77,6 +97,27 @@ struct Train: ParsableCommand {
                 console.line(header)
                 console.line("resolved config:\n" + config.resolved.yaml())
                 try runDirectory.write("config.yaml", text: config.resolved.yaml(header: "resolved configuration of this run; rerun with --config \(runDirectory.path)/config.yaml"))
+            }
+            if config.population != nil {
+                // Gradient-free training: its own loop (no gradient engine, one loss all-reduce per step).
+                let trainer = try PopulationTrainer(plan: plan, comm: comm, output: runDirectory, console: console,
+                                                    resume: populationResume)
+                trainer.checkpointRoot = runPath
+                if let populationResume {
+                    console?.line("resumed from \(populationResume.path) at step \(populationResume.manifest.step)")
+                }
+                console?.line("model: \(plan.task.modelDescription), \(trainer.params.count) parameters · \(trainer.method.name), " +
+                              "\(trainer.method.populationSize) evaluations per step · \(trainer.totalSteps) steps")
+                let summary = try trainer.run()
+                if let runDirectory, let console {
+                    try runDirectory.write("summary.json", text: summary.json(config: config, mpiLibrary: MPISession.libraryVersion).pretty)
+                    if config.saveModel { try runDirectory.write("model.safetensors", trainer.modelSafeTensors()) }
+                    console.line(String(format: "done: %d steps in %@ · test accuracy %.4f · test loss %.4f · %@",
+                                        summary.steps, formatDuration(summary.wallSeconds), summary.evalAccuracy,
+                                        summary.evalLoss, runDirectory.path))
+                }
+                MPISession.finalize()
+                return
             }
             let trainer = try Trainer(plan: plan, comm: comm, output: runDirectory, console: console,
                                       resume: checkpoint)

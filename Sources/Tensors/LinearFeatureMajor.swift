@@ -54,3 +54,12 @@ public func transpose(_ input: UnsafePointer<Float>, rows: Int, cols: Int, into 
         for c in 0..<cols { output[c * rows + r] = input[r * cols + c] }
     }
 }
+
+/// dx[B, I] += dyᵀ[O, B]ᵀ · W[O, I]  — the input gradient in the batch-major layout the data arrives in (the MLP's
+/// first layer: adversarial attacks need d(loss)/d(input)). Accumulates, as every backward kernel does. Naive twin:
+/// the dx of `linearBackwardNaive` with dy = (dyᵀ)ᵀ.
+public func linearBackwardInputToBatchMajor(_ dx: UnsafeMutablePointer<Float>, _ dyT: UnsafePointer<Float>,
+                                            _ weight: UnsafePointer<Float>, batch: Int, inFeatures: Int, outFeatures: Int) {
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(batch), Int32(inFeatures), Int32(outFeatures),
+                1, dyT, Int32(batch), weight, Int32(inFeatures), 1, dx, Int32(inFeatures))
+}

@@ -17,22 +17,33 @@ extension LoadedCheckpoint {
         return tensors.count
     }
 
+    /// The checkpoint's parameters laid out by `table` (after checking the checkpoint holds exactly its tensors).
+    public func parameterBuffer(for table: ParameterTable, description: String) throws -> FloatBuffer {
+        try checkModel(table, description: description)
+        let params = FloatBuffer(count: table.count)
+        for e in table.entries {
+            let v = try values(state: "param", tensor: e.name, offset: 0, count: e.count)
+            for i in 0..<v.count { params[e.offset + i] = v[i] }
+        }
+        return params
+    }
+
+    /// The run's configuration as the checkpoint recorded it, typed for `worldSize` ranks.
+    public func trainConfig(worldSize: Int) throws -> TrainConfig {
+        var resolved = ResolvedConfig(name: "checkpoint")
+        try resolved.merge(yaml: manifest.config, source: "\(path)/manifest.json (config)")
+        return try TrainConfig(resolved, worldSize: worldSize)
+    }
+
     /// Text continued from `prompt` by the GPT this checkpoint holds (a `CheckpointError` for any other model).
     /// Byte-level models return text; larger vocabularies return the token ids separated by spaces.
     public func sampleText(prompt: String, tokens: Int, temperature: Float, topK: Int, seed: UInt64) throws -> String {
-        var resolved = ResolvedConfig(name: "sample")
-        try resolved.merge(yaml: manifest.config, source: "\(path)/manifest.json (config)")
-        let config = try TrainConfig(resolved, worldSize: 1)
+        let config = try trainConfig(worldSize: 1)
         guard config.modelKind == "gpt" else {
             throw CheckpointError("\(path) holds a \(manifest.model), not a GPT: nothing to sample")
         }
         let model = GPT(config.gpt)
-        try checkModel(model.table, description: "GPT")
-        let params = FloatBuffer(count: model.table.count)
-        for e in model.table.entries {
-            let v = try values(state: "param", tensor: e.name, offset: 0, count: e.count)
-            for i in 0..<v.count { params[e.offset + i] = v[i] }
-        }
+        let params = try parameterBuffer(for: model.table, description: "GPT")
         let promptTokens = Array(prompt.utf8).map { Int32($0) }.filter { Int($0) < config.gpt.vocabulary }
         let out = generate(model: model, params: params.pointer, prompt: promptTokens, count: tokens,
                            temperature: temperature, topK: topK, seed: seed)

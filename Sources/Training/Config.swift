@@ -223,6 +223,10 @@ public struct TrainConfig: Sendable {
     public var checkpointEvery: Int
     public var checkpointFinal: Bool
     public var checkpointKeep: Int
+    /// `train.method`: nil for gradient training, else the population method (GradientFree).
+    public var population: PopulationSettings?
+    /// `train.adversarial.*`: nil for clean training, else the attack each training batch is replaced by.
+    public var adversarial: AttackSettings?
 
     /// Which rows of each global batch every rank and micro-batch takes (any batch on any world size).
     public var split: BatchSplit { BatchSplit(globalBatch: globalBatch, worldSize: worldSize, gradAccum: gradAccum) }
@@ -297,6 +301,19 @@ public struct TrainConfig: Sendable {
             throw ConfigError("zero.comm_dtype = bf16 needs zero.stage 1 or 2: the bf16 payload is summed in fp32 by each " +
                               "owner in the stages' reduce-scatter, and stage 0's all-reduce has no owner — set zero.stage=1 " +
                               "(same memory for the model, optimizer state sharded) or zero.comm_dtype=fp32")
+        }
+        population = try PopulationSettings.read(c, worldSize: worldSize, seed: seed)
+        adversarial = Self.readAdversarial(c, seed: seed)
+        if (population != nil || adversarial != nil) && modelKind != "mlp" {
+            throw ConfigError("train.method = \(c.string("train.method")) and train.adversarial.method = \(c.string("train.adversarial.method")) " +
+                              "need model.kind mlp (an image classifier); set train.method gradient and train.adversarial.method none for \(modelKind)")
+        }
+        if population != nil && adversarial != nil {
+            throw ConfigError("train.adversarial.method = \(c.string("train.adversarial.method")) needs train.method gradient " +
+                              "(adversarial training back-propagates through the attack); set one of them back")
+        }
+        if population != nil && gradAccum != 1 {
+            throw ConfigError("train.grad_accum = \(gradAccum): population methods score whole batches; set train.grad_accum 1")
         }
         if steps == 0 && epochs == 0 {
             throw ConfigError("train.steps and train.epochs are both 0: set one of them to say how long to train")

@@ -55,7 +55,7 @@ public struct ConfigKey: Sendable {
 /// Every key swift-train understands, in the order they are printed. The defaults *are* the built-in configuration
 /// (`configs/fashion-mlp.yaml` spells the same values out, and a test keeps the two equal).
 public enum ConfigSchema {
-    public static let keys: [ConfigKey] = baseKeys + OptimizerCatalog.configKeys + scheduleAndRunKeys + groupKeys
+    public static let keys: [ConfigKey] = baseKeys + OptimizerCatalog.configKeys + scheduleAndRunKeys + groupKeys + methodKeys
 
     static let baseKeys: [ConfigKey] = [
         ConfigKey(path: "model.kind", kind: .string(allowed: ["mlp", "gpt"]), defaultValue: .string("mlp"),

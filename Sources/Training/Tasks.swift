@@ -21,6 +21,18 @@ public protocol TrainingTask: AnyObject {
     func evaluationMetrics(_ result: BatchResult) -> [(String, Double)]
 }
 
+extension TrainingTask {
+    /// The held-out evaluation over every rank: this rank's share, then one sum over ranks by `sumOverRanks` (the
+    /// gradient engine's or the population exchange's — whichever owns the run's collectives).
+    func evaluateOverRanks(params: UnsafePointer<Float>, rank: Int, world: Int,
+                           sumOverRanks: (inout [Double]) throws -> Void) throws -> BatchResult {
+        let local = evaluate(params: params, rank: rank, world: world)
+        var sums = [local.lossSum, Double(local.correct), Double(local.predictions)]
+        try sumOverRanks(&sums)
+        return BatchResult(lossSum: sums[0], correct: Int(sums[1]), predictions: Int(sums[2]))
+    }
+}
+
 /// Image classification (Fashion-MNIST, or `.npy` arrays) with the MLP.
 public final class ImageClassificationTask: TrainingTask {
     public let mlp: MLP
@@ -75,6 +87,25 @@ public final class ImageClassificationTask: TrainingTask {
     }
 
     public func evaluationMetrics(_ result: BatchResult) -> [(String, Double)] { [] }
+
+    /// How the features relate to [0, 1] pixels (identity for data without a recorded normalisation).
+    public var pixelSpace: PixelSpace {
+        train.normalisation.map { PixelSpace(mean: $0.mean, std: $0.std) } ?? .identity
+    }
+
+    private lazy var attack = AdversarialAttack(model: mlp, space: pixelSpace)
+    private var adversarialFeatures = FloatBuffer(count: 0)
+
+    /// `batch` with its features replaced by their FGSM/PGD version against `params` (adversarial training, Madry et
+    /// al. 2018); `firstRow` seeds the random starts (pass a number unique to these examples in the run). The
+    /// returned batch is valid until the next call.
+    public func adversarialBatch(_ batch: ModelBatch, params: UnsafePointer<Float>, settings: AttackSettings,
+                                 firstRow: Int) -> ModelBatch {
+        let n = batch.rows * train.featureCount
+        if adversarialFeatures.count < n { adversarialFeatures = FloatBuffer(count: n) }
+        attack.perturb(params: params, batch: batch, settings: settings, into: adversarialFeatures.pointer, firstRow: firstRow)
+        return ModelBatch(features: adversarialFeatures.pointer, targets: batch.targets, rows: batch.rows)
+    }
 }
 
 /// Next-token prediction on a token corpus with the GPT.

@@ -189,8 +189,13 @@ public final class Trainer {
             for m in 0..<config.gradAccum {
                 let rows = split.microBatch(rank: comm.rank, index: m)
                 engine.beginMicroBatch(m, rows: rows.count)
-                let batch = task.trainBatch(step: step, firstRow: rows.firstRow, rows: rows.count,
+                var batch = task.trainBatch(step: step, firstRow: rows.firstRow, rows: rows.count,
                                             globalBatch: config.globalBatch)
+                if let adversarial = config.adversarial, let images = task as? ImageClassificationTask {
+                    // Madry et al.: the loss is minimised on the worst case in the ε-ball of the current parameters.
+                    batch = images.adversarialBatch(batch, params: params.pointer, settings: adversarial,
+                                                    firstRow: step * config.globalBatch + rows.firstRow)
+                }
                 // This rank's share of the gradient of the global mean loss; the engine sums the shares.
                 local += model.forwardBackward(params: params.pointer, sink: engine.sink, batch: batch,
                                                lossScale: engine.meanLossScale(globalRows: config.globalBatch,
@@ -231,7 +236,7 @@ public final class Trainer {
                 let result = try evaluate()
                 last = (result.meanLoss, result.accuracy)
                 lastEval = result
-                try logEval(done, result)
+                try logEval(done, result, elapsed: Date().timeIntervalSince(start))
                 if let afterEvaluation, afterEvaluation(done, result, lastLoss) {
                     finalStep = done
                     break
@@ -311,10 +316,7 @@ public final class Trainer {
 
     /// Held-out loss and accuracy: each rank evaluates its share, then one all-reduce of the sums.
     public func evaluate() throws -> BatchResult {
-        let local = task.evaluate(params: params.pointer, rank: comm.rank, world: comm.size)
-        var sums = [local.lossSum, Double(local.correct), Double(local.predictions)]
-        try engine.sumOverRanks(&sums)
-        return BatchResult(lossSum: sums[0], correct: Int(sums[1]), predictions: Int(sums[2]))
+        try task.evaluateOverRanks(params: params.pointer, rank: comm.rank, world: comm.size) { try engine.sumOverRanks(&$0) }
     }
 
     private func logStep(_ step: Int, loss: Double, lr: Double, gradNorm: Double, samplesPerSecond: Double,
@@ -338,12 +340,15 @@ public final class Trainer {
         }
     }
 
-    private func logEval(_ step: Int, _ r: BatchResult) throws {
+    private func logEval(_ step: Int, _ r: BatchResult, elapsed: Double) throws {
         guard comm.rank == 0 else { return }
         var o = JSONObject()
         o.add("step", step)
         o.add("eval_loss", r.meanLoss)
         o.add("eval_accuracy", r.accuracy)
+        // One loss-and-gradient evaluation of the global batch per step: the x axis gradient-free runs are compared on.
+        o.add("function_evaluations", step)
+        o.add("elapsed_sec", elapsed)
         var extras = ""
         for (k, v) in task.evaluationMetrics(r) { o.add(k, v); extras += String(format: "  %@ %.4f", k, v) }
         try output?.appendMetrics(o)

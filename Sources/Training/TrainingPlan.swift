@@ -25,8 +25,9 @@ public struct TrainingPlan {
 extension TrainConfig {
     /// The image-classification task of this configuration over loaded data (the one place it is built).
     public func imageTask(train: any LabelledExamples, test: any LabelledExamples) -> ImageClassificationTask {
+        // Population methods score the whole global batch on every rank, so the batch buffer must hold all of it.
         ImageClassificationTask(train: train, test: test, hidden: hidden, activation: activation,
-                                globalBatch: globalBatch, microBatch: microBatch, seed: seed)
+                                globalBatch: globalBatch, microBatch: population == nil ? microBatch : globalBatch, seed: seed)
     }
 
     /// The classification data of `data.dataset`: Fashion-MNIST from `data.dir`, or `.npy` arrays (`arrays`).

@@ -65,6 +65,10 @@ final class KernelTests: XCTestCase {
         var dxT = [Float](repeating: .nan, count: b * i)  // overwritten, never read
         linearBackwardInputFeatureMajor(&dxT, dyT, w, batch: b, inFeatures: i, outFeatures: o)
         for r in 0..<b { for c in 0..<i { XCTAssertEqual(dxT[c * b + r], dxN[r * i + c], accuracy: 1e-5 * max(1, abs(dxN[r * i + c]))) } }
+        // The batch-major input gradient (adversarial attacks) accumulates onto what dx held.
+        var dx = [Float](repeating: 0.5, count: b * i)
+        linearBackwardInputToBatchMajor(&dx, dyT, w, batch: b, inFeatures: i, outFeatures: o)
+        for k in 0..<(b * i) { XCTAssertEqual(dx[k] - 0.5, dxN[k], accuracy: 1e-5 * max(1, abs(dxN[k]))) }
     }
 
     /// The C kernels (vectorised, runtime-dispatched) against their Swift twins, on lengths that exercise the
