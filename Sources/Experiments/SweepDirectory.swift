@@ -45,7 +45,7 @@ public final class SweepDirectory: Sendable {
     public func startPoint(_ point: SweepPoint) throws -> RunDirectory {
         let p = pointPath(point)
         if FileManager.default.fileExists(atPath: p) { try FileManager.default.removeItem(atPath: p) }
-        let run = try RunDirectory(path: p)
+        let run = try RunDirectory(claiming: p)
         try run.write("config.yaml", text: Self.configText(point))
         return run
     }

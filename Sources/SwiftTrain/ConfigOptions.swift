@@ -23,5 +23,5 @@ struct ConfigOptions: ParsableArguments {
 /// non-zero, which could otherwise kill rank 0 before its message is out (seen once in CI as a bare mpirun notice).
 func failedBeforeMPI(_ error: Error, isRoot: Bool) -> ExitCode {
     if isRoot { printError("error: \(error)") } else { usleep(1_000_000) }
-    return ExitCode(2)
+    return ExitCode(inputErrorStatus)
 }

@@ -7,60 +7,47 @@ struct Train: ParsableCommand {
 
     @OptionGroup var options: ConfigOptions
 
-    @Option(name: .long, help: ArgumentHelp("Run directory (default: runs/<config>-<UTC time>; never overwritten).", valueName: "dir"))
+    @Option(name: .long, help: ArgumentHelp("Run directory (default: runs/<config>-<UTC time>; never overwritten). With --resume: the run to continue in (its own directory), or a new one.", valueName: "dir"))
     var out: String?
 
-    @Option(name: .long, help: ArgumentHelp("Resume from a checkpoint directory, a run directory (its latest checkpoint), or `latest`. Any world size and ZeRO stage; the checkpoint's config is used unless --config is given, then --set applies.", valueName: "path"))
+    @Option(name: .long, help: ArgumentHelp("Resume from a checkpoint directory, a run directory (its latest checkpoint), or `latest` (the latest checkpoint of --out if given, else of the newest run under runs/). Any world size and ZeRO stage; the checkpoint's config is used unless --config is given, then --set applies.", valueName: "path"))
     var resume: String?
 
     mutating func run() throws {
         let launch = LaunchEnvironment.current()
         let isRoot = launch.rank == 0
-        // Phase 1, before MPI: everything that can fail because of the user's input. Each rank checks the same
-        // inputs; a failure exits non-zero here and mpirun ends the job, so no rank is left waiting in a collective.
-        let config: TrainConfig
-        let plan: TrainingPlan
-        var runDirectory: RunDirectory?
-        var checkpoint: LoadedCheckpoint?
-        var runPath = ""
+        // Phase 1, before MPI: everything that can fail because of the user's input, on every rank, writing
+        // nothing. An error is kept, not thrown: every rank must take part in the agreement below.
+        var prepared: PreparedRun?
+        var inputError: Error?
         do {
-            var resolved: ResolvedConfig
-            if let resume {
-                let path = try Checkpoint.resolve(resume)
-                checkpoint = try Checkpoint.load(path)
-                if options.config == nil {
-                    // The checkpoint's own configuration, then this command's --set overrides.
-                    resolved = ResolvedConfig(name: "resumed")
-                    try resolved.merge(yaml: checkpoint!.manifest.config, source: "\(path)/manifest.json (config)")
-                    for assignment in options.overrides { try resolved.override(assignment) }
-                } else {
-                    resolved = try options.resolve()
-                }
-            } else {
-                resolved = try options.resolve()
-            }
-            if let out { try resolved.set("output.dir", raw: out, source: "--out") }
-            config = try TrainConfig(resolved, worldSize: launch.worldSize)
-            plan = try TrainingPlan(config: config)  // data, model, steps and optimizer groups, validated once
-            // The same model check Trainer makes, here before any rank communicates.
-            try checkpoint?.checkModel(plan.task.model.table, description: plan.task.modelDescription)
-            if let checkpoint, out == nil {
-                runPath = URL(fileURLWithPath: checkpoint.path).deletingLastPathComponent().deletingLastPathComponent().path
-                if isRoot { runDirectory = try RunDirectory(resuming: runPath, atStep: checkpoint.manifest.step) }
-            } else {
-                runPath = config.outputDirectory.isEmpty ? RunDirectory.defaultPath(name: resolved.name) : config.outputDirectory
-                if isRoot { runDirectory = try RunDirectory(path: runPath) }
-            }
-        } catch {
-            throw failedBeforeMPI(error, isRoot: isRoot)
+            prepared = try PreparedRun(configPath: options.config, overrides: options.overrides, out: out, resume: resume,
+                                       isRoot: isRoot, worldSize: launch.worldSize)
         }
+        catch { inputError = error }
         let blasThreads = launch.configureBLASThreads()
 
         // Phase 2: MPI.
         do {
             let comm = try MPISession.start(expecting: launch)
+            // Building the trainer restores the checkpoint, locally and without communicating: a checkpoint that
+            // cannot be restored (another optimizer, a missing state) is still an input error.
+            var trainer: Trainer?
+            if let prepared {
+                do { trainer = try Trainer(plan: prepared.plan, comm: comm, resume: prepared.checkpoint) } catch { inputError = error }
+            }
+            try MPISession.agreeOnInput(inputError, comm: comm)
+            guard let prepared, let trainer else { preconditionFailure("no input error, so the run was prepared") }
+            let config = prepared.plan.config
+
+            // Phase 3: only now is anything written. Rank 0 claims the run directory; a claim that fails (another
+            // run took it in the meantime) stops every rank alike.
+            var runDirectory: RunDirectory?
+            var claimError: Error?
+            if isRoot { do { runDirectory = try prepared.claimRunDirectory() } catch { claimError = error } }
+            try MPISession.agreeOnInput(claimError, comm: comm)
             // The default run directory name has rank 0's clock in it: every rank takes rank 0's.
-            runPath = try MPISession.broadcast(runPath, comm: comm)
+            let runPath = try MPISession.broadcast(runDirectory?.path ?? "", comm: comm)
             StopRequest.install()
             let console = isRoot ? Console() : nil
             if let runDirectory, let console {
@@ -74,16 +61,22 @@ struct Train: ParsableCommand {
                 console.line("resolved config:\n" + config.resolved.yaml())
                 try runDirectory.write("config.yaml", text: config.resolved.yaml(header: "resolved configuration of this run; rerun with --config \(runDirectory.path)/config.yaml"))
             }
-            let trainer = try Trainer(plan: plan, comm: comm, output: runDirectory, console: console,
-                                      resume: checkpoint)
+            trainer.output = runDirectory
+            trainer.console = console
             trainer.checkpointRoot = runPath
-            if let checkpoint, let console {
+            if let checkpoint = prepared.checkpoint, let console {
                 console.line("resumed from \(checkpoint.path) at step \(checkpoint.manifest.step) " +
                              "(written by \(checkpoint.manifest.worldSize) ranks at ZeRO stage \(checkpoint.manifest.zeroStage))")
+                let changes = prepared.configChanges
+                console.line(changes.isEmpty ? "configuration: as the checkpoint's"
+                                             : "configuration changed from the checkpoint's: " + changes.joined(separator: "; "))
+                if let preserved = runDirectory?.preserved {
+                    console.line("kept what this run replaces (later metrics lines, config, summary, model) in \(preserved)")
+                }
             }
             if let console {
                 let groups = trainer.engine.plan.groups.map { "\($0.name) (\($0.range.count) parameters)" }.joined(separator: ", ")
-                console.line("model: \(plan.task.modelDescription), \(trainer.model.table.count) parameters · optimizers: \(groups) · " +
+                console.line("model: \(prepared.plan.task.modelDescription), \(trainer.model.table.count) parameters · optimizers: \(groups) · " +
                              "ZeRO stage \(config.zeroStage) · \(trainer.totalSteps) steps")
             }
             let summary = try trainer.run()
@@ -97,6 +90,10 @@ struct Train: ParsableCommand {
                                     summary.samplesPerSecond, runDirectory.path))
             }
             MPISession.finalize()
+        } catch is InputRejected {
+            // Rank 0 has printed every rank's message; all ranks stop here together.
+            MPISession.finalize()
+            throw ExitCode(inputErrorStatus)
         } catch let stopped as TrainingStopped {
             // Rank 0 has already reported why (before the ranks' last barrier).
             MPISession.finalize()
@@ -107,4 +104,3 @@ struct Train: ParsableCommand {
         }
     }
 }
-

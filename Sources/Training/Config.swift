@@ -145,6 +145,15 @@ public struct ResolvedConfig: Equatable, Sendable {
     public func bool(_ path: String) -> Bool { if case .bool(let v) = values[path] { return v }; fatalError("\(path) is not a bool key") }
     public func intList(_ path: String) -> [Int] { if case .intList(let v) = values[path] { return v }; fatalError("\(path) is not a list key") }
 
+    /// "key: old → new" for every key whose value differs from `other`, in schema order (what a resume changes).
+    public func differences(from other: ResolvedConfig) -> [String] {
+        ConfigSchema.keys.compactMap { key in
+            let mine = values[key.path], theirs = other.values[key.path]
+            guard mine != theirs else { return nil }
+            return "\(key.path): \(theirs.map { "\($0)" } ?? "unset") → \(mine.map { "\($0)" } ?? "unset")"
+        }
+    }
+
     /// Nested YAML in schema order (sections in order of first appearance), loadable again with `--config`.
     public func yaml(header: String? = nil) -> String {
         var out = header.map { $0.split(separator: "\n").map { "# \($0)" }.joined(separator: "\n") + "\n" } ?? ""
@@ -289,13 +298,21 @@ public struct TrainConfig: Sendable {
         }
     }
 
+    /// The most optimizer steps a run may have: far beyond any real run, and small enough that per-step
+    /// bookkeeping (step times, checkpoint step numbers) stays in memory and in range.
+    public static let maxSteps = 100_000_000
+
     /// Total optimizer steps for a training set of `datasetSize` examples.
     public func totalSteps(datasetSize: Int) throws -> Int {
         guard globalBatch <= datasetSize else {
             throw ConfigError("train.global_batch = \(globalBatch) exceeds the \(datasetSize) training examples")
         }
         if steps > 0 { return steps }
-        return max(1, Int((epochs * Double(datasetSize / globalBatch)).rounded()))
+        let derived = (epochs * Double(datasetSize / globalBatch)).rounded()
+        guard derived <= Double(Self.maxSteps) else {
+            throw ConfigError("train.epochs = \(epochs) means \(Int(derived)) steps, more than \(Self.maxSteps): lower train.epochs")
+        }
+        return max(1, Int(derived))
     }
 
     /// The optimizer that updates tensors of `role`.
