@@ -35,7 +35,9 @@ func runSwiftTrain() -> Never {
         exit(inputErrorStatus)
     } catch {
         if SwiftTrainCommand.exitCode(for: error) == .validationFailure {
-            printError(SwiftTrainCommand.fullMessage(for: error))
+            // Every rank parses the same arguments, so rank 0's message is everyone's. The others wait a moment:
+            // mpirun ends the job when the first rank exits non-zero, which could cut rank 0 off mid-message.
+            if LaunchEnvironment.current().rank == 0 { printError(SwiftTrainCommand.fullMessage(for: error)) } else { usleep(1_000_000) }
             exit(inputErrorStatus)
         }
         SwiftTrainCommand.exit(withError: error)

@@ -32,8 +32,15 @@ public struct ResolvedConfig: Equatable, Sendable {
 
     /// Loads `path` over the defaults.
     public static func load(path: String) throws -> ResolvedConfig {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw ConfigError("config file \(path) cannot be read: check the path (configs/ has the shipped configs)")
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
+            throw ConfigError("config file \(path) does not exist: check the path (configs/ has the shipped configs)")
+        }
+        guard !isFolder.boolValue, let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError("config file \(path) cannot be read: \(isFolder.boolValue ? "it is a folder" : "check its permissions")")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ConfigError("config file \(path) is not UTF-8 text: save it as UTF-8 (YAML files are UTF-8)")
         }
         var config = ResolvedConfig(name: URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent)
         try config.merge(yaml: text, source: path)
@@ -79,6 +86,7 @@ public struct ResolvedConfig: Equatable, Sendable {
     /// Sets one key from a raw YAML value, converting and range-checking it.
     public mutating func set(_ path: String, raw: Any, source: String) throws {
         guard let key = ConfigSchema.byPath[path] else {
+            if let message = Self.sectionMisuse(path, raw: raw, source: source) { throw ConfigError(message) }
             var message = "\(source): unknown configuration key '\(path)'"
             if let hint = ConfigSchema.suggestion(for: path) { message += " (did you mean '\(hint)'?)" }
             message += "; docs/configuration.md lists every key"
@@ -91,6 +99,25 @@ public struct ResolvedConfig: Equatable, Sendable {
             return
         }
         values[path] = try Self.convert(raw, for: key, source: source)
+    }
+
+    /// The message for a value given to a section instead of one of its keys (`--set optimizer=adamw`, YAML
+    /// `train: 5`), naming the key the value fits when exactly one choice key of the section takes it.
+    static func sectionMisuse(_ path: String, raw: Any, source: String) -> String? {
+        let members = ConfigSchema.keys.filter { $0.path.hasPrefix(path + ".") }
+        guard !members.isEmpty else { return nil }
+        var message = "\(source): '\(path)' is a section, not a key: give a value to one of its keys"
+        let fitting = members.filter { key in
+            if case .string(let allowed?) = key.kind, let value = raw as? String { return allowed.contains(value) }
+            return false
+        }
+        if fitting.count == 1, let value = raw as? String {
+            message += source == "--set" ? ", e.g. --set \(fitting[0].path)=\(value)"
+                                         : ", e.g. \(path):\n  \(fitting[0].path.dropFirst(path.count + 1)): \(value)"
+        } else {
+            message += " (\(members.prefix(4).map(\.path).joined(separator: ", "))\(members.count > 4 ? ", …" : ""))"
+        }
+        return message + "; docs/configuration.md lists every key"
     }
 
     static func convert(_ raw: Any, for key: ConfigKey, source: String) throws -> ConfigValue {
@@ -353,6 +380,12 @@ public struct TrainConfig: Sendable {
             let corpus = try TextCorpus.load(path: dataPath, vocabulary: gpt.vocabulary,
                                              validationFraction: resolved.double("data.validation_fraction"))
             try corpus.check(context: gpt.context)
+            // The embedding and the head have data.vocabulary rows: a token id at or above it would index past them.
+            guard corpus.vocabulary <= gpt.vocabulary else {
+                throw ConfigError("data.vocabulary = \(gpt.vocabulary) is below the \(corpus.vocabulary) token ids of \(dataPath) " +
+                                  "(\(dataPath.hasSuffix(".bin") ? "its tokens" : "byte-level text: ids 0…255")): " +
+                                  "set data.vocabulary=\(corpus.vocabulary)")
+            }
             return LanguageModelTask(corpus: corpus, config: gpt, microBatch: microBatch, seed: seed, evalSequences: evalSequences)
         default:
             let (train, test) = try FashionMNIST.load(directory: dataDirectory)

@@ -364,7 +364,7 @@ extension Trainer {
 public enum TrainingStopped: Error, CustomStringConvertible {
     case signal(Int32, step: Int)
     case diverged(step: Int, count: Int, lastCheckpoint: String?)
-    /// An update made parameters non-finite although the gradients were finite.
+    /// An update left non-finite parameters (found at a log or checkpoint step, or when a step was skipped).
     case nonFiniteParameters(step: Int, lastCheckpoint: String?)
     /// `train.stop_at` reached: a checkpoint was written; not an error.
     case paused(step: Int)
@@ -380,9 +380,9 @@ public enum TrainingStopped: Error, CustomStringConvertible {
             return "\(count) consecutive steps had a non-finite gradient (last: step \(step)); training stopped. " +
                 "Lower optimizer.lr or enable train.grad_clip; " + Self.resumeAdvice(lastCheckpoint)
         case let .nonFiniteParameters(step, lastCheckpoint):
-            return "the update of step \(step) made parameters non-finite (NaN or ∞) while the gradients were finite; " +
-                "training stopped and no checkpoint of that state was written. An optimizer setting makes the update " +
-                "blow up (a small optimizer.eps or optimizer.damping, a large optimizer.lr); " + Self.resumeAdvice(lastCheckpoint)
+            return "after step \(step) the parameters are non-finite (NaN or ∞): an update blew up; training stopped and " +
+                "no checkpoint of that state was written. Check the optimizer settings (a small optimizer.eps or " +
+                "optimizer.damping, a large optimizer.lr); " + Self.resumeAdvice(lastCheckpoint)
         }
     }
 
