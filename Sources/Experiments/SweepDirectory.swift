@@ -19,7 +19,7 @@ public final class SweepDirectory: Sendable {
         self.plan = plan
         let fm = FileManager.default
         do { try fm.createDirectory(atPath: "\(path)/points", withIntermediateDirectories: true) } catch {
-            throw ConfigError("cannot create sweep directory \(path): \(error.localizedDescription)")
+            throw fileFailure("create sweep directory", path, error: error)
         }
         var finished: Set<Int> = []
         for point in plan.points where fm.fileExists(atPath: "\(path)/points/\(point.name)/summary.json") {

@@ -188,7 +188,7 @@ public enum Checkpoint {
         if rank == 0 {
             try? fm.removeItem(atPath: temporary)
             do { try fm.createDirectory(atPath: temporary, withIntermediateDirectories: true) } catch {
-                throw CheckpointError("cannot create \(temporary): \(error.localizedDescription)")
+                throw fileFailure("create", temporary, error: error)
             }
         }
         try engine.synchronize()

@@ -377,8 +377,9 @@ public struct TrainConfig: Sendable {
     public func makeTask() throws -> TrainingTask {
         switch modelKind {
         case "gpt":
-            let corpus = try TextCorpus.load(path: dataPath, vocabulary: gpt.vocabulary,
-                                             validationFraction: resolved.double("data.validation_fraction"))
+            let corpus = try Self.naming("data.path", dataPath) {
+                try TextCorpus.load(path: dataPath, vocabulary: gpt.vocabulary, validationFraction: resolved.double("data.validation_fraction"))
+            }
             try corpus.check(context: gpt.context)
             // The embedding and the head have data.vocabulary rows: a token id at or above it would index past them.
             guard corpus.vocabulary <= gpt.vocabulary else {
@@ -388,9 +389,18 @@ public struct TrainConfig: Sendable {
             }
             return LanguageModelTask(corpus: corpus, config: gpt, microBatch: microBatch, seed: seed, evalSequences: evalSequences)
         default:
-            let (train, test) = try FashionMNIST.load(directory: dataDirectory)
+            let (train, test) = try Self.naming("data.dir", dataDirectory) { try FashionMNIST.load(directory: dataDirectory) }
             _ = try totalSteps(datasetSize: train.count)  // a global batch larger than the data set is a config error
             return imageTask(train: train, test: test)
+        }
+    }
+
+    /// Runs `load`; when it fails and `path` is relative, the error says which key gave it and what it was relative
+    /// to: each rank resolves it against its own working directory, which under mpirun may differ between ranks.
+    static func naming<T>(_ key: String, _ path: String, _ load: () throws -> T) throws -> T {
+        do { return try load() } catch let error as DataError where !path.hasPrefix("/") {
+            throw ConfigError("\(key) = \(path) is relative to this rank's working directory " +
+                              "\(FileManager.default.currentDirectoryPath): \(error); give an absolute path")
         }
     }
 

@@ -38,6 +38,14 @@ public func fileFailure(_ action: String, _ path: String, errno code: Int32 = er
     return ConfigError("cannot \(action) \(path): \(reason); \(fix)")
 }
 
+/// `fileFailure` for an error Foundation threw (its POSIX cause, when it carries one).
+public func fileFailure(_ action: String, _ path: String, error: Error) -> ConfigError {
+    let underlying = (error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError
+    if let underlying, underlying.domain == NSPOSIXErrorDomain { return fileFailure(action, path, errno: Int32(underlying.code)) }
+    if (error as NSError).domain == NSPOSIXErrorDomain { return fileFailure(action, path, errno: Int32((error as NSError).code)) }
+    return ConfigError("cannot \(action) \(path): \(error.localizedDescription)")
+}
+
 /// Writes all of `bytes` to `fd` (write may write less than asked), throwing `fileFailure` naming `path`.
 func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {
     var done = 0
@@ -96,8 +104,7 @@ public final class RunDirectory {
     public init(claiming path: String) throws {
         try Self.checkAvailable(path)
         do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
-            let code = ((error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError)?.code
-            throw fileFailure("create run directory", path, errno: code.map(Int32.init) ?? EACCES)
+            throw fileFailure("create run directory", path, error: error)
         }
         let metricsPath = "\(path)/metrics.jsonl"
         let fd = open(metricsPath, O_WRONLY | O_CREAT | O_EXCL | O_APPEND, 0o644)
@@ -146,7 +153,7 @@ public final class RunDirectory {
             var folder = base, n = 1
             while fm.fileExists(atPath: folder) { n += 1; folder = "\(base)-\(n)" }
             do { try fm.createDirectory(atPath: folder, withIntermediateDirectories: true) } catch {
-                throw fileFailure("create", folder, errno: EACCES)
+                throw fileFailure("create", folder, error: error)
             }
             if !later.isEmpty { try writeAtomically(Data(later.map { $0 + "\n" }.joined().utf8), to: "\(folder)/metrics-after-step-\(step).jsonl") }
             for name in replaced where rename("\(path)/\(name)", "\(folder)/\(name)") != 0 {

@@ -46,6 +46,11 @@ public struct PreparedRun {
             try checkpoint.checkResumable(totalSteps: plan.totalSteps)
             let ownRun = checkpoint.runDirectory
             continuesInPlace = out.map { Self.sameFolder($0, ownRun) } ?? true
+            // A checkpoint copied out of its run has no run to continue in: its parent is not one to write into.
+            if continuesInPlace && URL(fileURLWithPath: checkpoint.path).deletingLastPathComponent().lastPathComponent != "checkpoints" {
+                throw CheckpointError("\(checkpoint.path) is not inside a run directory (<run>/checkpoints/step-N): " +
+                                      "give --out DIR for the continued run")
+            }
             runPath = continuesInPlace ? ownRun : out
             // The output directory is where this run happens to be written, not a setting that changed.
             configChanges = saved.map { resolved.differences(from: $0).filter { !$0.hasPrefix("output.dir:") } } ?? []
