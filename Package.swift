@@ -14,7 +14,7 @@
 //   Models      → Tensors
 //   Optimizers  → CKernels, Tensors
 //   Plots       → —
-//   SwiftMPI    → CMPI
+//   SwiftMPI    → CKernels, CMPI
 //   Tensors     → CBLAS, CDNNL, CKernels
 import PackageDescription
 
@@ -46,7 +46,7 @@ let package = Package(
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=off"])]),
 
         // Foundations: no module here knows about training.
-        .target(name: "SwiftMPI", dependencies: ["CMPI"], swiftSettings: release),
+        .target(name: "SwiftMPI", dependencies: ["CMPI", "CKernels"], swiftSettings: release),
         .target(name: "Tensors", dependencies: ["CBLAS", "CDNNL", "CKernels"], swiftSettings: release),
         .target(name: "Plots", swiftSettings: release),
         .target(name: "Models", dependencies: ["Tensors"], swiftSettings: release),

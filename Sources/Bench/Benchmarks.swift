@@ -91,7 +91,7 @@ public enum Benchmarks {
         let a = FloatBuffer(count: n * n), b = FloatBuffer(count: n * n), c = FloatBuffer(count: n * n)
         a.fill(0.5); b.fill(0.25)
         let s = median(repeats: repeats) {
-            sgemm(transposeA: false, transposeB: false, m: n, n: n, k: n, alpha: 1, a.pointer, lda: n, b.pointer, ldb: n,
+            Tensors.gemm(.fp32, transposeA: false, transposeB: false, m: n, n: n, k: n, alpha: 1, a.pointer, lda: n, b.pointer, ldb: n,
                   beta: 0, c.pointer, ldc: n)
         }
         return 2 * Double(n) * Double(n) * Double(n) / s / 1e9

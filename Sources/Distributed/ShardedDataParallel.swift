@@ -34,15 +34,25 @@ public enum ZeroStage: Int, Sendable, CaseIterable {
 ///    clipping scales the raw gradient (each element counted once, on its owner).
 /// 4. Each group's optimizer updates what this rank owns (per-tensor norm optimizers first add their partial norms
 ///    and all-reduce them once, so trust ratios are exact).
-/// 5. Stages 1, 2: updated parameters are all-gathered (variable counts, one collective per group).
+/// 5. Stages 1, 2: updated parameters are all-gathered (variable counts, one collective per group; `WeightGather`).
+///
+/// Working precision (`train.precision`, DeepSpeed's and autocast's bf16 mode): `params` hold the fp32 master
+/// weights of what this rank owns, and the optimizers update them in fp32; the models round every matrix-product
+/// operand to bf16 (`GEMMPrecision.bf16`), so what a GEMM reads is bf16(master). At stages 1–2 the all-gather of
+/// step 5 therefore moves the matrices as bf16 — half the bytes — and the rest in fp32 (`WeightGather`).
+/// Gradients, optimizer state and masters stay fp32.
 public final class ShardedDataParallel {
     public let comm: Communicator
     public let plan: ShardPlan
     public let stage: ZeroStage
     public let clipNorm: Double?
     public let gradAccum: Int
-    /// Full parameters in `plan.table` layout, identical on every rank after each step.
+    /// Full parameters in `plan.table` layout, what the model reads: identical on every rank after each step in
+    /// fp32; in bf16 working precision at stages 1–2, matrices other ranks own hold bf16(master) (see above).
     public let params: FloatBuffer
+    /// The precision of the matrix products the model computes (see the type's comment).
+    public let workingPrecision: GEMMPrecision
+    private let weightGather: WeightGather
     /// Per group: this rank's optimizer (over the whole group at stage 0, over its block at stages 1 and 2).
     public let optimizers: [Optimizer]
     /// Per group: the absolute range this rank updates, and its segments (relative to that range).
@@ -66,8 +76,11 @@ public final class ShardedDataParallel {
     ///   - makeOptimizer: creates the optimizer of group g for `count` elements and the segments it will update.
     ///   - hyperparameters: weight decay and learning-rate multiplier of each tensor.
     ///   - bucketElements: target bucket size for gradient communication (elements).
+    ///   - workingPrecision: the precision of the weights the model reads (see the type's comment).
+    ///   - gradientPayload: bf16 sends reduce-scatter payloads as bf16, summed in fp32 by each owner (stages 1–2).
     public init(comm: Communicator, plan: ShardPlan, stage: ZeroStage, gradAccum: Int = 1, clipNorm: Double?,
-                bucketElements: Int = 1 << 19,
+                bucketElements: Int = 1 << 19, workingPrecision: GEMMPrecision = .fp32,
+                gradientPayload: GEMMPrecision = .fp32,
                 makeOptimizer: (_ group: GroupLayout, _ count: Int, _ segments: [ParamSegment]) -> Optimizer,
                 hyperparameters: (TensorEntry) -> (weightDecay: Float, lrScale: Float)) {
         precondition(plan.worldSize == comm.size, "plan made for \(plan.worldSize) ranks, world has \(comm.size)")
@@ -94,6 +107,9 @@ public final class ShardedDataParallel {
         ownedRanges = ranges
         segments = segs
         optimizers = opts
+        self.workingPrecision = workingPrecision
+        // Stage 0 gathers nothing: every rank updates every weight.
+        weightGather = WeightGather(comm: comm, plan: plan, workingPrecision: stage == .replicated ? .fp32 : workingPrecision)
         switch stage {
         case .replicated:
             fullGrads = FloatBuffer(count: plan.table.count)
@@ -109,7 +125,27 @@ public final class ShardedDataParallel {
         bucketSink = BucketedGradientSink(comm: comm, plan: plan, mode: mode, fullGrads: fullGrads, shards: shards,
                                           bucketElements: bucketElements)
         bucketSink.accumulateIntoShards = stage == .gradients && gradAccum > 1
+        precondition(gradientPayload == .fp32 || stage != .replicated,
+                     "bf16 gradient payloads need the reduce-scatter of stages 1–2 (configuration checks this)")
+        bucketSink.bf16Payload = gradientPayload == .bf16
     }
+
+    /// The fp32 master weights of the whole model in `plan.table` layout, on every rank (for checkpoints, export
+    /// and equivalence checks). `params` itself, except in bf16 working precision at stages 1–2, where a copy
+    /// gathers every owner's fp32 masters — a collective, so every rank calls it at the same point.
+    public func masterParameters() throws -> FloatBuffer {
+        guard workingPrecision == .bf16 && stage != .replicated else { return params }
+        let full = FloatBuffer(count: plan.table.count)
+        full.buffer.update(from: params.buffer)
+        let requests = try plan.groups.map { try comm.iAllGatherInPlace(full.slice($0.range), counts: $0.counts) }
+        for r in requests { try r.wait() }
+        return full
+    }
+
+    /// Bytes of parameters this rank holds: `params`, plus the packed bf16 gather buffer in bf16 at stages 1–2.
+    public var parameterBytes: Int { params.byteCount + weightGather.byteCount }
+    /// Weight bytes this rank receives in each step's all-gather (0 at stage 0).
+    public var weightBytesReceivedPerStep: Int { stage == .replicated ? 0 : weightGather.bytesReceived }
 
     /// The sink backward writes into during a micro-batch.
     public var sink: GradientSink { bucketSink }
@@ -231,11 +267,7 @@ public final class ShardedDataParallel {
         }
 
         updateSeconds += monotonicSeconds() - updateStart
-        if stage != .replicated {
-            // Every group's parameter all-gather in flight at once, then wait.
-            let requests = try plan.groups.map { try comm.iAllGatherInPlace(params.slice($0.range), counts: $0.counts) }
-            for r in requests { try r.wait() }
-        }
+        if stage != .replicated { try weightGather.publish(params) }
         return StepReport(gradNorm: norm, skipped: false, clipped: clipped)
     }
 
@@ -248,6 +280,8 @@ public final class ShardedDataParallel {
     public var gradientBytes: Int { bucketSink.gradientBytes }
     /// Seconds this rank spent blocked on gradient communication (the part overlap did not hide).
     public var communicationWaitSeconds: Double { bucketSink.waitSeconds }
+    /// Gradient payload bytes this rank has sent (reduce-scatter: exact; all-reduce: the ring's 2·(N−1)/N estimate).
+    public var gradientBytesSent: Int { bucketSink.payloadBytesSent }
     public var bucketCount: Int { bucketSink.buckets.count }
 }
 

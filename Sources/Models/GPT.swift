@@ -67,6 +67,9 @@ public final class GPT: Model {
     public let config: GPTConfig
     public private(set) var table: ParameterTable
     public var predictionsPerRow: Int { config.context }
+    /// GEMM precision of every matrix product (the linear layers, the head and attention's Q·Kᵀ and P·V, forward
+    /// and backward); LayerNorm, GELU, softmax, cross-entropy, embeddings and residual adds stay fp32 (autocast's rule).
+    public var precision: GEMMPrecision = .fp32
 
     /// Table indices of one block's tensors.
     private struct BlockTensors {
@@ -264,19 +267,24 @@ public final class GPT: Model {
             let fcProj = w.fcProj + nc, residual3 = w.residual3 + nc
             let att = w.att + l * w.rows * NH * config.context * config.context
             layerNormForward(ln1, w.ln1Mean + n, w.ln1Rstd + n, residual, p(t.ln1Weight), p(t.ln1Bias), rows: N, channels: C)
-            linearForward(qkv, ln1, p(t.attnWeight), p(t.attnBias), batch: N, inFeatures: C, outFeatures: 3 * C)
-            attentionForward(atty, att, qkv, batch: B, time: T, channels: C, heads: NH)
-            linearForward(attProj, atty, p(t.projWeight), p(t.projBias), batch: N, inFeatures: C, outFeatures: C)
+            linearForward(qkv, ln1, p(t.attnWeight), p(t.attnBias), batch: N, inFeatures: C, outFeatures: 3 * C,
+                          precision: precision)
+            attentionForward(atty, att, qkv, batch: B, time: T, channels: C, heads: NH, precision: precision)
+            linearForward(attProj, atty, p(t.projWeight), p(t.projBias), batch: N, inFeatures: C, outFeatures: C,
+                          precision: precision)
             residualForward(residual2, residual, attProj, count: N * C)
             layerNormForward(ln2, w.ln2Mean + n, w.ln2Rstd + n, residual2, p(t.ln2Weight), p(t.ln2Bias), rows: N, channels: C)
-            linearForward(fch, ln2, p(t.fcWeight), p(t.fcBias), batch: N, inFeatures: C, outFeatures: 4 * C)
+            linearForward(fch, ln2, p(t.fcWeight), p(t.fcBias), batch: N, inFeatures: C, outFeatures: 4 * C,
+                          precision: precision)
             geluFastForward(fchGelu, fch, count: N * 4 * C)
-            linearForward(fcProj, fchGelu, p(t.fcProjWeight), p(t.fcProjBias), batch: N, inFeatures: 4 * C, outFeatures: C)
+            linearForward(fcProj, fchGelu, p(t.fcProjWeight), p(t.fcProjBias), batch: N, inFeatures: 4 * C, outFeatures: C,
+                          precision: precision)
             residualForward(residual3, residual2, fcProj, count: N * C)
             residual = UnsafePointer(residual3)
         }
         layerNormForward(w.lnf, w.lnfMean, w.lnfRstd, residual, p(lnfWeight), p(lnfBias), rows: N, channels: C)
-        linearForward(w.logits, w.lnf, p(headIndex ?? wteIndex), nil, batch: N, inFeatures: C, outFeatures: V)
+        linearForward(w.logits, w.lnf, p(headIndex ?? wteIndex), nil, batch: N, inFeatures: C, outFeatures: V,
+                      precision: precision)
     }
 
     /// Logits [B, T, V] for tokens[B, T] (T ≤ Tmax; position t sees tokens 0...t). The buffer is the model's
@@ -320,13 +328,13 @@ public final class GPT: Model {
         softmaxCrossEntropyBackward(w.dLogits, w.probs, targets: batch.targets, batch: N, classes: V, scale: lossScale)
         let head = p(headIndex ?? wteIndex)
         // dLn[N, C] = dLogits[N, V] · Whead[V, C]
-        sgemm(transposeA: false, transposeB: false, m: N, n: C, k: V, alpha: 1, w.dLogits, lda: V, head, ldb: C,
+        gemm(precision, transposeA: false, transposeB: false, m: N, n: C, k: V, alpha: 1, w.dLogits, lda: V, head, ldb: C,
               beta: 0, w.dLn, ldc: C)
         if let headIndex {
             emitLinear(sink, weight: headIndex, bias: nil, dy: w.dLogits, x: w.lnf, rows: N, inFeatures: C, outFeatures: V)
         } else {
             // Tied: the head's share of the wte gradient waits in scratch for the embedding's share (phase 4).
-            sgemm(transposeA: true, transposeB: false, m: V, n: C, k: N, alpha: 1, w.dLogits, lda: V, w.lnf, ldb: C,
+            gemm(precision, transposeA: true, transposeB: false, m: V, n: C, k: N, alpha: 1, w.dLogits, lda: V, w.lnf, ldb: C,
                   beta: 0, w.dWte, ldc: C)
         }
 
@@ -347,13 +355,13 @@ public final class GPT: Model {
             let att = w.att + l * w.rows * NH * T * T
 
             // MLP: residual3 = residual2 + c_proj(gelu(c_fc(ln_2(residual2)))); d(c_proj output) = dResidual.
-            sgemm(transposeA: false, transposeB: false, m: N, n: 4 * C, k: C, alpha: 1, w.dResidual, lda: C,
+            gemm(precision, transposeA: false, transposeB: false, m: N, n: 4 * C, k: C, alpha: 1, w.dResidual, lda: C,
                   p(t.fcProjWeight), ldb: 4 * C, beta: 0, w.dFchGelu, ldc: 4 * C)
             emitLinear(sink, weight: t.fcProjWeight, bias: t.fcProjBias, dy: w.dResidual, x: fchGelu, rows: N,
                        inFeatures: 4 * C, outFeatures: C)
             w.dFch.update(repeating: 0, count: N * 4 * C)
             geluFastBackward(w.dFch, w.dFchGelu, fch, count: N * 4 * C)
-            sgemm(transposeA: false, transposeB: false, m: N, n: C, k: 4 * C, alpha: 1, w.dFch, lda: 4 * C,
+            gemm(precision, transposeA: false, transposeB: false, m: N, n: C, k: 4 * C, alpha: 1, w.dFch, lda: 4 * C,
                   p(t.fcWeight), ldb: C, beta: 0, w.dLn, ldc: C)
             emitLinear(sink, weight: t.fcWeight, bias: t.fcBias, dy: w.dFch, x: ln2, rows: N, inFeatures: C,
                        outFeatures: 4 * C)
@@ -361,13 +369,14 @@ public final class GPT: Model {
                                       x: residual2, mean: w.ln2Mean + n, rstd: w.ln2Rstd + n, rows: N, params: params)
 
             // Attention: residual2 = input + c_proj(attn(c_attn(ln_1(input)))); dResidual is now d(residual2).
-            sgemm(transposeA: false, transposeB: false, m: N, n: C, k: C, alpha: 1, w.dResidual, lda: C,
+            gemm(precision, transposeA: false, transposeB: false, m: N, n: C, k: C, alpha: 1, w.dResidual, lda: C,
                   p(t.projWeight), ldb: C, beta: 0, w.dAtty, ldc: C)
             emitLinear(sink, weight: t.projWeight, bias: t.projBias, dy: w.dResidual, x: atty, rows: N, inFeatures: C,
                        outFeatures: C)
             w.dqkv.update(repeating: 0, count: N * 3 * C)
-            attentionBackward(w.dqkv, w.dAtty, qkv, att, scratch: w.dAtt, batch: B, time: T, channels: C, heads: NH)
-            sgemm(transposeA: false, transposeB: false, m: N, n: C, k: 3 * C, alpha: 1, w.dqkv, lda: 3 * C,
+            attentionBackward(w.dqkv, w.dAtty, qkv, att, scratch: w.dAtt, batch: B, time: T, channels: C, heads: NH,
+                              precision: precision)
+            gemm(precision, transposeA: false, transposeB: false, m: N, n: C, k: 3 * C, alpha: 1, w.dqkv, lda: 3 * C,
                   p(t.attnWeight), ldb: C, beta: 0, w.dLn, ldc: C)
             emitLinear(sink, weight: t.attnWeight, bias: t.attnBias, dy: w.dqkv, x: ln1, rows: N, inFeatures: C,
                        outFeatures: 3 * C)
@@ -391,13 +400,13 @@ public final class GPT: Model {
         if let bias {
             for block in sink.rowBlocks(bias) {
                 linearBackwardParameterRows(nil, sink.gradient(bias, rows: block), dy, x, rows: block, batch: rows,
-                                            inFeatures: inFeatures, outFeatures: outFeatures)
+                                            inFeatures: inFeatures, outFeatures: outFeatures, precision: precision)
                 sink.finished(bias, rows: block)
             }
         }
         for block in sink.rowBlocks(weight) {
             linearBackwardParameterRows(sink.gradient(weight, rows: block), nil, dy, x, rows: block, batch: rows,
-                                        inFeatures: inFeatures, outFeatures: outFeatures)
+                                        inFeatures: inFeatures, outFeatures: outFeatures, precision: precision)
             sink.finished(weight, rows: block)
         }
     }

@@ -14,6 +14,9 @@ public final class MLP: Model {
     public let activation: Activation
     public private(set) var table: ParameterTable
     public var predictionsPerRow: Int { 1 }
+    /// GEMM precision of the linear layers (forward, input and weight gradients); activations, softmax and
+    /// cross-entropy stay fp32.
+    public var precision: GEMMPrecision = .fp32
     // Per layer: the table entries (offsets into the flat buffer) and their indices in the table.
     private var weights: [TensorEntry] = []
     private var biases: [TensorEntry] = []
@@ -91,7 +94,8 @@ public final class MLP: Model {
         for l in 0..<layerCount {
             let z = preActivations[l].pointer
             linearForwardFeatureMajor(z, input, inputIsBatchMajor: l == 0, params + weights[l].offset,
-                                      params + biases[l].offset, batch: rows, inFeatures: widths[l], outFeatures: widths[l + 1])
+                                      params + biases[l].offset, batch: rows, inFeatures: widths[l], outFeatures: widths[l + 1],
+                                      precision: precision)
             if l < layerCount - 1 {
                 let n = rows * widths[l + 1]
                 switch activation {
@@ -129,17 +133,19 @@ public final class MLP: Model {
             let dy = UnsafePointer(dOutputs[l].pointer), inF = widths[l], outF = widths[l + 1]
             if let dInput {
                 linearBackwardInputFeatureMajor(dInput, dy, params + weights[l].offset, batch: rows, inFeatures: inF,
-                                                outFeatures: outF)
+                                                outFeatures: outF, precision: precision)
             }
             // Parameter gradients in the blocks the sink asks for; each block is handed over as soon as it is final.
             for block in sink.rowBlocks(b) {
                 linearBackwardParameterRowsFeatureMajor(nil, sink.gradient(b, rows: block), dy, input,
-                                                        inputIsBatchMajor: l == 0, rows: block, batch: rows, inFeatures: inF)
+                                                        inputIsBatchMajor: l == 0, rows: block, batch: rows, inFeatures: inF,
+                                                        precision: precision)
                 sink.finished(b, rows: block)
             }
             for block in sink.rowBlocks(w) {
                 linearBackwardParameterRowsFeatureMajor(sink.gradient(w, rows: block), nil, dy, input,
-                                                        inputIsBatchMajor: l == 0, rows: block, batch: rows, inFeatures: inF)
+                                                        inputIsBatchMajor: l == 0, rows: block, batch: rows, inFeatures: inF,
+                                                        precision: precision)
                 sink.finished(w, rows: block)
             }
             if let dInput {

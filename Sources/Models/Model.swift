@@ -54,6 +54,11 @@ public protocol Model: AnyObject {
     func adopt(layout: ParameterTable)
     /// Predictions one row contributes to `BatchResult.predictions`.
     var predictionsPerRow: Int { get }
+    /// The precision of the model's matrix products (`train.precision`); everything else computes in fp32.
+    /// Contract: tensors of role `matrix` or `head` are read only as matrix-product operands (the engine's bf16
+    /// weight gather sends them as bf16, since bf16 is all a bf16 GEMM reads of them); other roles may be read
+    /// element-wise and are kept in fp32.
+    var precision: GEMMPrecision { get set }
     /// Writes initial parameters (deterministic in `seed`).
     func initializeParameters(_ params: UnsafeMutableBufferPointer<Float>, seed: UInt64)
     /// Forward only (evaluation).

@@ -14,8 +14,8 @@ import Tensors
 /// `seg.tensor.shape.count == 2`); Muon needs the whole matrix, so it is sharded by whole tensors, never by element
 /// slices. Use `Muon.validate(tensor:)` while building the configuration to reject other tensors early.
 ///
-/// Deviations from torch.optim.Muon: NS runs in float32 through BLAS, not bfloat16 (bf16 GEMM is very slow on
-/// CPUs without bf16 matrix units); the decay θ(1 − γλ) and the update are fused into NS's last GEMM
+/// Deviations from torch.optim.Muon: NS runs in float32 through BLAS by default, bf16 GEMMs with
+/// `optimizer.ns_precision: bf16` (slow on CPUs without bf16 matrix units); the decay θ(1 − γλ) and the update are fused into NS's last GEMM
 /// (θ ← (1 − γλ)·θ + (−γs)·B·X), which is the same formula with one rounding fewer.
 /// The learning rate and weight decay come from `StepContext.lr` / `ParamSegment.weightDecay`; their
 /// torch.optim.Muon defaults are `Muon.defaultLearningRate` and `Muon.defaultWeightDecay`.
@@ -29,6 +29,8 @@ public final class Muon: OptimizerBase, Optimizer {
             HyperKey("ns_steps", .integer(1...50), default: 5, "Muon Newton–Schulz iterations."),
             HyperKey("ns_coefficients", .choice(NewtonSchulzCoefficients.allCases.map(\.rawValue)), default: "quintic",
                      "Muon Newton–Schulz schedule: Keller Jordan's quintic (3.4445, −4.7750, 2.0315), or Polar Express (Amsel et al. 2025)."),
+            HyperKey("ns_precision", .choice(GEMMPrecision.allCases.map(\.rawValue)), default: "fp32",
+                     "Muon Newton–Schulz GEMM precision: `fp32`, or `bf16` operands with fp32 accumulation (as Keller Jordan's reference runs NS; fast only on CPUs with AVX512-BF16/AMX, see docs/precision.md)."),
             HyperKey("muon_eps", .number(0...1), default: 1e-7, "Muon: ε in X = G/(‖G‖_F + ε) before Newton–Schulz."),
             HyperKey("muon_scale", .choice(Scale.allCases.map(\.rawValue)), default: "original",
                      "Muon update scale: `original` √max(1, rows/cols), or `match_rms` 0.2·√max(rows, cols) (update RMS 0.2, AdamW-like learning rates)."),
@@ -54,9 +56,12 @@ public final class Muon: OptimizerBase, Optimizer {
         /// eps in X = G/(‖G‖_F + eps).
         public let eps: Float
         public let scale: Scale
+        /// Newton–Schulz GEMM precision.
+        public let nsPrecision: GEMMPrecision
         public init(_ v: HyperValues) {
             (momentum, nesterov, eps) = (v.float("muon_momentum"), v.bool("muon_nesterov"), v.float("muon_eps"))
             (nsSteps, nsCoefficients, scale) = (v.int("ns_steps"), v.choice("ns_coefficients"), v.choice("muon_scale"))
+            nsPrecision = v.choice("ns_precision")
         }
     }
     public let hyper: Hyper
@@ -110,7 +115,7 @@ public final class Muon: OptimizerBase, Optimizer {
         let key = Shape(rows: rows, cols: cols)
         if let w = workspaces[key] { return w }
         let w = Workspace(ns: NewtonSchulz(rows: rows, cols: cols, steps: hyper.nsSteps,
-                                           coefficients: hyper.nsCoefficients, eps: hyper.eps),
+                                           coefficients: hyper.nsCoefficients, eps: hyper.eps, precision: hyper.nsPrecision),
                           u: hyper.nesterov ? FloatBuffer(count: rows * cols) : nil)
         workspaces[key] = w
         return w

@@ -62,6 +62,11 @@ public enum NewtonSchulzCoefficients: String, CaseIterable, Sendable, Codable {
 /// θ ← β·θ + α·NS(G) into it. Besides the GEMMs the only passes are one norm pass and one scaling pass over G,
 /// one S×S copy and S diagonal additions per step.
 ///
+/// `precision: .bf16` runs the three GEMMs on bf16-rounded operands with fp32 accumulation, as Keller Jordan's
+/// reference runs NS in bfloat16 (there the iterate itself is stored in bf16; here X, A and B stay fp32 between
+/// products and are rounded where a product reads them, so the aI + bA + cA² additions and the fused update keep
+/// fp32). The orthogonality it reaches is bounded in MatrixOptimizerPropertyTests against the fp32 path.
+///
 /// All workspace is allocated in `init` for this shape and reused by every call; `orthogonalize` allocates nothing.
 /// An all-zero input returns all zeros (G/eps = 0), never NaN. Not thread-safe (one instance per thread).
 public final class NewtonSchulz {
@@ -70,6 +75,8 @@ public final class NewtonSchulz {
     public let steps: Int
     public let coefficients: NewtonSchulzCoefficients
     public let eps: Float
+    /// Precision of the GEMMs (`optimizer.ns_precision`).
+    public let precision: GEMMPrecision
 
     /// Short and long side; `tall` when rows > cols.
     public let short: Int
@@ -91,7 +98,7 @@ public final class NewtonSchulz {
     }
 
     public init(rows: Int, cols: Int, steps: Int = 5, coefficients: NewtonSchulzCoefficients = .quintic,
-                eps: Float = 1e-7) {
+                eps: Float = 1e-7, precision: GEMMPrecision = .fp32) {
         precondition(rows > 0 && cols > 0, "Newton–Schulz needs a non-empty matrix, got \(rows)×\(cols)")
         precondition(steps >= 0, "Newton–Schulz steps must be ≥ 0, got \(steps)")
         self.rows = rows
@@ -99,6 +106,7 @@ public final class NewtonSchulz {
         self.steps = steps
         self.coefficients = coefficients
         self.eps = eps
+        self.precision = precision
         short = Swift.min(rows, cols)
         long = Swift.max(rows, cols)
         tall = rows > cols
@@ -136,15 +144,15 @@ public final class NewtonSchulz {
             let xp = x.pointer
             // A = XXᵀ (wide) or XᵀX (tall): (S, S)
             if tall {
-                sgemm(transposeA: true, transposeB: false, m: s, n: s, k: l, alpha: 1, xp, lda: s, xp, ldb: s,
+                gemm(precision, transposeA: true, transposeB: false, m: s, n: s, k: l, alpha: 1, xp, lda: s, xp, ldb: s,
                       beta: 0, a2, ldc: s)
             } else {
-                sgemm(transposeA: false, transposeB: true, m: s, n: s, k: l, alpha: 1, xp, lda: l, xp, ldb: l,
+                gemm(precision, transposeA: false, transposeB: true, m: s, n: s, k: l, alpha: 1, xp, lda: l, xp, ldb: l,
                       beta: 0, a2, ldc: s)
             }
             // B = c·A·A + b·A, then + a·I
             b2.update(from: a2, count: s * s)
-            sgemm(transposeA: false, transposeB: false, m: s, n: s, k: s, alpha: c, a2, lda: s, a2, ldb: s,
+            gemm(precision, transposeA: false, transposeB: false, m: s, n: s, k: s, alpha: c, a2, lda: s, a2, ldb: s,
                   beta: b, b2, ldc: s)
             for d in 0..<s { b2[d * s + d] += a }
             // X' = B·X (wide) or X·B (tall); the last step writes alpha·X' + beta·out into out.
@@ -152,10 +160,10 @@ public final class NewtonSchulz {
             let dst = last ? out : y.pointer
             let al: Float = last ? alpha : 1, be: Float = last ? beta : 0
             if tall {
-                sgemm(transposeA: false, transposeB: false, m: l, n: s, k: s, alpha: al, xp, lda: s, b2, ldb: s,
+                gemm(precision, transposeA: false, transposeB: false, m: l, n: s, k: s, alpha: al, xp, lda: s, b2, ldb: s,
                       beta: be, dst, ldc: s)
             } else {
-                sgemm(transposeA: false, transposeB: false, m: s, n: l, k: s, alpha: al, b2, lda: s, xp, ldb: l,
+                gemm(precision, transposeA: false, transposeB: false, m: s, n: l, k: s, alpha: al, b2, lda: s, xp, ldb: l,
                       beta: be, dst, ldc: l)
             }
             if !last { swap(&x, &y) }

@@ -150,18 +150,18 @@ public final class Shampoo: OptimizerBase, Optimizer {
             case let .matrix(rows, cols, left, right):
                 let lS = lStats + left, rS = rStats + right, lR = lRoot + left, rR = rRoot + right
                 // L += G·Gᵀ (M×M), R += Gᵀ·G (N×N)
-                sgemm(transposeA: false, transposeB: true, m: rows, n: rows, k: cols, alpha: 1, gs, lda: cols,
+                gemm(.fp32, transposeA: false, transposeB: true, m: rows, n: rows, k: cols, alpha: 1, gs, lda: cols,
                       gs, ldb: cols, beta: 1, lS, ldc: rows)
-                sgemm(transposeA: true, transposeB: false, m: cols, n: cols, k: rows, alpha: 1, gs, lda: cols,
+                gemm(.fp32, transposeA: true, transposeB: false, m: cols, n: cols, k: rows, alpha: 1, gs, lda: cols,
                       gs, ldb: cols, beta: 1, rS, ldc: cols)
                 if recompute {
                     eigen.inverseRoot(lS, into: lR, n: rows, power: 4, damping: damping)
                     eigen.inverseRoot(rS, into: rR, n: cols, power: 4, damping: damping)
                 }
                 // D = L̃·G·R̃
-                sgemm(transposeA: false, transposeB: false, m: rows, n: cols, k: rows, alpha: 1, lR, lda: rows,
+                gemm(.fp32, transposeA: false, transposeB: false, m: rows, n: cols, k: rows, alpha: 1, lR, lda: rows,
                       gs, ldb: cols, beta: 0, temp.pointer, ldc: cols)
-                sgemm(transposeA: false, transposeB: false, m: rows, n: cols, k: cols, alpha: 1, temp.pointer,
+                gemm(.fp32, transposeA: false, transposeB: false, m: rows, n: cols, k: cols, alpha: 1, temp.pointer,
                       lda: cols, rR, ldb: cols, beta: 0, d, ldc: cols)
             case let .diagonal(offset):
                 let s = dStats + offset

@@ -1,3 +1,5 @@
+import CKernels
+
 /// Swift-typed collectives over a group of ranks.
 ///
 /// Two implementations: `MPICommunicator` (real Open MPI, the only code that touches the MPI C API) and
@@ -14,13 +16,16 @@ public protocol CollectiveScalar: Numeric, Comparable, Sendable {
 }
 
 /// The element types, so implementations can map them to their own type handles.
-public enum ScalarKind: Sendable { case float32, float64, int32, int64, uint8 }
+public enum ScalarKind: Sendable { case float32, float64, int32, int64, uint8, uint16 }
 
 extension Float: CollectiveScalar { public static var scalarKind: ScalarKind { .float32 } }
 extension Double: CollectiveScalar { public static var scalarKind: ScalarKind { .float64 } }
 extension Int32: CollectiveScalar { public static var scalarKind: ScalarKind { .int32 } }
 extension Int64: CollectiveScalar { public static var scalarKind: ScalarKind { .int64 } }
 extension UInt8: CollectiveScalar { public static var scalarKind: ScalarKind { .uint8 } }
+/// UInt16 moves bf16 bit patterns (the bf16 weight all-gather); summing them is meaningless, so only
+/// gathers and broadcasts carry it.
+extension UInt16: CollectiveScalar { public static var scalarKind: ScalarKind { .uint16 } }
 
 /// Reductions. MPI has no "average": sum, then scale by 1/world.
 public enum ReduceOp: Sendable {
@@ -80,6 +85,10 @@ public protocol Communicator: AnyObject {
     func iReduceScatterSumDirect(_ send: UnsafeBufferPointer<Float>, into receive: UnsafeMutableBufferPointer<Float>,
                                  counts: [Int]) throws -> CollectiveRequest
     func iAllReduceSumDirect(_ buffer: UnsafeMutableBufferPointer<Float>) throws -> CollectiveRequest
+    /// `iReduceScatterSumDirect` with bf16 payloads summed in fp32 by each owner (MPICommunicator: see
+    /// DirectCollectives.swift; other implementations round the peers' contributions the same way and reduce).
+    func iReduceScatterSumDirectBF16(_ send: UnsafeBufferPointer<Float>, into receive: UnsafeMutableBufferPointer<Float>,
+                                     counts: [Int]) throws -> CollectiveRequest
     func iAllGatherInPlaceDirect(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws -> CollectiveRequest
 }
 
@@ -98,6 +107,21 @@ extension Communicator {
     }
     public func iAllReduceSumDirect(_ buffer: UnsafeMutableBufferPointer<Float>) throws -> CollectiveRequest {
         try iAllReduce(buffer, op: .sum)
+    }
+    /// Blocking, on a rounded copy: every element of `send` outside this rank's own block is what a peer would
+    /// receive from this rank, so it is rounded to bf16; the own block stays fp32, as the owner's addend.
+    public func iReduceScatterSumDirectBF16(_ send: UnsafeBufferPointer<Float>, into receive: UnsafeMutableBufferPointer<Float>,
+                                            counts: [Int]) throws -> CollectiveRequest {
+        var payload = [Float](send)
+        let start = counts[..<rank].reduce(0, +), own = start..<(start + counts[rank])
+        payload.withUnsafeMutableBufferPointer { p in
+            let halves = UnsafeMutableBufferPointer<UInt16>.allocate(capacity: max(p.count, 1))
+            defer { halves.deallocate() }
+            swt_f32_to_bf16(halves.baseAddress!, p.baseAddress!, p.count)
+            for i in p.indices where !own.contains(i) { p[i] = Float(bitPattern: UInt32(halves[i]) << 16) }
+        }
+        try payload.withUnsafeBufferPointer { try reduceScatter($0, into: receive, counts: counts, op: .sum) }
+        return CompletedRequest()
     }
     public func iAllGatherInPlaceDirect(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws -> CollectiveRequest {
         try iAllGatherInPlace(buffer, counts: counts)

@@ -1,3 +1,4 @@
+import CKernels
 import CMPI
 
 // Non-blocking Float-sum collectives built from point-to-point messages ("direct" / pairwise exchange: every rank
@@ -20,13 +21,33 @@ extension MPICommunicator {
     /// Reduce-scatter (sum) by direct exchange: same contract as `iReduceScatter(op: .sum)`.
     public func iReduceScatterSumDirect(_ send: UnsafeBufferPointer<Float>, into receive: UnsafeMutableBufferPointer<Float>,
                                         counts: [Int]) throws -> CollectiveRequest {
-        try checkCounts(counts, call: "reduce-scatter (direct)")
+        try reduceScatterDirect(send, receive, counts, bf16Payload: false)
+    }
+
+    /// Reduce-scatter (sum) by direct exchange with bf16 payloads (`zero.comm_dtype: bf16`): each rank rounds the
+    /// blocks it sends to their owners to bf16 (2 bytes an element instead of 4), and each owner sums in fp32 — its
+    /// own block unrounded, then the peers' widened, in rank order (MPI has no bf16 sum; the owner-side addition
+    /// of a direct exchange is where the fp32 accumulation happens). Same contract as `iReduceScatterSumDirect`
+    /// otherwise; the result differs from it by the rounding of the peers' contributions (≤ 2⁻⁸ relative each).
+    public func iReduceScatterSumDirectBF16(_ send: UnsafeBufferPointer<Float>, into receive: UnsafeMutableBufferPointer<Float>,
+                                            counts: [Int]) throws -> CollectiveRequest {
+        try reduceScatterDirect(send, receive, counts, bf16Payload: true)
+    }
+
+    private func reduceScatterDirect(_ send: UnsafeBufferPointer<Float>, _ receive: UnsafeMutableBufferPointer<Float>,
+                                     _ counts: [Int], bf16Payload: Bool) throws -> CollectiveRequest {
+        let call = bf16Payload ? "reduce-scatter (direct, bf16)" : "reduce-scatter (direct)"
+        try checkCounts(counts, call: call)
         guard send.count == counts.reduce(0, +), receive.count == counts[rank] else {
-            throw CommunicationError(call: "reduce-scatter (direct)",
+            throw CommunicationError(call: call,
                                      message: "send has \(send.count) elements (counts sum to \(counts.reduce(0, +))), receive has \(receive.count) (rank \(rank)'s count is \(counts[rank]))")
         }
-        let request = DirectRequest(communicator: self, call: "reduce-scatter (direct)")
-        try request.startReduceScatter(send: send, receive: receive, counts: counts, tag: nextTag())
+        let request = DirectRequest(communicator: self, call: call)
+        if bf16Payload {
+            try request.startReduceScatterBF16(send: send, receive: receive, counts: counts, tag: nextTag())
+        } else {
+            try request.startReduceScatter(send: send, receive: receive, counts: counts, tag: nextTag())
+        }
         register(request)
         return request
     }
@@ -70,7 +91,8 @@ final class DirectRequest: CollectiveRequest {
     private var handles: [MPI_Request?] = []
     /// Runs when every request of the phase is complete; may start the next phase.
     private var onPhaseComplete: ((DirectRequest) throws -> Void)?
-    private var scratch: ScratchBuffer?
+    /// Workspace held until the current phase completes (returned to the communicator's pool then).
+    private var scratch: [ScratchBuffer] = []
     private var done = false
 
     init(communicator: MPICommunicator, call: String) {
@@ -93,35 +115,82 @@ final class DirectRequest: CollectiveRequest {
         }
         // Peers' copies of my block land in scratch slots, in rank order with my own slot skipped.
         let peers = size - 1
-        let slots = c.takeScratch(count: peers * mine)
-        scratch = slots
-        handles.removeAll(keepingCapacity: true)
-        for peer in 0..<size where peer != rank {
-            if mine > 0 {
-                let slot = peer < rank ? peer : peer - 1
-                handles.append(try c.postReceive(slots.pointer + slot * mine, count: mine, from: peer, tag: tag, call: call))
-            }
-            if counts[peer] > 0 {
-                handles.append(try c.postSend(send.baseAddress! + offsets[peer], count: counts[peer], to: peer, tag: tag,
-                                              call: call))
-            }
-        }
+        let slotBuffer = c.takeScratch(bytes: peers * mine * MemoryLayout<Float>.stride)
+        scratch = [slotBuffer]
+        let slots = slotBuffer.floats
+        try postBlockExchange(receiveInto: slots, sendFrom: send.baseAddress, counts: counts, offsets: offsets, tag: tag)
         onPhaseComplete = { request in
             if mine > 0, let out = receive.baseAddress, let own {
                 // own + peers in rank order. `out` may be `own` itself (in-place all-reduce), so own is read only
                 // in the first pass, element by element before that element is written.
-                let first = UnsafePointer(slots.pointer)
+                let first = UnsafePointer(slots)
                 for i in 0..<mine { out[i] = own[i] + first[i] }
                 for slot in 1..<peers {
-                    let b = slots.pointer + slot * mine
+                    let b = slots + slot * mine
                     for i in 0..<mine { out[i] += b[i] }
                 }
             }
-            c.returnScratch(slots)
-            request.scratch = nil
+            request.releaseScratch()
             request.onPhaseComplete = nil
             if let next { try next(request) }
         }
+    }
+
+    /// Posts the exchange of a bf16-payload reduce-scatter: the blocks for peers rounded to bf16 into scratch and
+    /// sent from there; on completion sums own (fp32) + peers (bf16 widened) in rank order into `receive`.
+    func startReduceScatterBF16(send: UnsafeBufferPointer<Float>, receive: UnsafeMutableBufferPointer<Float>,
+                                counts: [Int], tag: Int32) throws {
+        let c = communicator, rank = c.rank, size = c.size, mine = counts[rank]
+        let offsets = displacements(of: counts)
+        let own = send.baseAddress.map { $0 + offsets[rank] }
+        if size == 1 {
+            if mine > 0 { receive.baseAddress!.update(from: own!, count: mine) }
+            return
+        }
+        let peers = size - 1
+        let half = MemoryLayout<UInt16>.stride
+        let outgoing = c.takeScratch(bytes: send.count * half), incoming = c.takeScratch(bytes: peers * mine * half)
+        let widened = c.takeScratch(bytes: mine * MemoryLayout<Float>.stride)
+        scratch = [outgoing, incoming, widened]
+        let rounded = outgoing.halves, slots = incoming.halves, wide = widened.floats
+        for peer in 0..<size where peer != rank && counts[peer] > 0 {
+            swt_f32_to_bf16(rounded + offsets[peer], send.baseAddress! + offsets[peer], counts[peer])
+        }
+        try postBlockExchange(receiveInto: slots, sendFrom: UnsafePointer(rounded), counts: counts, offsets: offsets, tag: tag)
+        onPhaseComplete = { request in
+            if mine > 0, let out = receive.baseAddress, let own {
+                // Widen each peer's block, then add, in rank order.
+                for slot in 0..<peers {
+                    swt_bf16_to_f32(wide, slots + slot * mine, mine)
+                    if slot == 0 { for i in 0..<mine { out[i] = own[i] + wide[i] } } else { for i in 0..<mine { out[i] += wide[i] } }
+                }
+            }
+            request.releaseScratch()
+            request.onPhaseComplete = nil
+        }
+    }
+
+    /// Posts a reduce-scatter's messages: every peer's copy of my block into `receiveInto` (one slot of
+    /// counts[rank] elements per peer, in rank order with mine skipped), and each peer's block of `sendFrom` to it.
+    private func postBlockExchange<T: CollectiveScalar>(receiveInto slots: UnsafeMutablePointer<T>,
+                                                        sendFrom outgoing: UnsafePointer<T>?, counts: [Int],
+                                                        offsets: [Int], tag: Int32) throws {
+        let c = communicator, rank = c.rank, mine = counts[rank]
+        handles.removeAll(keepingCapacity: true)
+        for peer in 0..<c.size where peer != rank {
+            if mine > 0 {
+                let slot = peer < rank ? peer : peer - 1
+                handles.append(try c.postReceive(slots + slot * mine, count: mine, from: peer, tag: tag, call: call))
+            }
+            if counts[peer] > 0 {
+                handles.append(try c.postSend(outgoing! + offsets[peer], count: counts[peer], to: peer, tag: tag, call: call))
+            }
+        }
+    }
+
+    private func releaseScratch() {
+        for buffer in scratch { communicator.returnScratch(buffer) }
+        scratch.removeAll()
     }
 
     /// Posts an in-place all-gather: my block to every peer, every peer's block into its place.
@@ -185,18 +254,23 @@ final class DirectRequest: CollectiveRequest {
             let n = Int32(handles.count)
             handles.withUnsafeMutableBufferPointer { _ = MPI_Waitall(n, $0.baseAddress, swt_statuses_ignore()) }
         }
-        if let scratch { communicator.returnScratch(scratch) }
+        releaseScratch()
     }
 }
 
-/// Float workspace for the peers' blocks of a direct reduce-scatter, recycled through the communicator's pool so a
-/// training step allocates nothing.
+/// Workspace for a direct collective's staged blocks (fp32 peers' blocks, or bf16 payloads), recycled through the
+/// communicator's pool so a training step allocates nothing. Raw bytes, bound to the element type of each use.
 final class ScratchBuffer {
-    let pointer: UnsafeMutablePointer<Float>
+    let raw: UnsafeMutableRawPointer
+    /// Bytes.
     let capacity: Int
-    init(capacity: Int) {
-        self.capacity = capacity
-        pointer = .allocate(capacity: max(capacity, 1))
+    init(bytes: Int) {
+        capacity = bytes
+        raw = .allocate(byteCount: max(bytes, 16), alignment: 64)
     }
-    deinit { pointer.deallocate() }
+    deinit { raw.deallocate() }
+    /// The buffer as floats.
+    var floats: UnsafeMutablePointer<Float> { raw.bindMemory(to: Float.self, capacity: max(capacity / 4, 1)) }
+    /// The buffer as bf16 bit patterns.
+    var halves: UnsafeMutablePointer<UInt16> { raw.bindMemory(to: UInt16.self, capacity: max(capacity / 2, 1)) }
 }

@@ -102,6 +102,7 @@ public final class MPICommunicator: Communicator {
         case .int32: return swt_type_int32()
         case .int64: return swt_type_int64()
         case .uint8: return swt_type_uint8()
+        case .uint16: return swt_type_uint16()
         }
     }
 
@@ -192,23 +193,23 @@ public final class MPICommunicator: Communicator {
         return Int32(tagCounter)
     }
 
-    func postSend(_ data: UnsafePointer<Float>, count: Int, to peer: Int, tag: Int32, call: String) throws -> MPI_Request? {
+    func postSend<T: CollectiveScalar>(_ data: UnsafePointer<T>, count: Int, to peer: Int, tag: Int32, call: String) throws -> MPI_Request? {
         var handle: MPI_Request? = swt_request_null()
-        try MPIRuntime.check(MPI_Isend(data, try int32Count(count, call), swt_type_float(), Int32(peer), tag, comm, &handle),
+        try MPIRuntime.check(MPI_Isend(data, try int32Count(count, call), Self.datatype(T.scalarKind), Int32(peer), tag, comm, &handle),
                              "MPI_Isend(\(call))")
         return handle
     }
 
-    func postReceive(_ data: UnsafeMutablePointer<Float>, count: Int, from peer: Int, tag: Int32, call: String) throws -> MPI_Request? {
+    func postReceive<T: CollectiveScalar>(_ data: UnsafeMutablePointer<T>, count: Int, from peer: Int, tag: Int32, call: String) throws -> MPI_Request? {
         var handle: MPI_Request? = swt_request_null()
-        try MPIRuntime.check(MPI_Irecv(data, try int32Count(count, call), swt_type_float(), Int32(peer), tag, comm, &handle),
+        try MPIRuntime.check(MPI_Irecv(data, try int32Count(count, call), Self.datatype(T.scalarKind), Int32(peer), tag, comm, &handle),
                              "MPI_Irecv(\(call))")
         return handle
     }
 
-    func takeScratch(count: Int) -> ScratchBuffer {
-        if let i = scratchPool.firstIndex(where: { $0.capacity >= count }) { return scratchPool.remove(at: i) }
-        return ScratchBuffer(capacity: count)
+    func takeScratch(bytes: Int) -> ScratchBuffer {
+        if let i = scratchPool.firstIndex(where: { $0.capacity >= bytes }) { return scratchPool.remove(at: i) }
+        return ScratchBuffer(bytes: bytes)
     }
 
     func returnScratch(_ buffer: ScratchBuffer) { scratchPool.append(buffer) }

@@ -12,11 +12,13 @@ import Darwin
 // P is saved for backward as att[B, NH, T, T] (zero above the diagonal). The fast kernels compute Q·Kᵀ, P·V and
 // their gradients with one GEMM per (b, head), reading Q, K, V in place through leading dimension 3C (no copies);
 // the masked upper triangle is computed and discarded, which costs less than T small GEMMs would.
-// Backward kernels accumulate (+=).
+// Backward kernels accumulate (+=). With `precision: .bf16` the four GEMMs of each (b, head) take bf16 operands (as
+// torch.autocast runs attention's matmuls); the softmax and its backward stay fp32.
 
 /// out[B, T, C] and att[B, NH, T, T] from qkv[B, T, 3C].
 public func attentionForward(_ out: UnsafeMutablePointer<Float>, _ att: UnsafeMutablePointer<Float>,
-                             _ qkv: UnsafePointer<Float>, batch: Int, time: Int, channels: Int, heads: Int) {
+                             _ qkv: UnsafePointer<Float>, batch: Int, time: Int, channels: Int, heads: Int,
+                             precision: GEMMPrecision = .fp32) {
     let T = time, C = channels, C3 = 3 * channels
     precondition(C % heads == 0, "channels \(C) not divisible by heads \(heads)")
     let HS = C / heads
@@ -27,12 +29,12 @@ public func attentionForward(_ out: UnsafeMutablePointer<Float>, _ att: UnsafeMu
             let q = base + h * HS, k = base + C + h * HS, v = base + 2 * C + h * HS
             let p = att + (b * heads + h) * T * T
             // S[T, T] = scale · Q[T, HS] · K[T, HS]ᵀ
-            sgemm(transposeA: false, transposeB: true, m: T, n: T, k: HS, alpha: scale, q, lda: C3, k, ldb: C3,
-                  beta: 0, p, ldc: T)
+            gemm(precision, transposeA: false, transposeB: true, m: T, n: T, k: HS, alpha: scale, q, lda: C3, k, ldb: C3,
+             beta: 0, p, ldc: T)
             causalSoftmaxRows(p, time: T)
             // out_h[T, HS] = P[T, T] · V[T, HS]
-            sgemm(transposeA: false, transposeB: false, m: T, n: HS, k: T, alpha: 1, p, lda: T, v, ldb: C3,
-                  beta: 0, out + b * T * C + h * HS, ldc: C)
+            gemm(precision, transposeA: false, transposeB: false, m: T, n: HS, k: T, alpha: 1, p, lda: T, v, ldb: C3,
+             beta: 0, out + b * T * C + h * HS, ldc: C)
         }
     }
 }
@@ -62,7 +64,7 @@ private func causalSoftmaxRows(_ p: UnsafeMutablePointer<Float>, time T: Int) {
 public func attentionBackward(_ dqkv: UnsafeMutablePointer<Float>, _ dOut: UnsafePointer<Float>,
                               _ qkv: UnsafePointer<Float>, _ att: UnsafePointer<Float>,
                               scratch: UnsafeMutablePointer<Float>,
-                              batch: Int, time: Int, channels: Int, heads: Int) {
+                              batch: Int, time: Int, channels: Int, heads: Int, precision: GEMMPrecision = .fp32) {
     let T = time, C = channels, C3 = 3 * channels
     let HS = C / heads
     let scale = 1 / Float(HS).squareRoot()
@@ -75,11 +77,11 @@ public func attentionBackward(_ dqkv: UnsafeMutablePointer<Float>, _ dOut: Unsaf
             let p = att + (b * heads + h) * T * T
             let dOutH = dOut + b * T * C + h * HS
             // dP[T, T] = dOut_h[T, HS] · V[T, HS]ᵀ
-            sgemm(transposeA: false, transposeB: true, m: T, n: T, k: HS, alpha: 1, dOutH, lda: C, v, ldb: C3,
-                  beta: 0, dS, ldc: T)
+            gemm(precision, transposeA: false, transposeB: true, m: T, n: T, k: HS, alpha: 1, dOutH, lda: C, v, ldb: C3,
+             beta: 0, dS, ldc: T)
             // dV[T, HS] += P[T, T]ᵀ · dOut_h[T, HS]
-            sgemm(transposeA: true, transposeB: false, m: T, n: HS, k: T, alpha: 1, p, lda: T, dOutH, ldb: C,
-                  beta: 1, dv, ldc: C3)
+            gemm(precision, transposeA: true, transposeB: false, m: T, n: HS, k: T, alpha: 1, p, lda: T, dOutH, ldb: C,
+             beta: 1, dv, ldc: C3)
             // Softmax backward, row by row; the scale of S folds in here.
             for t in 0..<T {
                 let pr = p + t * T, dr = dS + t * T
@@ -89,17 +91,18 @@ public func attentionBackward(_ dqkv: UnsafeMutablePointer<Float>, _ dOut: Unsaf
                 for j in (t + 1)..<T { dr[j] = 0 }
             }
             // dQ[T, HS] += dS[T, T] · K[T, HS];  dK[T, HS] += dS[T, T]ᵀ · Q[T, HS]
-            sgemm(transposeA: false, transposeB: false, m: T, n: HS, k: T, alpha: 1, dS, lda: T, k, ldb: C3,
-                  beta: 1, dq, ldc: C3)
-            sgemm(transposeA: true, transposeB: false, m: T, n: HS, k: T, alpha: 1, dS, lda: T, q, ldb: C3,
-                  beta: 1, dk, ldc: C3)
+            gemm(precision, transposeA: false, transposeB: false, m: T, n: HS, k: T, alpha: 1, dS, lda: T, k, ldb: C3,
+             beta: 1, dq, ldc: C3)
+            gemm(precision, transposeA: true, transposeB: false, m: T, n: HS, k: T, alpha: 1, dS, lda: T, q, ldb: C3,
+             beta: 1, dk, ldc: C3)
         }
     }
 }
 
 /// Naive twin of `attentionForward`: loops in double precision, only over the unmasked triangle.
 public func attentionForwardNaive(_ out: UnsafeMutablePointer<Float>, _ att: UnsafeMutablePointer<Float>,
-                                  _ qkv: UnsafePointer<Float>, batch: Int, time: Int, channels: Int, heads: Int) {
+                                  _ qkv: UnsafePointer<Float>, batch: Int, time: Int, channels: Int, heads: Int,
+                             precision: GEMMPrecision = .fp32) {
     let T = time, C = channels, C3 = 3 * channels
     let HS = C / heads
     let scale = 1 / Double(HS).squareRoot()
@@ -134,7 +137,7 @@ public func attentionForwardNaive(_ out: UnsafeMutablePointer<Float>, _ att: Uns
 /// Naive twin of `attentionBackward` (no scratch; double-precision loops).
 public func attentionBackwardNaive(_ dqkv: UnsafeMutablePointer<Float>, _ dOut: UnsafePointer<Float>,
                                    _ qkv: UnsafePointer<Float>, _ att: UnsafePointer<Float>,
-                                   batch: Int, time: Int, channels: Int, heads: Int) {
+                                   batch: Int, time: Int, channels: Int, heads: Int, precision: GEMMPrecision = .fp32) {
     let T = time, C = channels, C3 = 3 * channels
     let HS = C / heads
     let scale = 1 / Double(HS).squareRoot()

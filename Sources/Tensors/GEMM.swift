@@ -38,8 +38,9 @@ import CDNNL
 // differs (OpenMP keeps the count per thread, so a new calling thread or another context's setting is corrected). OPENBLAS_NUM_THREADS / BLASThreads govern the
 // OpenBLAS paths as before.
 //
-// Not thread-safe, by design: one caller per rank. `GEMMContext.shared` is the rank's (one engine, one stream, one
-// primitive cache per process); simulated ranks running on threads of one process each make their own context.
+// Not thread-safe, by design: one caller per thread. `GEMMContext.current` is the calling thread's (created on first
+// use), so a rank's model and optimizer share one primitive cache, and simulated ranks running on threads of one
+// process never share a context.
 
 public enum GEMMPrecision: String, Sendable, CaseIterable {
     /// fp32 operands, fp32 accumulation.
@@ -66,8 +67,13 @@ public struct GEMMCounters: Sendable, Equatable {
 /// The state behind `gemm`: the oneDNN stream, the primitive cache and grow-only scratch buffers.
 /// `@unchecked Sendable` only so `shared` can be a global: one thread at a time may use a context.
 public final class GEMMContext: @unchecked Sendable {
-    /// The rank's context (created on first use).
-    public static let shared = GEMMContext()
+    /// The calling thread's context (created on first use, released with the thread).
+    public static var current: GEMMContext {
+        if let raw = pthread_getspecific(currentKey) { return Unmanaged<GEMMContext>.fromOpaque(raw).takeUnretainedValue() }
+        let context = GEMMContext()
+        pthread_setspecific(currentKey, Unmanaged.passRetained(context).toOpaque())
+        return context
+    }
 
     /// The fp32 library; OpenBLAS by default (measured above).
     public var fp32Backend: GEMMBackend = .openBLAS
@@ -211,5 +217,37 @@ public final class GEMMContext: @unchecked Sendable {
     /// thread-local load, so it is checked on every call and set when it differs.
     private func useThreads() {
         if swt_openmp_max_threads() != Int32(threads) { _ = swt_openmp_set_num_threads(Int32(threads)) }
+    }
+}
+
+/// The thread-specific slot behind `GEMMContext.current`; its destructor releases a thread's context when the thread ends.
+private let currentKey: pthread_key_t = {
+    var key = pthread_key_t()
+    let status = pthread_key_create(&key) { raw in
+        #if canImport(Darwin)
+        Unmanaged<GEMMContext>.fromOpaque(raw).release()
+        #else
+        if let raw { Unmanaged<GEMMContext>.fromOpaque(raw).release() }
+        #endif
+    }
+    precondition(status == 0, "pthread_key_create failed (\(status))")
+    return key
+}()
+
+/// C = alpha·op(A)·op(B) + beta·C in `precision`, row-major (the layers' and optimizers' one entry point): fp32 goes
+/// straight to OpenBLAS's cblas_sgemm (the measured faster fp32 backend, no cache lookup); bf16 rounds A and B to
+/// bf16 and multiplies them on the calling thread's `GEMMContext` (fp32 accumulation and output). Rounding an operand
+/// costs one pass over it, under 0.5 % of the product for the layers' shapes (K ≥ 256), so a weight already rounded
+/// once per step (its values exact in bf16) rounds to itself here at that cost.
+public func gemm(_ precision: GEMMPrecision, transposeA: Bool = false, transposeB: Bool = false, m: Int, n: Int, k: Int,
+                 alpha: Float = 1, _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
+                 beta: Float = 0, _ c: UnsafeMutablePointer<Float>, ldc: Int) {
+    switch precision {
+    case .fp32:
+        cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    case .bf16:
+        GEMMContext.current.gemm(.bf16, transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
+                                 a, lda: lda, b, ldb: ldb, beta: beta, c, ldc: ldc)
     }
 }

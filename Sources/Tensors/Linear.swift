@@ -6,31 +6,31 @@ import CKernels
 // Layout is row-major throughout; weights are [O, I] as in PyTorch, so y = x·Wᵀ + b.
 // Backward kernels accumulate (+=) into gradients, so zeroing is one fill and accumulation needs no extra code.
 
-/// y[B, O] = x[B, I] · W[O, I]ᵀ + b[O]   (GEMM through OpenBLAS).
+/// y[B, O] = x[B, I] · W[O, I]ᵀ + b[O]   (GEMM in `precision`: bf16 rounds x and W, accumulates and adds b in fp32).
 public func linearForward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
                           _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
-                          batch: Int, inFeatures: Int, outFeatures: Int) {
+                          batch: Int, inFeatures: Int, outFeatures: Int, precision: GEMMPrecision = .fp32) {
     if let bias {
         for row in 0..<batch { (y + row * outFeatures).update(from: bias, count: outFeatures) }
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(batch), Int32(outFeatures), Int32(inFeatures),
-                1, x, Int32(inFeatures), weight, Int32(inFeatures), bias == nil ? 0 : 1, y, Int32(outFeatures))
+    gemm(precision, transposeB: true, m: batch, n: outFeatures, k: inFeatures, x, lda: inFeatures, weight, ldb: inFeatures,
+         beta: bias == nil ? 0 : 1, y, ldc: outFeatures)
 }
 
-/// Gradients of `linearForward`, accumulated:
+/// Gradients of `linearForward`, accumulated (both products in `precision`, as the forward's):
 ///   dx[B, I] += dy[B, O] · W[O, I]      (skipped when dx is nil: the input layer needs no input gradient)
 ///   dW[O, I] += dy[B, O]ᵀ · x[B, I]
-///   db[O]    += Σ_B dy[B, O]
+///   db[O]    += Σ_B dy[B, O]            (fp32 always)
 public func linearBackward(_ dx: UnsafeMutablePointer<Float>?, _ dWeight: UnsafeMutablePointer<Float>,
                            _ dBias: UnsafeMutablePointer<Float>?, _ dy: UnsafePointer<Float>,
                            _ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
-                           batch: Int, inFeatures: Int, outFeatures: Int) {
+                           batch: Int, inFeatures: Int, outFeatures: Int, precision: GEMMPrecision = .fp32) {
     if let dx {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(batch), Int32(inFeatures), Int32(outFeatures),
-                    1, dy, Int32(outFeatures), weight, Int32(inFeatures), 1, dx, Int32(inFeatures))
+        gemm(precision, m: batch, n: inFeatures, k: outFeatures, dy, lda: outFeatures, weight, ldb: inFeatures,
+             beta: 1, dx, ldc: inFeatures)
     }
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(outFeatures), Int32(inFeatures), Int32(batch),
-                1, dy, Int32(outFeatures), x, Int32(inFeatures), 1, dWeight, Int32(inFeatures))
+    gemm(precision, transposeA: true, m: outFeatures, n: inFeatures, k: batch, dy, lda: outFeatures, x, ldb: inFeatures,
+         beta: 1, dWeight, ldc: inFeatures)
     if let dBias { swt_column_sums_add(dBias, dy, batch, outFeatures, outFeatures) }
 }
 
@@ -40,10 +40,10 @@ public func linearBackward(_ dx: UnsafeMutablePointer<Float>?, _ dWeight: Unsafe
 /// blocks, so each block can be communicated as soon as it is final.
 public func linearBackwardParameterRows(_ dWeightRows: UnsafeMutablePointer<Float>?, _ dBiasRows: UnsafeMutablePointer<Float>?,
                                         _ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, rows: Range<Int>,
-                                        batch: Int, inFeatures: Int, outFeatures: Int) {
+                                        batch: Int, inFeatures: Int, outFeatures: Int, precision: GEMMPrecision = .fp32) {
     if let dWeightRows, !rows.isEmpty {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(rows.count), Int32(inFeatures), Int32(batch),
-                    1, dy + rows.lowerBound, Int32(outFeatures), x, Int32(inFeatures), 1, dWeightRows, Int32(inFeatures))
+        gemm(precision, transposeA: true, m: rows.count, n: inFeatures, k: batch, dy + rows.lowerBound, lda: outFeatures,
+             x, ldb: inFeatures, beta: 1, dWeightRows, ldc: inFeatures)
     }
     if let dBiasRows { swt_column_sums_add(dBiasRows, dy + rows.lowerBound, batch, rows.count, outFeatures) }
 }
@@ -87,15 +87,6 @@ public func linearBackwardNaive(_ dx: UnsafeMutablePointer<Float>?, _ dWeight: U
             dBias[o] += Float(acc)
         }
     }
-}
-
-/// Plain C = alpha·op(A)·op(B) + beta·C through OpenBLAS, row-major; for kernels outside this file (Newton–Schulz,
-/// attention) that need a general GEMM. `m×k` times `k×n`.
-public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float,
-                  _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
-                  beta: Float, _ c: UnsafeMutablePointer<Float>, ldc: Int) {
-    cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
-                Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }
 
 /// BLAS threading: with as many ranks as cores, each rank must use one thread or they fight over cores.

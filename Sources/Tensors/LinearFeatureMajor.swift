@@ -15,20 +15,20 @@ import CKernels
 /// yᵀ[O, B] = W[O, I] · xᵀ[I, B] + b[O], with x given as xᵀ[I, B] or, if `inputIsBatchMajor`, as x[B, I].
 public func linearForwardFeatureMajor(_ yT: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, inputIsBatchMajor: Bool,
                                       _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
-                                      batch: Int, inFeatures: Int, outFeatures: Int) {
+                                      batch: Int, inFeatures: Int, outFeatures: Int, precision: GEMMPrecision = .fp32) {
     if let bias {
         for o in 0..<outFeatures { (yT + o * batch).update(repeating: bias[o], count: batch) }
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, inputIsBatchMajor ? CblasTrans : CblasNoTrans,
-                Int32(outFeatures), Int32(batch), Int32(inFeatures), 1, weight, Int32(inFeatures),
-                x, Int32(inputIsBatchMajor ? inFeatures : batch), bias == nil ? 0 : 1, yT, Int32(batch))
+    gemm(precision, transposeB: inputIsBatchMajor, m: outFeatures, n: batch, k: inFeatures, weight, lda: inFeatures,
+         x, ldb: inputIsBatchMajor ? inFeatures : batch, beta: bias == nil ? 0 : 1, yT, ldc: batch)
 }
 
 /// dxᵀ[I, B] = Wᵀ[I, O] · dyᵀ[O, B]  — overwrites dxᵀ (β = 0, so the buffer needs no zeroing).
 public func linearBackwardInputFeatureMajor(_ dxT: UnsafeMutablePointer<Float>, _ dyT: UnsafePointer<Float>,
-                                            _ weight: UnsafePointer<Float>, batch: Int, inFeatures: Int, outFeatures: Int) {
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(inFeatures), Int32(batch), Int32(outFeatures),
-                1, weight, Int32(inFeatures), dyT, Int32(batch), 0, dxT, Int32(batch))
+                                            _ weight: UnsafePointer<Float>, batch: Int, inFeatures: Int, outFeatures: Int,
+                                            precision: GEMMPrecision = .fp32) {
+    gemm(precision, transposeA: true, m: inFeatures, n: batch, k: outFeatures, weight, lda: inFeatures, dyT, ldb: batch,
+         dxT, ldc: batch)
 }
 
 /// The weight and bias gradients for output rows `rows` only, accumulated:
@@ -39,12 +39,11 @@ public func linearBackwardParameterRowsFeatureMajor(_ dWeightRows: UnsafeMutable
                                                     _ dBiasRows: UnsafeMutablePointer<Float>?,
                                                     _ dyT: UnsafePointer<Float>, _ x: UnsafePointer<Float>,
                                                     inputIsBatchMajor: Bool, rows: Range<Int>,
-                                                    batch: Int, inFeatures: Int) {
+                                                    batch: Int, inFeatures: Int, precision: GEMMPrecision = .fp32) {
     let dyRows = dyT + rows.lowerBound * batch
     if let dWeightRows, !rows.isEmpty {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, inputIsBatchMajor ? CblasNoTrans : CblasTrans,
-                    Int32(rows.count), Int32(inFeatures), Int32(batch), 1, dyRows, Int32(batch),
-                    x, Int32(inputIsBatchMajor ? inFeatures : batch), 1, dWeightRows, Int32(inFeatures))
+        gemm(precision, transposeB: !inputIsBatchMajor, m: rows.count, n: inFeatures, k: batch, dyRows, lda: batch,
+             x, ldb: inputIsBatchMajor ? inFeatures : batch, beta: 1, dWeightRows, ldc: inFeatures)
     }
     if let dBiasRows { swt_row_sums_add(dBiasRows, dyRows, rows.count, batch, batch) }
 }

@@ -19,6 +19,15 @@ public enum StageEquivalence {
         ("muon+adamw", ["optimizer.name=adamw", "groups.matrix.optimizer=muon", "groups.matrix.lr=0.02"]),
         ("shampoo", ["optimizer.name=shampoo", "optimizer.lr=0.003", "optimizer.graft=adam"]),
     ]
+    /// bf16 working precision (forced, so the check runs on any CPU) for one family per sharding class: every stage
+    /// rounds the same fp32 masters to the same bf16 weights, so the stages still differ only by the reduction's
+    /// float rounding and the fp32 tolerance applies (a master within 1e-5 of a rounding boundary could round the
+    /// other way on one stage; these runs do not meet one, and if one did the check would say so).
+    public static let bf16Families: [(name: String, overrides: [String])] = ["adamw", "lamb", "muon+adamw"].map { name in
+        (name + " bf16", families.first { $0.name == name }!.overrides + ["train.precision=bf16", "train.force_bf16=true"])
+    }
+    /// Every family checked: fp32, then bf16.
+    public static var allFamilies: [(name: String, overrides: [String])] { families + bf16Families }
     public static let tolerance: Float = 1e-5
     public static let steps = 12
 
@@ -37,13 +46,13 @@ public enum StageEquivalence {
         return try TrainConfig(c, worldSize: world)
     }
 
-    /// Trains on this rank (collective over `comm`); returns the final parameters and the summary.
+    /// Trains on this rank (collective over `comm`); returns the final (fp32 master) parameters and the summary.
     public static func train(stage: Int, overrides: [String], comm: Communicator,
                              data: (train: ImageDataset, test: ImageDataset)) throws -> (params: [Float], summary: TrainSummary) {
         let trainer = try Trainer(config: try config(stage: stage, world: comm.size, overrides: overrides), comm: comm,
                                   train: data.train, test: data.test)
         let summary = try trainer.run()
-        return (trainer.params.array, summary)
+        return (try trainer.engine.masterParameters().array, summary)
     }
 
     /// max |a − b| / max(1, |b|): the measure `tolerance` bounds.

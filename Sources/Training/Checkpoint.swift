@@ -204,10 +204,12 @@ public enum Checkpoint {
         }
         let sizes = try engine.gatherPerRank(Int64(myBytes)), checksums = try engine.gatherPerRank(Int64(myCRC))
 
-        // Phase 3: rank 0 writes the parameters and the manifest last, then renames the directory into place.
+        // Phase 3: rank 0 writes the (fp32 master) parameters and the manifest last, then renames the directory
+        // into place. In bf16 working precision at stages 1–2 the owners' masters are gathered first, on every rank.
+        let masters = try engine.masterParameters()
         if rank == 0 {
             let params = encode(run.table.entries.map {
-                TensorState(stateName: "param", tensorName: $0.name, offset: 0, values: Array(engine.params.slice($0.range)))
+                TensorState(stateName: "param", tensorName: $0.name, offset: 0, values: Array(masters.slice($0.range)))
             })
             try writeDurably(params, to: "\(temporary)/params.bin")
             var files = [FileEntry(name: "params.bin", bytes: params.count, crc32: params.withUnsafeBytes { crc32($0) })]

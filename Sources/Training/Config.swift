@@ -243,6 +243,10 @@ public struct TrainConfig: Sendable {
     public var saveModel: Bool
     public var zeroStage: Int
     public var bucketElements: Int
+    /// `train.precision`: the precision of the model's matrix products and of the weights it reads.
+    public var precision: GEMMPrecision
+    /// `zero.comm_dtype`: the element type of gradient reduce-scatter messages.
+    public var gradientPayload: GEMMPrecision
     public var maxBadSteps: Int
     public var measureNoiseScale: Bool
     public var noiseScaleDecay: Double
@@ -298,6 +302,8 @@ public struct TrainConfig: Sendable {
         checkpointKeep = c.int("checkpoint.keep")
         zeroStage = c.int("zero.stage")
         bucketElements = max(1, Int(c.double("zero.bucket_mb") * 1024 * 1024 / 4))
+        precision = GEMMPrecision(rawValue: c.string("train.precision"))!
+        gradientPayload = GEMMPrecision(rawValue: c.string("zero.comm_dtype"))!
 
         guard globalBatch % worldSize == 0 else {
             throw ConfigError("train.global_batch = \(globalBatch) is not divisible by the world size \(worldSize): " +
@@ -319,6 +325,16 @@ public struct TrainConfig: Sendable {
         }
         if modelKind == "gpt", let problem = gpt.invalidReason {
             throw ConfigError("model: \(problem)")
+        }
+        if precision == .bf16, !c.bool("train.force_bf16"), let missing = CPUFeatures.bf16Unsupported() {
+            throw ConfigError("train.precision = bf16: \(missing), so bf16 products would run on operands widened to " +
+                              "fp32, slower than fp32 — use train.precision=fp32, or set train.force_bf16=true to run the " +
+                              "bf16 numerics anyway (e.g. to test them)")
+        }
+        if gradientPayload == .bf16 && zeroStage == 0 {
+            throw ConfigError("zero.comm_dtype = bf16 needs zero.stage 1 or 2: the bf16 payload is summed in fp32 by each " +
+                              "owner in the stages' reduce-scatter, and stage 0's all-reduce has no owner — set zero.stage=1 " +
+                              "(same memory for the model, optimizer state sharded) or zero.comm_dtype=fp32")
         }
         if steps == 0 && epochs == 0 {
             throw ConfigError("train.steps and train.epochs are both 0: set one of them to say how long to train")

@@ -28,6 +28,10 @@ public struct TrainSummary: Sendable {
     public var paramCount: Int
     public var skippedSteps: Int
     public var zeroStage: Int
+    /// `train.precision`.
+    public var precision: String
+    /// Parameter bytes each rank holds (the weights, plus the packed gather buffer in bf16 at stages 1–2).
+    public var parameterBytesPerRank: [Int]
     public var optimizerStateBytesPerRank: [Int]
     public var gradientBytesPerRank: [Int]
     public var peakRSSBytesPerRank: [Int]
@@ -35,6 +39,8 @@ public struct TrainSummary: Sendable {
     public var optimizerSecondsPerStepPerRank: [Double]
     /// Seconds rank 0 spent blocked on gradient collectives (communication overlap did not hide).
     public var communicationWaitSeconds: Double
+    /// Gradient payload bytes rank 0 sent per step (`zero.comm_dtype` halves it at stages 1–2).
+    public var gradientBytesSentPerStep: Double
 
     public func json(config: TrainConfig, mpiLibrary: String) -> JSONObject {
         var o = JSONObject()
@@ -57,11 +63,14 @@ public struct TrainSummary: Sendable {
         o.add("skipped_steps", skippedSteps)
         o.add("optimizer", config.optimizerName)
         o.add("zero_stage", zeroStage)
+        o.add("precision", precision)
+        o.add("parameter_bytes_per_rank", parameterBytesPerRank)
         o.add("optimizer_state_bytes_per_rank", optimizerStateBytesPerRank)
         o.add("gradient_bytes_per_rank", gradientBytesPerRank)
         o.add("peak_rss_bytes_per_rank", peakRSSBytesPerRank)
         o.add("optimizer_seconds_per_step_per_rank", raw: "[" + optimizerSecondsPerStepPerRank.map { "\($0)" }.joined(separator: ",") + "]")
         o.add("communication_wait_seconds", communicationWaitSeconds)
+        o.add("gradient_bytes_sent_per_step", gradientBytesSentPerStep)
         o.add("mpi_library", mpiLibrary)
         return o
     }
@@ -93,6 +102,8 @@ public final class Trainer {
     /// The step training actually ended at (less than `totalSteps` if `afterEvaluation` ended it).
     public private(set) var finalStep = 0
     private var skippedSteps = 0
+    /// The fp32 master weights at the end of `run()`, for export.
+    private var exportParameters: FloatBuffer?
     /// The online gradient noise scale (logged as `noise_scale`).
     public private(set) var noiseScale: GradientNoiseScale
     private var consecutiveBadSteps = 0
@@ -126,12 +137,14 @@ public final class Trainer {
         let resolved = config.resolved
         engine = ShardedDataParallel(
             comm: comm, plan: shardPlan, stage: ZeroStage(rawValue: config.zeroStage)!, gradAccum: config.gradAccum,
-            clipNorm: config.gradClip, bucketElements: config.bucketElements,
+            clipNorm: config.gradClip, bucketElements: config.bucketElements, workingPrecision: config.precision,
+            gradientPayload: config.gradientPayload,
             makeOptimizer: { group, count, segments in
                 OptimizerCatalog.make(group.name, count: count, segments: segments, config: resolved) },
             hyperparameters: { config.hyperparameters(for: $0.role) })
         // Every rank initialises from the same seed, so parameters start identical without a broadcast.
         model.initializeParameters(engine.params.buffer, seed: config.seed)
+        model.precision = config.precision
         schedule = config.schedule(totalSteps: totalSteps)
         noiseScale = GradientNoiseScale(decay: config.noiseScaleDecay)
         engine.measuresNoiseScale = config.measureNoiseScale
@@ -247,7 +260,10 @@ public final class Trainer {
             if pause { try stop(.paused(step: done)) }
         }
 
+        // The fp32 master weights to export (in bf16 at stages 1–2 gathered from their owners: a collective).
+        exportParameters = try engine.masterParameters()
         // Memory and update time per rank, gathered so rank 0 can report every rank.
+        let parameterBytes = try engine.gatherPerRank(Int64(engine.parameterBytes)).map { Int($0) }
         let stateBytes = try engine.gatherPerRank(Int64(engine.optimizerStateBytes)).map { Int($0) }
         let gradientBytes = try engine.gatherPerRank(Int64(engine.gradientBytes)).map { Int($0) }
         let peakRSS = try engine.gatherPerRank(Int64(peakResidentBytes())).map { Int($0) }
@@ -262,9 +278,11 @@ public final class Trainer {
             samplesPerSecond: Double((finalStep - startStep) * config.globalBatch) / max(trainSeconds, 1e-9),
             medianStepSamplesPerSecond: Double(config.globalBatch) / medianStep, medianStepSeconds: medianStep,
             trainSeconds: trainSeconds, wallSeconds: Date().timeIntervalSince(start), paramCount: model.table.count,
-            skippedSteps: skippedSteps, zeroStage: config.zeroStage, optimizerStateBytesPerRank: stateBytes,
+            skippedSteps: skippedSteps, zeroStage: config.zeroStage, precision: config.precision.rawValue,
+            parameterBytesPerRank: parameterBytes, optimizerStateBytesPerRank: stateBytes,
             gradientBytesPerRank: gradientBytes, peakRSSBytesPerRank: peakRSS, optimizerSecondsPerStepPerRank: updateTimes,
-            communicationWaitSeconds: engine.communicationWaitSeconds)
+            communicationWaitSeconds: engine.communicationWaitSeconds,
+            gradientBytesSentPerStep: Double(engine.gradientBytesSent) / Double(max(finalStep - startStep, 1)))
         if let lastEval { summary.evalExtras = Dictionary(uniqueKeysWithValues: task.evaluationMetrics(lastEval)) }
         return summary
     }
@@ -353,9 +371,10 @@ public final class Trainer {
 }
 
 extension Trainer {
-    /// The current parameters as safetensors bytes (names and shapes from the parameter table).
+    /// The parameters as safetensors bytes (names and shapes from the parameter table): the fp32 master weights
+    /// after `run()` (in bf16 working precision, not the bf16 copy the model read), else the current parameters.
     public func modelSafeTensors() -> Foundation.Data {
-        SafeTensors.encode(model.table.safeTensors(from: UnsafeBufferPointer(params.buffer)),
+        SafeTensors.encode(model.table.safeTensors(from: UnsafeBufferPointer((exportParameters ?? params).buffer)),
                            metadata: ["format": "swift-train", "model": task.modelDescription, "config": config.resolved.yaml()])
     }
 }

@@ -101,6 +101,51 @@ final class NewtonSchulzTests: XCTestCase {
         }
     }
 
+    /// Newton–Schulz with bf16 GEMM operands (`optimizer.ns_precision: bf16`) against the fp32 path, on a 64×192
+    /// matrix, wide and tall. Orthogonality error e = RMS over rows of ‖XXᵀ − I‖ (in double, as
+    /// `testPolarExpressIsCloserToOrthogonalThanQuintic`). Rounding the operands of each product perturbs it by
+    /// ≈ u = 2⁻⁸ relative, and Polar Express contracts towards orthogonality, so the bf16 iterate settles at a floor
+    /// of about u instead of fp32's ~1e-7: bound e_bf16 ≤ e_fp32 + 4u (measured 4.6e-3 ≈ 1.2u), and ‖X₁₆ − X₃₂‖ ≤
+    /// 4u relative (measured 1.9u). The quintic does not converge (singular values end in ≈ [0.68, 1.13] by design)
+    /// and amplifies perturbations near σ = 0 by its slope 3.4 per step, so its bounds are wider: e within 8u·e_fp32
+    /// of fp32's (measured 1.6u) and ‖X₁₆ − X₃₂‖ ≤ 12u relative (measured 7u).
+    func testBF16NewtonSchulzOrthogonality() {
+        let short = 64, long = 192
+        var rng = TestRNG(seed: 11)
+        let g = rng.array(short * long)
+        let u = pow(2.0, -8.0)
+        for tall in [false, true] {
+            let (rows, cols) = tall ? (long, short) : (short, long)
+            func run(_ coefficients: NewtonSchulzCoefficients, _ precision: GEMMPrecision, steps: Int) -> (e: Double, x: [Float]) {
+                let ns = NewtonSchulz(rows: rows, cols: cols, steps: steps, coefficients: coefficients, precision: precision)
+                var out = [Float](repeating: 0, count: rows * cols)
+                ns.orthogonalize(g, into: &out)
+                // Gram of the short side: XXᵀ (wide) or XᵀX (tall, via the transpose).
+                var wide = out
+                if tall { for i in 0..<rows { for j in 0..<cols { wide[j * rows + i] = out[i * cols + j] } } }
+                let gram = gramDouble(wide, rows: short, cols: long)
+                var sum = 0.0
+                for i in 0..<short { for j in 0..<short { let d = gram[i * short + j] - (i == j ? 1 : 0); sum += d * d } }
+                return ((sum / Double(short)).squareRoot(), out)
+            }
+            func distance(_ a: [Float], _ b: [Float]) -> Double {
+                var d = 0.0, n = 0.0
+                for (x, y) in zip(a, b) { d += Double(x - y) * Double(x - y); n += Double(y) * Double(y) }
+                return (d / n).squareRoot()
+            }
+            let polar32 = run(.polarExpress, .fp32, steps: 8), polar16 = run(.polarExpress, .bf16, steps: 8)
+            let quintic32 = run(.quintic, .fp32, steps: 5), quintic16 = run(.quintic, .bf16, steps: 5)
+            print("[ns bf16] \(tall ? "tall" : "wide") \(rows)×\(cols): polar express e fp32 \(polar32.e) bf16 \(polar16.e); " +
+                  "quintic e fp32 \(quintic32.e) bf16 \(quintic16.e); ‖X16 − X32‖/‖X32‖ polar \(distance(polar16.x, polar32.x)) " +
+                  "quintic \(distance(quintic16.x, quintic32.x))")
+            XCTAssertLessThanOrEqual(polar16.e, polar32.e + 4 * u, "Polar Express in bf16 stays near-orthogonal")
+            XCTAssertGreaterThan(polar16.e, polar32.e, "bf16 rounding is visible above the fp32 floor (the bf16 path ran)")
+            XCTAssertEqual(quintic16.e, quintic32.e, accuracy: 8 * u * quintic32.e, "the quintic's band is kept in bf16")
+            XCTAssertLessThanOrEqual(distance(polar16.x, polar32.x), 4 * u)
+            XCTAssertLessThanOrEqual(distance(quintic16.x, quintic32.x), 12 * u)
+        }
+    }
+
     /// Tall and wide orientations are transposes of each other.
     func testTallIsTransposeOfWide() {
         let rows = 7, cols = 12

@@ -14,7 +14,7 @@ final class ShardingTests: XCTestCase {
     /// simulated ranks; every rank must also end with the same parameters, bit for bit.
     func testStagesAgreeOnSimulatedRanks() throws {
         let data = StageEquivalence.data()
-        for (family, overrides) in StageEquivalence.families {
+        for (family, overrides) in StageEquivalence.allFamilies {
             for world in 1...4 {
                 var results: [[Float]] = []
                 for stage in 0...2 {
@@ -58,14 +58,15 @@ final class ShardingTests: XCTestCase {
     }
 }
 
-/// The GPT language model under every ZeRO stage (configs/gpt-muon.yaml and gpt-adamw.yaml routes), on simulated
-/// ranks: stages 1 and 2 equal stage 0, within the same float tolerance as the MLP families.
+/// The GPT language model under every ZeRO stage (configs/gpt-muon.yaml and gpt-adamw.yaml routes, in fp32 and bf16),
+/// on simulated ranks: stages 1 and 2 equal stage 0, within the same float tolerance as the MLP families.
 final class GPTShardingTests: XCTestCase {
     func testGPTStagesAgreeForMuonAndAdamW() throws {
         var rng = SplitMix64(seed: 3)
         let tokens = (0..<4000).map { _ in UInt16(rng.next() % 16) }
         let corpus = try TextCorpus(tokens: tokens, vocabulary: 16, validationFraction: 0.1, source: "synthetic")
-        for (name, overrides) in [("adamw", [String]()), ("muon+adamw", ["groups.matrix.optimizer=muon", "groups.matrix.lr=0.02"])] {
+        let muon = ["groups.matrix.optimizer=muon", "groups.matrix.lr=0.02"], bf16 = ["train.precision=bf16", "train.force_bf16=true"]
+        for (name, overrides) in [("adamw", [String]()), ("muon+adamw", muon), ("adamw bf16", bf16), ("muon+adamw bf16", muon + bf16)] {
             for world in [2, 3] {
                 var results: [[Float]] = []
                 for stage in 0...2 {
@@ -82,7 +83,7 @@ final class GPTShardingTests: XCTestCase {
                         let summary = try t.run()
                         XCTAssertTrue(summary.evalLoss.isFinite)
                         XCTAssertNil(summary.evalExtras["eval_bits_per_byte"], "bits per byte are reported for byte vocabularies only")
-                        return t.params.array
+                        return try t.engine.masterParameters().array
                     }
                     results.append(params[0])
                 }
