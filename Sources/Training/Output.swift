@@ -63,7 +63,7 @@ func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws
 public func writeAtomically(_ data: Data, to path: String) throws {
     let temporary = path + ".tmp-\(getpid())"
     let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-    guard fd >= 0 else { throw fileFailure("create", temporary) }
+    guard fd >= 0 else { throw fileFailure("create", path) }  // the file the user asked for, not the temporary
     do {
         try data.withUnsafeBytes { try writeAll(fd, $0, path: path) }
         guard fsync(fd) == 0 else { throw fileFailure("write", path) }

@@ -177,6 +177,16 @@ broken("edited manifest (J)", edit_step, "manifest.json: checksum mismatch")
 # D: rejected only when the state is restored (another optimizer has no state there): still exit 2, nothing written.
 broken("another optimizer (D)", lambda d: None, "no optimizer group 'sgd'", "--set", "optimizer.name=sgd")
 
+# A checkpoint copied out of its run, resumed without --out: there is no run to continue in, so nothing is written
+# next to it (before, its grandparent folder was taken for the run directory).
+d = out("loose-checkpoint/copy")
+shutil.copytree(base, d)
+before = digest(out("loose-checkpoint"))
+rc, log = run(2, "--resume", d, "--set", "train.steps=40")
+check(f"a checkpoint outside a run directory, no --out: exit {rc}, asks for --out, nothing written",
+      rc == 2 and "is not inside a run directory" in log and digest(out("loose-checkpoint")) == before
+      and sorted(os.listdir(out("loose-checkpoint"))) == ["copy"], log[-600:])
+
 # 8. Resuming into the run's own directory (issue 15 item 5, defects A, B, D): every rejection exits 2 before
 #    anything in the directory changes; an accepted resume continues metrics.jsonl and keeps what it replaces.
 d = out("inplace")
