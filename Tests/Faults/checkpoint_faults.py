@@ -7,7 +7,7 @@ Usage: checkpoint_faults.py REPO_ROOT
 """
 import hashlib, json, os, shutil, signal, struct, subprocess, sys, tempfile, time
 
-repo = sys.argv[1]
+repo = os.path.abspath(sys.argv[1])  # absolute: some cases run with another working directory
 # SWIFT_TRAIN_BINARY: another build of swift-train (e.g. .build/debug/swift-train while iterating).
 binary = os.path.abspath(os.environ.get("SWIFT_TRAIN_BINARY", os.path.join(repo, ".build/release/swift-train")))
 mpirun = os.path.join(repo, "launch/mpirun")
