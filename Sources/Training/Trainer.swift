@@ -310,10 +310,12 @@ public final class Trainer {
     }
 
     /// Stops every rank if an update left non-finite parameters (a NaN weight would otherwise be checkpointed and
-    /// the stop blamed on gradients). Parameters are identical on every rank after a step, so each rank decides
-    /// alike without communicating; one pass over the buffer, only at log and checkpoint steps and skipped steps.
+    /// the stop blamed on gradients). One pass over the buffer, only at log and checkpoint steps and skipped steps
+    /// (steps every rank takes alike), and one 4-byte all-reduce so that all agree: ranks need not hold the same
+    /// bits (with bf16 at stages 1–2 a rank holds rounded copies of the tensors it does not own).
     private func stopIfParametersNonFinite(after step: Int) throws {
-        guard !sumOfSquares(UnsafeBufferPointer(params.buffer)).isFinite else { return }
+        let local: Int32 = sumOfSquares(UnsafeBufferPointer(params.buffer)).isFinite ? 0 : 1
+        guard try engine.maxOverRanks(local) != 0 else { return }
         try stop(.nonFiniteParameters(step: step, lastCheckpoint: lastCheckpoint))
     }
 
