@@ -18,9 +18,7 @@ public final class SweepDirectory: Sendable {
         self.path = path
         self.plan = plan
         let fm = FileManager.default
-        do { try fm.createDirectory(atPath: "\(path)/points", withIntermediateDirectories: true) } catch {
-            throw fileFailure("create sweep directory", path, error: error)
-        }
+        try createFolders("\(path)/points", what: "sweep directory")
         var finished: Set<Int> = []
         for point in plan.points where fm.fileExists(atPath: "\(path)/points/\(point.name)/summary.json") {
             let stored = (try? String(contentsOfFile: "\(path)/points/\(point.name)/config.yaml", encoding: .utf8)) ?? ""

@@ -187,9 +187,7 @@ public enum Checkpoint {
         // Phase 1: rank 0 creates the temporary directory; everyone waits for it.
         if rank == 0 {
             try? fm.removeItem(atPath: temporary)
-            do { try fm.createDirectory(atPath: temporary, withIntermediateDirectories: true) } catch {
-                throw fileFailure("create", temporary, error: error)
-            }
+            try createFolders(temporary, what: "checkpoint folder")
         }
         try engine.synchronize()
 

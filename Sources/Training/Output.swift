@@ -38,12 +38,17 @@ public func fileFailure(_ action: String, _ path: String, errno code: Int32 = er
     return ConfigError("cannot \(action) \(path): \(reason); \(fix)")
 }
 
-/// `fileFailure` for an error Foundation threw (its POSIX cause, when it carries one).
-public func fileFailure(_ action: String, _ path: String, error: Error) -> ConfigError {
-    let underlying = (error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError
-    if let underlying, underlying.domain == NSPOSIXErrorDomain { return fileFailure(action, path, errno: Int32(underlying.code)) }
-    if (error as NSError).domain == NSPOSIXErrorDomain { return fileFailure(action, path, errno: Int32((error as NSError).code)) }
-    return ConfigError("cannot \(action) \(path): \(error.localizedDescription)")
+/// Creates `path` and any missing parent folders (mkdir -p) with POSIX calls, so a failure names the folder and the
+/// operating system's reason (Foundation's createDirectory often reports neither). `what` names it in the message.
+public func createFolders(_ path: String, what: String = "") throws {
+    var current = path.hasPrefix("/") ? "" : "."
+    for part in path.split(separator: "/") where !part.isEmpty {
+        current += "/" + part
+        guard mkdir(current, 0o755) == 0 || errno == EEXIST else {
+            let failure = fileFailure("create", current)
+            throw what.isEmpty ? failure : ConfigError("\(what) \(path): \(failure.message)")
+        }
+    }
 }
 
 /// Writes all of `bytes` to `fd` (write may write less than asked), throwing `fileFailure` naming `path`.
@@ -103,9 +108,7 @@ public final class RunDirectory {
     /// runs started with the same `--out` can do (the other gets an error and has written nothing).
     public init(claiming path: String) throws {
         try Self.checkAvailable(path)
-        do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
-            throw fileFailure("create run directory", path, error: error)
-        }
+        try createFolders(path, what: "run directory")
         let metricsPath = "\(path)/metrics.jsonl"
         let fd = open(metricsPath, O_WRONLY | O_CREAT | O_EXCL | O_APPEND, 0o644)
         guard fd >= 0 else {
@@ -152,9 +155,7 @@ public final class RunDirectory {
             let base = String(format: "%@/previous/step-%08d", path, step)
             var folder = base, n = 1
             while fm.fileExists(atPath: folder) { n += 1; folder = "\(base)-\(n)" }
-            do { try fm.createDirectory(atPath: folder, withIntermediateDirectories: true) } catch {
-                throw fileFailure("create", folder, error: error)
-            }
+            try createFolders(folder)
             if !later.isEmpty { try writeAtomically(Data(later.map { $0 + "\n" }.joined().utf8), to: "\(folder)/metrics-after-step-\(step).jsonl") }
             for name in replaced where rename("\(path)/\(name)", "\(folder)/\(name)") != 0 {
                 throw fileFailure("move \(path)/\(name) to", folder)

@@ -275,6 +275,19 @@ if p.returncode == 0:
 else:
     check("export", False, p.stderr)
 
+# 12. One exit status, 2, for every kind of input error in every command, with a message naming the problem (before,
+#     ArgumentParser's usage errors exited 64 and some command errors 1; `--tokens -5` read as a missing value).
+for args, needle in [(["sample", ckpt, "--tokens", "-5"], "--tokens must be positive"),
+                     (["--bogus"], "Unknown option '--bogus'"),
+                     (["export", out("nowhere"), "--out", out("x.safetensors")], f"export {out('nowhere')}: no such file or directory"),
+                     (["sample", out("nowhere")], f"sample {out('nowhere')}: no such file or directory"),
+                     (["config", "--set", "optimizer=adamw"], "--set optimizer.name=adamw"),
+                     (["export", ckpt, "--out", out("no/such/folder/x.safetensors")], "check that the folders in the path exist"),
+                     (["--out", "/proc/swift-train-run", "--set", "train.steps=1"], "run directory /proc/swift-train-run: cannot create /proc/swift-train-run: ")]:
+    p = subprocess.run([binary, *args], capture_output=True, text=True, timeout=120)
+    check(f"swift-train {' '.join(args[:2])}…: exit {p.returncode} naming the problem", p.returncode == 2 and needle in p.stderr
+          and "--resume" not in p.stderr and "NSCocoaErrorDomain" not in p.stderr, p.stderr[-400:])
+
 shutil.rmtree(work, ignore_errors=True)
 print(f"checkpoint-faults: {passed} passed, {failed} failed")
 sys.exit(0 if failed == 0 else 1)
