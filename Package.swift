@@ -20,7 +20,10 @@
 //   Tensors     → CBLAS, CDNNL, CKernels
 import PackageDescription
 
-let release: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+// Releases keep Swift's safety checks (-O, not -Ounchecked): a missing validation then traps with a message instead
+// of reading out of bounds or looping forever. Measured on the MLP and GPT (launch/compare, docs/benchmarks.md):
+// no cost above the run-to-run noise, so no module is compiled unchecked. The hot loops are OpenBLAS and CKernels.
+let release: [SwiftSetting] = [.unsafeFlags(["-O", "-wmo"], .when(configuration: .release))]
 
 let package = Package(
     name: "swift-train",

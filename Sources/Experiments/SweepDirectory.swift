@@ -18,9 +18,7 @@ public final class SweepDirectory: Sendable {
         self.path = path
         self.plan = plan
         let fm = FileManager.default
-        do { try fm.createDirectory(atPath: "\(path)/points", withIntermediateDirectories: true) } catch {
-            throw ConfigError("cannot create sweep directory \(path): \(error.localizedDescription)")
-        }
+        try createFolders("\(path)/points", what: "sweep directory")
         var finished: Set<Int> = []
         for point in plan.points where fm.fileExists(atPath: "\(path)/points/\(point.name)/summary.json") {
             let stored = (try? String(contentsOfFile: "\(path)/points/\(point.name)/config.yaml", encoding: .utf8)) ?? ""
@@ -45,7 +43,7 @@ public final class SweepDirectory: Sendable {
     public func startPoint(_ point: SweepPoint) throws -> RunDirectory {
         let p = pointPath(point)
         if FileManager.default.fileExists(atPath: p) { try FileManager.default.removeItem(atPath: p) }
-        let run = try RunDirectory(path: p, tensorboard: point.config.resolved.bool("output.tensorboard"))
+        let run = try RunDirectory(claiming: p, tensorboard: point.config.resolved.bool("output.tensorboard"))
         try run.write("config.yaml", text: Self.configText(point))
         return run
     }

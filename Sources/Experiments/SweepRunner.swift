@@ -86,7 +86,7 @@ public final class SweepRunner {
             let summary = try trainer.run()
             o = summary.json(config: config, mpiLibrary: mpiLibrary)
             status = reached == nil ? "budget" : "reached"
-        } catch TrainingStopped.diverged(let step, _) {
+        } catch TrainingStopped.diverged(let step, _, _), TrainingStopped.nonFiniteParameters(let step, _) {
             o = JSONObject()
             o.add("global_batch", config.globalBatch)
             o.add("grad_accum", config.gradAccum)

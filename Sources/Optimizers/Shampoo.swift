@@ -48,7 +48,9 @@ public final class Shampoo: OptimizerBase, Optimizer {
         names: ["shampoo"], sharding: .matrix, bandwidthBound: false, reference: "Gupta, Koren & Singer 2018",
         keys: [
             HyperKey("precondition_frequency", .integer(1...1_000_000), default: 1, "Shampoo: recompute the inverse 4th roots every k steps."),
-            HyperKey("damping", .number(0...1e6), default: 1e-4, "Shampoo damping δ added to the statistics (δI) before the inverse roots."),
+            // δ > 0: the statistics start as zero matrices and stay singular for rank-deficient gradients, and a zero
+            // eigenvalue has no inverse root, so δ = 0 turns the first update into ∞ (NaN parameters).
+            HyperKey("damping", .number(1e-12...1e6), default: 1e-4, "Shampoo damping δ > 0 added to the statistics (δI) before the inverse roots."),
             HyperKey("graft", .choice(Graft.allCases.map(\.rawValue)), default: "none",
                      "Shampoo grafting: scale each tensor's step to the norm of the Adam (or SGD) step."),
             .beta1(), .beta2(), .eps(1e-8),

@@ -52,7 +52,10 @@ struct Attack: ParsableCommand {
         let isRoot = launch.rank == 0
         // Before MPI: the checkpoint, its model, the data and the settings (every rank alike).
         let plan: AttackPlan
-        do { plan = try AttackPlan(try request()) } catch { throw failedBeforeMPI(error, isRoot: isRoot) }
+        // An input error: the entry point prints it and exits 2 (every rank meets the same one, before MPI).
+        do { plan = try AttackPlan(try request()) } catch let error as ConfigError { throw error } catch let error as CheckpointError {
+            throw error
+        } catch { throw ConfigError("\(error)") }
         _ = launch.configureBLASThreads()
         do {
             let comm = try MPISession.start(expecting: launch)

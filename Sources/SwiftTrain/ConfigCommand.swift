@@ -18,7 +18,7 @@ struct ShowConfig: ParsableCommand {
         if optimizerKeys { print(OptimizerCatalog.markdown(), terminator: ""); return }
         do { print(try options.resolve().yaml(), terminator: "") } catch let error as ConfigError {
             printError("error: \(error)")
-            throw ExitCode(2)
+            throw ExitCode(inputErrorStatus)
         }
     }
 }

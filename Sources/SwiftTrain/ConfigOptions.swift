@@ -17,11 +17,3 @@ struct ConfigOptions: ParsableArguments {
     }
 }
 
-
-/// A command's input was rejected before MPI started (every rank rejects the same input): rank 0 reports it; the
-/// other ranks wait a moment before exiting, because mpirun tears the whole job down as soon as any rank exits
-/// non-zero, which could otherwise kill rank 0 before its message is out (seen once in CI as a bare mpirun notice).
-func failedBeforeMPI(_ error: Error, isRoot: Bool) -> ExitCode {
-    if isRoot { printError("error: \(error)") } else { usleep(1_000_000) }
-    return ExitCode(2)
-}

@@ -17,14 +17,10 @@ struct Export: ParsableCommand {
     var optimizerState = false
 
     func run() throws {
-        do {
-            let loaded = try Checkpoint.load(try Checkpoint.resolve(checkpoint))
-            let count = try loaded.exportSafeTensors(to: out, optimizerState: optimizerState)
-            print("wrote \(count) tensors (\(loaded.manifest.model), step \(loaded.manifest.step)) to \(out)")
-        } catch let error as CheckpointError {
-            printError("error: \(error)")
-            throw ExitCode(2)
-        }
+        // Checkpoint errors reach the entry point, which reports them with exit status 2.
+        let loaded = try Checkpoint.load(try Checkpoint.resolve(checkpoint, for: "export"))
+        let count = try loaded.exportSafeTensors(to: out, optimizerState: optimizerState)
+        print("wrote \(count) tensors (\(loaded.manifest.model), step \(loaded.manifest.step)) to \(out)")
     }
 }
 

@@ -35,7 +35,7 @@ struct Report: ParsableCommand {
             try SweepReport.write(directories: directories, out: path, weighting: CriticalBatchFit.Weighting(rawValue: fit)!)
         } catch {
             printError("error: \(error)")
-            throw ExitCode(2)
+            throw ExitCode(inputErrorStatus)
         }
         print("wrote \(path) and its plots")
     }

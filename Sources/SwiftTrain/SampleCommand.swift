@@ -12,10 +12,11 @@ struct Sample: ParsableCommand {
     @Option(help: "Text to continue (bytes of UTF-8).")
     var prompt = "\n"
 
-    @Option(help: "Tokens to generate.")
+    // `.unconditional`, so that `--tokens -5` reaches validate() and its message instead of reading as a flag.
+    @Option(parsing: .unconditional, help: "Tokens to generate.")
     var tokens = 200
 
-    @Option(help: "Softmax temperature; 0 is greedy.")
+    @Option(parsing: .unconditional, help: "Softmax temperature; 0 is greedy.")
     var temperature: Float = 0.8
 
     @Option(name: .customLong("top-k"), help: "Sample among the k most likely tokens (0: all).")
@@ -30,14 +31,9 @@ struct Sample: ParsableCommand {
     }
 
     func run() throws {
-        do {
-            let loaded = try Checkpoint.load(try Checkpoint.resolve(checkpoint))
-            print(try loaded.sampleText(prompt: prompt, tokens: tokens, temperature: temperature, topK: topK, seed: seed))
-        } catch let error as CheckpointError {
-            printError("error: \(error)"); throw ExitCode(2)
-        } catch let error as ConfigError {
-            printError("error: \(error)"); throw ExitCode(2)
-        }
+        // Checkpoint and configuration errors reach the entry point, which reports them with exit status 2.
+        let loaded = try Checkpoint.load(try Checkpoint.resolve(checkpoint, for: "sample"))
+        print(try loaded.sampleText(prompt: prompt, tokens: tokens, temperature: temperature, topK: topK, seed: seed))
     }
 }
 

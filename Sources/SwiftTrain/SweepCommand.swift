@@ -30,28 +30,37 @@ struct Sweep: ParsableCommand {
     mutating func run() throws {
         let launch = LaunchEnvironment.current()
         let isRoot = launch.rank == 0
-        // Phase 1, before MPI: the whole sweep is validated on every rank; a bad point stops every rank here.
-        let plan: SweepPlan
+        // Phase 1, before MPI: the whole sweep is validated on every rank, writing nothing. An error is kept, not
+        // thrown: every rank must take part in the agreement below, so a point bad on one rank stops them all.
+        var plan: SweepPlan?
         let factory = CachedTaskFactory()
         var directory: SweepDirectory?
-        let path: String
+        var path = ""
+        var inputError: Error?
         do {
             let spec = try SweepSpec.load(path: config)
             plan = try SweepPlan(spec: spec, worldSize: launch.worldSize, taskFactory: factory.factory)
             path = out ?? "runs/sweeps/\(spec.name)"
-            if dryRun {
-                if isRoot { print(Self.describe(plan, path: path)) }
-                return
-            }
-            if isRoot { directory = try SweepDirectory(path: path, plan: plan) }
         } catch {
-            throw failedBeforeMPI(error, isRoot: isRoot)
+            inputError = error
+        }
+        if dryRun {
+            // No MPI: a dry run only prints, so a rank's error is its own.
+            if let inputError { throw inputError }
+            if isRoot, let plan { print(Self.describe(plan, path: path)) }
+            return
         }
         let blasThreads = launch.configureBLASThreads()
 
         // Phase 2: MPI, once for every point.
         do {
             let comm = try MPISession.start(expecting: launch)
+            try MPISession.agreeOnInput(inputError, comm: comm)
+            guard let plan else { preconditionFailure("no input error, so the sweep was planned") }
+            // Only now is anything written: rank 0 opens the sweep directory, and a failure stops every rank alike.
+            var directoryError: Error?
+            if isRoot { do { directory = try SweepDirectory(path: path, plan: plan) } catch { directoryError = error } }
+            try MPISession.agreeOnInput(directoryError, comm: comm)
             StopRequest.install()
             let console = isRoot ? Console() : nil
             if let directory, let console {
@@ -74,6 +83,10 @@ struct Sweep: ParsableCommand {
                              "report: swift-train report \(path)")
             }
             MPISession.finalize()
+        } catch is InputRejected {
+            // Rank 0 has printed every rank's message; all ranks stop here together.
+            MPISession.finalize()
+            throw ExitCode(inputErrorStatus)
         } catch let stopped as TrainingStopped {
             MPISession.finalize()
             if isRoot { printError("sweep interrupted; run the same command again to resume") }

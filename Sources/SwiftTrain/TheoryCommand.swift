@@ -46,8 +46,8 @@ struct Theory: ParsableCommand {
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
             try result.plot().write(to: "\(out)/theory.svg")
         } catch {
-            printError("error: cannot write \(out)/theory.svg: \(error)")
-            throw ExitCode(1)
+            printError("error: cannot write \(out)/theory.svg: \(error); choose another --out")
+            throw ExitCode(inputErrorStatus)
         }
         print(result.table())
         print("\nwrote \(out)/theory.svg")

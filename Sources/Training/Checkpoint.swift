@@ -56,6 +56,57 @@ public enum Checkpoint {
         public var config: String
         public var files: [FileEntry]
         public var created: String
+        /// CRC-32 of this manifest encoded without the checksum (`encodedForChecksum`), so a damaged or hand-edited
+        /// manifest is rejected like a damaged data file.
+        public var checksum: UInt32?
+
+        /// The canonical bytes the checksum covers: sorted keys, no checksum field.
+        func encodedForChecksum() throws -> Foundation.Data {
+            var unsigned = self
+            unsigned.checksum = nil
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            return try encoder.encode(unsigned)
+        }
+
+        /// Every field in range and consistent with the others (a manifest is input: it may be damaged or edited),
+        /// so nothing later indexes out of bounds, loops from a step past the end, or trusts a negative count.
+        /// Returns the first problem, naming the field.
+        public func problem() -> String? {
+            let maxSteps = TrainConfig.maxSteps
+            guard (0...maxSteps).contains(step) else { return "step \(step) is outside 0…\(maxSteps)" }
+            guard dataStep == step else { return "dataStep \(dataStep) differs from step \(step)" }
+            guard (1...1 << 20).contains(worldSize) else { return "worldSize \(worldSize) is outside 1…\(1 << 20)" }
+            guard (0...2).contains(zeroStage) else { return "zeroStage \(zeroStage) is not 0, 1 or 2" }
+            guard (0...step).contains(skippedSteps) else { return "skippedSteps \(skippedSteps) is outside 0…step (\(step))" }
+            guard (0...skippedSteps).contains(consecutiveBadSteps) else {
+                return "consecutiveBadSteps \(consecutiveBadSteps) is outside 0…skippedSteps (\(skippedSteps))"
+            }
+            var elements = 0
+            for t in table {
+                guard !t.shape.isEmpty, t.shape.allSatisfy({ (1...1 << 31).contains($0) }) else {
+                    return "tensor '\(t.name)' has shape \(t.shape) (every dimension must be positive)"
+                }
+                guard t.offset >= 0, t.count <= 1 << 36 else { return "tensor '\(t.name)' has offset \(t.offset), \(t.count) elements" }
+                elements = max(elements, t.offset + t.count)
+            }
+            for g in groups {
+                guard (0...step).contains(g.stepCount) else {
+                    return "group '\(g.name)' has stepCount \(g.stepCount), outside 0…step (\(step))"
+                }
+                guard g.range.count == 2, 0 <= g.range[0], g.range[0] <= g.range[1], g.range[1] <= elements else {
+                    return "group '\(g.name)' has range \(g.range), outside the \(elements) parameters of the table"
+                }
+            }
+            for f in files {
+                // Only the names save writes: a name with a path in it would read a file outside the checkpoint.
+                let isStateFile = f.name.hasPrefix("state-rank-") && f.name.hasSuffix(".bin") && !f.name.contains("/")
+                guard f.name == "params.bin" || isStateFile else { return "file entry '\(f.name)' is not a checkpoint file name" }
+                guard f.bytes >= 0 else { return "file '\(f.name)' has \(f.bytes) bytes" }
+            }
+            guard files.contains(where: { $0.name == "params.bin" }) else { return "no params.bin entry" }
+            return nil
+        }
     }
 
     // MARK: Record files
@@ -90,6 +141,9 @@ public enum Checkpoint {
         var position = 20 + length
         var records: [TensorState] = []
         for e in index {
+            guard e.count >= 0, e.offset >= 0, e.count <= (data.count - position) / 4 else {
+                throw bad("record \(e.state)/\(e.tensor) has offset \(e.offset) and \(e.count) values, more than the file holds")
+            }
             let bytes = e.count * 4
             guard position + bytes <= data.count else { throw bad("truncated: record \(e.state)/\(e.tensor) runs past the end") }
             var values = [Float](repeating: 0, count: e.count)
@@ -133,9 +187,7 @@ public enum Checkpoint {
         // Phase 1: rank 0 creates the temporary directory; everyone waits for it.
         if rank == 0 {
             try? fm.removeItem(atPath: temporary)
-            do { try fm.createDirectory(atPath: temporary, withIntermediateDirectories: true) } catch {
-                throw CheckpointError("cannot create \(temporary): \(error.localizedDescription)")
-            }
+            try createFolders(temporary, what: "checkpoint folder")
         }
         try engine.synchronize()
 
@@ -162,7 +214,7 @@ public enum Checkpoint {
             for r in 0..<world where sizes[r] > 0 {
                 files.append(FileEntry(name: stateFile(r), bytes: Int(sizes[r]), crc32: UInt32(checksums[r])))
             }
-            let manifest = Manifest(
+            var manifest = Manifest(
                 format: format, version: version, step: step, worldSize: world, zeroStage: engine.stage.rawValue,
                 model: run.model, table: run.table.entries,
                 groups: engine.groupStates.map { g in
@@ -173,6 +225,8 @@ public enum Checkpoint {
                 dataSeed: run.dataSeed, dataStep: step, skippedSteps: run.skippedSteps,
                 consecutiveBadSteps: run.consecutiveBadSteps, config: run.config, files: files,
                 created: ISO8601DateFormatter().string(from: Date()))
+            let unsigned = try manifest.encodedForChecksum()
+            manifest.checksum = unsigned.withUnsafeBytes { crc32($0) }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try writeDurably(try encoder.encode(manifest), to: "\(temporary)/manifest.json")
@@ -208,10 +262,18 @@ public enum Checkpoint {
 
     // MARK: Loading
 
-    /// Finds the checkpoint a `--resume` argument names: a checkpoint directory, a run directory (its latest
-    /// checkpoint), or `latest` (the newest checkpoint of any run under `runs/`).
-    public static func resolve(_ argument: String, runsRoot: String = "runs") throws -> String {
+    /// Finds the checkpoint an argument names: a checkpoint directory, a run directory (its latest checkpoint), or
+    /// `latest`: the latest checkpoint of `runDirectory` when one is given (`--resume latest --out DIR`), else the
+    /// newest checkpoint of any run under `runs/`. `use` names the argument in messages (`--resume`, `export`).
+    public static func resolve(_ argument: String, for use: String = "--resume", runDirectory: String? = nil,
+                               runsRoot: String = "runs") throws -> String {
         let fm = FileManager.default
+        if argument == "latest", let runDirectory {
+            do { return try resolve(runDirectory, for: use) } catch {
+                throw CheckpointError("\(use) latest with --out \(runDirectory): no checkpoint in \(runDirectory)/checkpoints; " +
+                                      "drop --out to take the newest run under \(runsRoot)/, or name a checkpoint directory")
+            }
+        }
         if argument == "latest" {
             let runs = ((try? fm.contentsOfDirectory(atPath: runsRoot)) ?? []).map { "\(runsRoot)/\($0)" }
             let candidates = runs.compactMap { try? resolve($0) }
@@ -220,7 +282,7 @@ public enum Checkpoint {
                 let mb = (try? fm.attributesOfItem(atPath: "\(b)/manifest.json")[.modificationDate] as? Date) ?? .distantPast
                 return ma < mb
             }
-            guard let newest else { throw CheckpointError("--resume latest: no checkpoint found under \(runsRoot)/*/checkpoints") }
+            guard let newest else { throw CheckpointError("\(use) latest: no checkpoint found under \(runsRoot)/*/checkpoints") }
             return newest
         }
         if fm.fileExists(atPath: "\(argument)/manifest.json") { return argument }
@@ -233,7 +295,8 @@ public enum Checkpoint {
             $0.hasPrefix("step-") && fm.fileExists(atPath: "\(root)/\($0)/manifest.json")
         }.sorted()
         guard let last = complete.last else {
-            throw CheckpointError("--resume \(argument): no checkpoint there (expected a checkpoint directory with manifest.json, " +
+            let what = fm.fileExists(atPath: argument) ? "no checkpoint there" : "no such file or directory"
+            throw CheckpointError("\(use) \(argument): \(what) (expected a checkpoint directory with manifest.json, " +
                                   "or a run directory with checkpoints/)")
         }
         return "\(root)/\(last)"
@@ -253,6 +316,16 @@ public enum Checkpoint {
         guard manifest.version == version else {
             throw CheckpointError("\(manifestPath): checkpoint format version \(manifest.version); this swift-train reads version \(version)")
         }
+        guard let checksum = manifest.checksum else {
+            throw CheckpointError("\(manifestPath): no checksum (written by an older swift-train, or edited): it cannot be verified; " +
+                                  "resume from a checkpoint this version wrote")
+        }
+        let computed = try manifest.encodedForChecksum().withUnsafeBytes { crc32($0) }
+        guard computed == checksum else {
+            throw CheckpointError(String(format: "%@: checksum mismatch (CRC-32 %08x, recorded %08x): the manifest is damaged or was edited",
+                                         manifestPath, computed, checksum))
+        }
+        if let problem = manifest.problem() { throw CheckpointError("\(manifestPath): \(problem)") }
         var records: [TensorState] = []
         for file in manifest.files {
             let filePath = "\(path)/\(file.name)"

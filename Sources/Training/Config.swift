@@ -32,8 +32,15 @@ public struct ResolvedConfig: Equatable, Sendable {
 
     /// Loads `path` over the defaults.
     public static func load(path: String) throws -> ResolvedConfig {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw ConfigError("config file \(path) cannot be read: check the path (configs/ has the shipped configs)")
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
+            throw ConfigError("config file \(path) does not exist: check the path (configs/ has the shipped configs)")
+        }
+        guard !isFolder.boolValue, let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError("config file \(path) cannot be read: \(isFolder.boolValue ? "it is a folder" : "check its permissions")")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ConfigError("config file \(path) is not UTF-8 text: save it as UTF-8 (YAML files are UTF-8)")
         }
         var config = ResolvedConfig(name: URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent)
         try config.merge(yaml: text, source: path)
@@ -79,6 +86,7 @@ public struct ResolvedConfig: Equatable, Sendable {
     /// Sets one key from a raw YAML value, converting and range-checking it.
     public mutating func set(_ path: String, raw: Any, source: String) throws {
         guard let key = ConfigSchema.byPath[path] else {
+            if let message = Self.sectionMisuse(path, raw: raw, source: source) { throw ConfigError(message) }
             var message = "\(source): unknown configuration key '\(path)'"
             if let hint = ConfigSchema.suggestion(for: path) { message += " (did you mean '\(hint)'?)" }
             message += "; docs/configuration.md lists every key"
@@ -91,6 +99,25 @@ public struct ResolvedConfig: Equatable, Sendable {
             return
         }
         values[path] = try Self.convert(raw, for: key, source: source)
+    }
+
+    /// The message for a value given to a section instead of one of its keys (`--set optimizer=adamw`, YAML
+    /// `train: 5`), naming the key the value fits when exactly one choice key of the section takes it.
+    static func sectionMisuse(_ path: String, raw: Any, source: String) -> String? {
+        let members = ConfigSchema.keys.filter { $0.path.hasPrefix(path + ".") }
+        guard !members.isEmpty else { return nil }
+        var message = "\(source): '\(path)' is a section, not a key: give a value to one of its keys"
+        let fitting = members.filter { key in
+            if case .string(let allowed?) = key.kind, let value = raw as? String { return allowed.contains(value) }
+            return false
+        }
+        if fitting.count == 1, let value = raw as? String {
+            message += source == "--set" ? ", e.g. --set \(fitting[0].path)=\(value)"
+                                         : ", e.g. \(path):\n  \(fitting[0].path.dropFirst(path.count + 1)): \(value)"
+        } else {
+            message += " (\(members.prefix(4).map(\.path).joined(separator: ", "))\(members.count > 4 ? ", …" : ""))"
+        }
+        return message + "; docs/configuration.md lists every key"
     }
 
     static func convert(_ raw: Any, for key: ConfigKey, source: String) throws -> ConfigValue {
@@ -144,6 +171,15 @@ public struct ResolvedConfig: Equatable, Sendable {
     public func string(_ path: String) -> String { if case .string(let v) = values[path] { return v }; fatalError("\(path) is not a string key") }
     public func bool(_ path: String) -> Bool { if case .bool(let v) = values[path] { return v }; fatalError("\(path) is not a bool key") }
     public func intList(_ path: String) -> [Int] { if case .intList(let v) = values[path] { return v }; fatalError("\(path) is not a list key") }
+
+    /// "key: old → new" for every key whose value differs from `other`, in schema order (what a resume changes).
+    public func differences(from other: ResolvedConfig) -> [String] {
+        ConfigSchema.keys.compactMap { key in
+            let mine = values[key.path], theirs = other.values[key.path]
+            guard mine != theirs else { return nil }
+            return "\(key.path): \(theirs.map { "\($0)" } ?? "unset") → \(mine.map { "\($0)" } ?? "unset")"
+        }
+    }
 
     /// Nested YAML in schema order (sections in order of first appearance), loadable again with `--config`.
     public func yaml(header: String? = nil) -> String {
@@ -320,13 +356,21 @@ public struct TrainConfig: Sendable {
         }
     }
 
+    /// The most optimizer steps a run may have: far beyond any real run, and small enough that per-step
+    /// bookkeeping (step times, checkpoint step numbers) stays in memory and in range.
+    public static let maxSteps = 100_000_000
+
     /// Total optimizer steps for a training set of `datasetSize` examples.
     public func totalSteps(datasetSize: Int) throws -> Int {
         guard globalBatch <= datasetSize else {
             throw ConfigError("train.global_batch = \(globalBatch) exceeds the \(datasetSize) training examples")
         }
         if steps > 0 { return steps }
-        return max(1, Int((epochs * Double(datasetSize / globalBatch)).rounded()))
+        let derived = (epochs * Double(datasetSize / globalBatch)).rounded()
+        guard derived <= Double(Self.maxSteps) else {
+            throw ConfigError("train.epochs = \(epochs) means \(Int(derived)) steps, more than \(Self.maxSteps): lower train.epochs")
+        }
+        return max(1, Int(derived))
     }
 
     /// The optimizer that updates tensors of `role`.
@@ -364,14 +408,30 @@ public struct TrainConfig: Sendable {
     public func makeTask() throws -> TrainingTask {
         switch modelKind {
         case "gpt":
-            let corpus = try TextCorpus.load(path: dataPath, vocabulary: gpt.vocabulary,
-                                             validationFraction: resolved.double("data.validation_fraction"))
+            let corpus = try Self.naming("data.path", dataPath) {
+                try TextCorpus.load(path: dataPath, vocabulary: gpt.vocabulary, validationFraction: resolved.double("data.validation_fraction"))
+            }
             try corpus.check(context: gpt.context)
+            // The embedding and the head have data.vocabulary rows: a token id at or above it would index past them.
+            guard corpus.vocabulary <= gpt.vocabulary else {
+                throw ConfigError("data.vocabulary = \(gpt.vocabulary) is below the \(corpus.vocabulary) token ids of \(dataPath) " +
+                                  "(\(dataPath.hasSuffix(".bin") ? "its tokens" : "byte-level text: ids 0…255")): " +
+                                  "set data.vocabulary=\(corpus.vocabulary)")
+            }
             return LanguageModelTask(corpus: corpus, config: gpt, microBatch: microBatch, seed: seed, evalSequences: evalSequences)
         default:
             let (train, test) = try classificationData()
             _ = try totalSteps(datasetSize: train.count)  // a global batch larger than the data set is a config error
             return imageTask(train: train, test: test)
+        }
+    }
+
+    /// Runs `load`; when it fails and `path` is relative, the error says which key gave it and what it was relative
+    /// to: each rank resolves it against its own working directory, which under mpirun may differ between ranks.
+    static func naming<T>(_ key: String, _ path: String, _ load: () throws -> T) throws -> T {
+        do { return try load() } catch let error as DataError where !path.hasPrefix("/") {
+            throw ConfigError("\(key) = \(path) is relative to this rank's working directory " +
+                              "\(FileManager.default.currentDirectoryPath): \(error); give an absolute path")
         }
     }
 

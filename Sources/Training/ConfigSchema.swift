@@ -100,7 +100,7 @@ public enum ConfigSchema {
                   doc: "Micro-batches accumulated per rank before one communication and one optimizer step."),
         ConfigKey(path: "train.epochs", kind: .double(0...1e6), defaultValue: .double(8),
                   doc: "Training length in passes over the training set (used when `train.steps` is 0)."),
-        ConfigKey(path: "train.steps", kind: .int(0...Int.max), defaultValue: .int(0),
+        ConfigKey(path: "train.steps", kind: .int(0...TrainConfig.maxSteps), defaultValue: .int(0),
                   doc: "Training length in optimizer steps; 0 means derive it from `train.epochs`."),
         ConfigKey(path: "train.seed", kind: .int(0...Int.max), defaultValue: .int(0),
                   doc: "Seed for initialisation and shuffling; a run is reproducible for a given seed and world size."),

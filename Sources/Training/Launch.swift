@@ -52,7 +52,62 @@ public enum MPISession {
         return String(decoding: bytes, as: UTF8.self)
     }
 
+    /// The one collective that decides whether the job's input is good, called by every rank after its own
+    /// validation and before any other collective or any write. Each rank contributes its validation error (or
+    /// none). If any rank has one, rank 0 prints every rank's message (identical messages once, with their ranks)
+    /// and every rank throws `InputRejected`, so all stop together with status 2.
+    ///
+    /// Why agree at all: an input can be bad on one rank only (a relative path resolving against another working
+    /// directory, a file only some nodes have). A rank that exited alone would print nothing useful and leave the
+    /// others waiting in their first collective forever when mpirun does not abort the job.
+    public static func agreeOnInput(_ error: Error?, comm: Communicator) throws {
+        // Lengths first (one all-reduce), then the messages side by side: each rank fills only its own slice, so
+        // the sum of the byte buffers is their concatenation.
+        let mine = error.map { Array("\($0)".utf8) }.map { $0.isEmpty ? Array("(no message)".utf8) : $0 } ?? []
+        var lengths = [Int64](repeating: 0, count: comm.size)
+        lengths[comm.rank] = Int64(mine.count)
+        try comm.allReduce(&lengths, op: .sum)
+        guard lengths.contains(where: { $0 > 0 }) else { return }
+        let starts = lengths.indices.map { Int(lengths[..<$0].reduce(0, +)) }
+        var bytes = [UInt8](repeating: 0, count: Int(lengths.reduce(0, +)))
+        bytes.replaceSubrange(starts[comm.rank]..<(starts[comm.rank] + mine.count), with: mine)
+        try comm.allReduce(&bytes, op: .sum)
+        var messages: [Int: String] = [:]
+        for rank in lengths.indices where lengths[rank] > 0 {
+            messages[rank] = String(decoding: bytes[starts[rank]..<(starts[rank] + Int(lengths[rank]))], as: UTF8.self)
+        }
+        let rejected = InputRejected(messages: messages, worldSize: comm.size)
+        if comm.rank == 0 { printError(rejected.report) }
+        throw rejected
+    }
+
     public static var libraryVersion: String { MPIRuntime.libraryVersion }
     public static func finalize() { MPIRuntime.finalize() }
     public static func abort(code: Int32) -> Never { MPIRuntime.abort(code: code) }
+}
+
+/// The exit status of every input error (configuration, data, checkpoint, command-line flags), in every command.
+public let inputErrorStatus: Int32 = 2
+
+/// Input was rejected on at least one rank (`MPISession.agreeOnInput`); rank 0 has printed `report`.
+public struct InputRejected: Error, CustomStringConvertible {
+    /// Each failing rank's message, by rank.
+    public let messages: [Int: String]
+    public let worldSize: Int
+
+    /// One `error:` line per distinct message; it names its ranks unless every rank of the world gave it.
+    public var report: String {
+        var ranksByMessage: [(message: String, ranks: [Int])] = []
+        for rank in messages.keys.sorted() {
+            if let i = ranksByMessage.firstIndex(where: { $0.message == messages[rank] }) { ranksByMessage[i].ranks.append(rank) }
+            else { ranksByMessage.append((messages[rank]!, [rank])) }
+        }
+        return ranksByMessage.map { entry in
+            if entry.ranks.count == worldSize { return "error: \(entry.message)" }
+            let who = (entry.ranks.count == 1 ? "rank " : "ranks ") + entry.ranks.map(String.init).joined(separator: ", ")
+            return "error (\(who) of \(worldSize)): \(entry.message)"
+        }.joined(separator: "\n")
+    }
+
+    public var description: String { report }
 }

@@ -31,69 +31,153 @@ public struct JSONObject {
 
 }
 
-/// Writes `data` to `path` atomically: a temporary file in the same folder, fsync, then rename over the target,
-/// so a crash leaves either the old file or the new one, never a torn one.
-public func writeAtomically(_ data: Data, to path: String) throws {
-    let temporary = path + ".tmp-\(getpid())"
-    guard FileManager.default.createFile(atPath: temporary, contents: nil) else {
-        throw ConfigError("cannot create \(temporary): check that the run directory is writable")
+/// A file-system failure as a message that names the file, the operating system's reason and what to do, instead
+/// of Foundation's NSCocoaErrorDomain text (which names neither the file nor the cause).
+public func fileFailure(_ action: String, _ path: String, errno code: Int32 = errno) -> ConfigError {
+    let reason = String(cString: strerror(code))
+    let fix: String
+    switch code {
+    case ENOSPC, EDQUOT: fix = "free space on that file system or choose another --out"
+    case EACCES, EPERM, EROFS: fix = "check the permissions of the folder, or choose another --out"
+    case ENOENT, ENOTDIR: fix = "check that the folders in the path exist"
+    default: fix = "check the path"
     }
-    let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: temporary))
-    try handle.write(contentsOf: data)
-    try handle.synchronize()
-    try handle.close()
-    guard rename(temporary, path) == 0 else {
-        let reason = String(cString: strerror(errno))
-        unlink(temporary)
-        throw ConfigError("cannot rename \(temporary) to \(path): \(reason)")
+    return ConfigError("cannot \(action) \(path): \(reason); \(fix)")
+}
+
+/// Creates `path` and any missing parent folders (mkdir -p) with POSIX calls, so a failure names the folder and the
+/// operating system's reason (Foundation's createDirectory often reports neither). `what` names it in the message.
+public func createFolders(_ path: String, what: String = "") throws {
+    var current = path.hasPrefix("/") ? "" : "."
+    for part in path.split(separator: "/") where !part.isEmpty {
+        current += "/" + part
+        guard mkdir(current, 0o755) == 0 || errno == EEXIST else {
+            let failure = fileFailure("create", current)
+            throw what.isEmpty ? failure : ConfigError("\(what) \(path): \(failure.message)")
+        }
     }
 }
 
-/// The run directory (rank 0 only): resolved config, metrics stream, summary and final model, and optionally a
-/// TensorBoard event file that receives every numeric field of every metrics line as a scalar of the same name.
+/// Writes all of `bytes` to `fd` (write may write less than asked), throwing `fileFailure` naming `path`.
+func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {
+    var done = 0
+    while done < bytes.count {
+        let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
+        if n < 0 && errno == EINTR { continue }
+        guard n > 0 else { throw fileFailure("write", path) }
+        done += n
+    }
+}
+
+/// Writes `data` to `path` atomically: a temporary file in the same folder, fsync, then rename over the target,
+/// so a crash leaves either the old file or the new one, never a torn one. A failure (a full disk) removes the
+/// temporary file and names the file.
+public func writeAtomically(_ data: Data, to path: String) throws {
+    let temporary = path + ".tmp-\(getpid())"
+    let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    guard fd >= 0 else { throw fileFailure("create", path) }  // the file the user asked for, not the temporary
+    do {
+        try data.withUnsafeBytes { try writeAll(fd, $0, path: path) }
+        guard fsync(fd) == 0 else { throw fileFailure("write", path) }
+    } catch {
+        close(fd); unlink(temporary)
+        throw error
+    }
+    close(fd)
+    guard rename(temporary, path) == 0 else {
+        let failure = fileFailure("rename \(temporary) to", path)
+        unlink(temporary)
+        throw failure
+    }
+}
+
+/// The run directory (rank 0 only): resolved config, metrics stream, summary and final model.
 public final class RunDirectory {
     public let path: String
-    private let metrics: FileHandle
+    private let metrics: Int32
     /// `output.tensorboard`: nil when off.
     public let events: EventFileWriter?
+    /// Where resuming into this directory moved what the continued run replaces (nil for a new run).
+    public private(set) var preserved: String?
 
-    /// Creates the directory. Refuses a directory that already holds a run, so no result is ever overwritten.
-    public init(path: String, tensorboard: Bool = false) throws {
-        self.path = path
-        let fm = FileManager.default
-        for existing in ["metrics.jsonl", "summary.json"] where fm.fileExists(atPath: "\(path)/\(existing)") {
-            throw ConfigError("run directory \(path) already holds a run (\(existing)); choose another --out or delete it")
+    /// Whether `path` can hold a new run, without writing anything: it must not already hold one (a metrics.jsonl
+    /// or summary.json), so no result is ever overwritten. Checked before MPI starts; `init(claiming:)` decides.
+    public static func checkAvailable(_ path: String) throws {
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), !isFolder.boolValue {
+            throw ConfigError("--out \(path) is a file, not a folder: choose another --out")
         }
-        do { try fm.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
-            throw ConfigError("cannot create run directory \(path): \(error.localizedDescription)")
+        for existing in ["metrics.jsonl", "summary.json"] where FileManager.default.fileExists(atPath: "\(path)/\(existing)") {
+            throw ConfigError("run directory \(path) already holds a run (\(existing)); choose another --out, delete it, " +
+                              "or continue it with --resume \(path)")
         }
+    }
+
+    /// Claims `path` for a new run: creates the folder, then metrics.jsonl with O_EXCL, which exactly one of two
+    /// runs started with the same `--out` can do (the other gets an error and has written nothing).
+    public init(claiming path: String, tensorboard: Bool = false) throws {
+        try Self.checkAvailable(path)
+        try createFolders(path, what: "run directory")
         let metricsPath = "\(path)/metrics.jsonl"
-        guard fm.createFile(atPath: metricsPath, contents: nil), let handle = FileHandle(forWritingAtPath: metricsPath) else {
-            throw ConfigError("cannot write \(metricsPath): check permissions")
+        let fd = open(metricsPath, O_WRONLY | O_CREAT | O_EXCL | O_APPEND, 0o644)
+        guard fd >= 0 else {
+            if errno == EEXIST {
+                throw ConfigError("run directory \(path) was just claimed by another run (metrics.jsonl appeared); choose another --out")
+            }
+            throw fileFailure("create", metricsPath)
         }
-        metrics = handle
+        self.path = path
+        metrics = fd
         events = tensorboard ? try EventFileWriter(directory: path) : nil
     }
 
-    /// Continues a run in its existing directory after resuming from the checkpoint of `step`: metrics lines of
-    /// later steps (written before the interruption, beyond the checkpoint) are dropped so the file reads as one run,
-    /// and a new event file starts with a restart marker at `step + 1`, so TensorBoard drops those steps too.
+    /// Claims the default run directory `runs/<name>-<UTC time>`, or with a `-2`, `-3`, … suffix when another run
+    /// started in the same second took it.
+    public static func claimDefault(name: String, date: Date = Date(), tensorboard: Bool = false) throws -> RunDirectory {
+        let base = defaultPath(name: name, date: date)
+        for attempt in 1...1000 {
+            let candidate = attempt == 1 ? base : "\(base)-\(attempt)"
+            if FileManager.default.fileExists(atPath: candidate) { continue }
+            do { return try RunDirectory(claiming: candidate, tensorboard: tensorboard) } catch let error as ConfigError where error.message.contains("claimed") {
+                continue
+            }
+        }
+        throw ConfigError("cannot find a free run directory name next to \(base): choose one with --out")
+    }
+
+    /// Continues a run in its own directory after resuming from the checkpoint of `step`. Nothing it holds is
+    /// lost: metrics.jsonl keeps its lines up to `step` and continues after them; the lines of later steps (written
+    /// before the interruption, past the checkpoint) and the config.yaml, summary.json and model.safetensors the
+    /// continued run writes again move to `previous/step-N` (`-2`, … when that exists), named by `preserved`.
+    /// With TensorBoard a new event file starts with a restart marker at `step + 1`, so TensorBoard drops the
+    /// later steps too.
     public init(resuming path: String, atStep step: Int, tensorboard: Bool = false) throws {
         self.path = path
+        let fm = FileManager.default
         let metricsPath = "\(path)/metrics.jsonl"
-        let old = (try? String(contentsOfFile: metricsPath, encoding: .utf8)) ?? ""
-        let kept = old.split(separator: "\n").filter { line in
-            guard let data = line.data(using: .utf8),
-                  let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-                  let s = object["step"] as? Int else { return false }
-            return s <= step
+        let old = fm.contents(atPath: metricsPath).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        var kept: [Substring] = [], later: [Substring] = []
+        for line in old.split(separator: "\n") {
+            let object = line.data(using: .utf8).flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
+            // A line that is not a step's metrics (torn by a crash) is kept aside too, never dropped.
+            if let s = object?["step"] as? Int, s <= step { kept.append(line) } else { later.append(line) }
+        }
+        let replaced = ["config.yaml", "summary.json", "model.safetensors"].filter { fm.fileExists(atPath: "\(path)/\($0)") }
+        if !later.isEmpty || !replaced.isEmpty {
+            let base = String(format: "%@/previous/step-%08d", path, step)
+            var folder = base, n = 1
+            while fm.fileExists(atPath: folder) { n += 1; folder = "\(base)-\(n)" }
+            try createFolders(folder)
+            if !later.isEmpty { try writeAtomically(Data(later.map { $0 + "\n" }.joined().utf8), to: "\(folder)/metrics-after-step-\(step).jsonl") }
+            for name in replaced where rename("\(path)/\(name)", "\(folder)/\(name)") != 0 {
+                throw fileFailure("move \(path)/\(name) to", folder)
+            }
+            preserved = folder
         }
         try writeAtomically(Data(kept.map { $0 + "\n" }.joined().utf8), to: metricsPath)
-        guard let handle = FileHandle(forWritingAtPath: metricsPath) else {
-            throw ConfigError("cannot append to \(metricsPath): check permissions")
-        }
-        handle.seekToEndOfFile()
-        metrics = handle
+        let fd = open(metricsPath, O_WRONLY | O_APPEND)
+        guard fd >= 0 else { throw fileFailure("append to", metricsPath) }
+        metrics = fd
         events = tensorboard ? try EventFileWriter(directory: path, restartStep: step + 1) : nil
     }
 
@@ -106,10 +190,10 @@ public final class RunDirectory {
         return "runs/\(name)-\(f.string(from: date))"
     }
 
-    /// Appends one line to metrics.jsonl and, with TensorBoard on, one event of its numbers at its `step` (both
-    /// written through, so a crash loses at most the line being written).
+    /// Appends one line to metrics.jsonl (written through, so a crash loses at most the line being written).
     public func appendMetrics(_ object: JSONObject) throws {
-        try metrics.write(contentsOf: Data((object.line + "\n").utf8))
+        let line = Array((object.line + "\n").utf8)
+        try line.withUnsafeBytes { try writeAll(metrics, $0, path: "\(path)/metrics.jsonl") }
         if let events, let step = object.numbers.first(where: { $0.key == "step" }) {
             try events.writeScalars(step: Int(step.value), object.numbers.filter { $0.key != "step" }.map { ($0.key, $0.value) })
         }
@@ -118,7 +202,7 @@ public final class RunDirectory {
     public func write(_ name: String, _ data: Data) throws { try writeAtomically(data, to: "\(path)/\(name)") }
     public func write(_ name: String, text: String) throws { try write(name, Data(text.utf8)) }
 
-    deinit { try? metrics.close() }
+    deinit { close(metrics) }
 }
 
 /// Rank 0's console: a live progress line on a terminal, plain lines otherwise.

@@ -34,8 +34,9 @@ public final class PopulationTrainer {
     /// The method's current solution (D), written before each evaluation and at the end.
     public let params: FloatBuffer
     private let schedule: LRSchedule
-    private let output: RunDirectory?
-    private let console: Console?
+    /// Rank 0's run directory and console (set once the directory is claimed, after every rank agreed on the input).
+    public var output: RunDirectory?
+    public var console: Console?
     /// First step to run: 0, or the step a resumed checkpoint was taken after.
     public private(set) var startStep = 0
     /// Run directory path (rank 0 writes checkpoints there); nil disables checkpoints.

@@ -108,8 +108,13 @@ public final class Trainer {
     public private(set) var noiseScale: GradientNoiseScale
     private var consecutiveBadSteps = 0
     private let schedule: LRSchedule
-    private let output: RunDirectory?
-    private let console: Console?
+    /// Rank 0's run directory and console: settable after construction, because the command claims the directory
+    /// only once every rank has built its trainer (restoring a checkpoint can still reject the input).
+    public var output: RunDirectory?
+    public var console: Console?
+    /// The newest checkpoint of this run so far (the resumed one until this run writes one): named when training
+    /// stops because it blew up, as the place to continue from.
+    public private(set) var lastCheckpoint: String?
 
     /// - Parameters:
     ///   - output: rank 0's run directory (nil on other ranks, and in tests that write nothing).
@@ -149,6 +154,7 @@ public final class Trainer {
             startStep = resume.manifest.step
             skippedSteps = resume.manifest.skippedSteps
             consecutiveBadSteps = resume.manifest.consecutiveBadSteps
+            lastCheckpoint = resume.path
         }
     }
 
@@ -176,12 +182,14 @@ public final class Trainer {
         var windowLoss = 0.0, windowPredictions = 0, windowSamples = 0, windowSeconds = 0.0
         var lastLoss = Double.nan
         var stepTimes: [Double] = []
-        stepTimes.reserveCapacity(totalSteps)
+        stepTimes.reserveCapacity(min(totalSteps - startStep, 1 << 20))
         var last: (loss: Double, accuracy: Double) = (.nan, .nan)
         var lastEval: BatchResult?
         let split = config.split
 
         finalStep = totalSteps
+        // The command checked that the run stands before its end (`checkResumable`); an empty range is not a loop.
+        precondition(startStep < totalSteps, "resumed at step \(startStep) of a \(totalSteps)-step run")
         for step in startStep..<totalSteps {
             let stepStart = Date()
             let lr = schedule.lr(base: config.lr, step: step + 1)
@@ -207,8 +215,9 @@ public final class Trainer {
                 skippedSteps += 1
                 consecutiveBadSteps += 1
                 console?.line("step \(step + 1): non-finite gradient on some rank — step skipped on every rank (\(consecutiveBadSteps) in a row)")
+                try stopIfParametersNonFinite(after: step + 1)  // non-finite weights give non-finite gradients
                 if config.maxBadSteps > 0 && consecutiveBadSteps >= config.maxBadSteps {
-                    try stop(.diverged(step: step + 1, count: consecutiveBadSteps))
+                    try stop(.diverged(step: step + 1, count: consecutiveBadSteps, lastCheckpoint: lastCheckpoint))
                 }
             } else {
                 consecutiveBadSteps = 0
@@ -223,6 +232,8 @@ public final class Trainer {
             windowSamples += config.globalBatch
 
             let done = step + 1
+            let periodic = config.checkpointEvery > 0 && done % config.checkpointEvery == 0
+            if done % config.logEvery == 0 || done == totalSteps || periodic { try stopIfParametersNonFinite(after: done) }
             if done % config.logEvery == 0 || done == totalSteps {
                 var sums = [windowLoss, Double(windowPredictions)]
                 try engine.sumOverRanks(&sums)
@@ -245,8 +256,10 @@ public final class Trainer {
             // A signal on any rank stops every rank here, after the same step (one tiny all-reduce per step).
             let signalled = try engine.maxOverRanks(Int32(StopRequest.pending))
             let pause = config.stopAt > startStep && done == config.stopAt
-            let periodic = config.checkpointEvery > 0 && done % config.checkpointEvery == 0
-            if signalled != 0 || pause || periodic || (done == totalSteps && config.checkpointFinal) {
+            // No periodic checkpoint inside a streak of skipped steps: rotation would otherwise replace the last
+            // checkpoint before the streak (the one to resume from) with states that are about to blow up.
+            let periodicSave = periodic && consecutiveBadSteps == 0
+            if signalled != 0 || pause || periodicSave || (done == totalSteps && config.checkpointFinal) {
                 try saveCheckpoint(after: done)
             }
             if signalled != 0 { try stop(.signal(signalled, step: done)) }
@@ -304,6 +317,16 @@ public final class Trainer {
         throw reason
     }
 
+    /// Stops every rank if an update left non-finite parameters (a NaN weight would otherwise be checkpointed and
+    /// the stop blamed on gradients). One pass over the buffer, only at log and checkpoint steps and skipped steps
+    /// (steps every rank takes alike), and one 4-byte all-reduce so that all agree: ranks need not hold the same
+    /// bits (with bf16 at stages 1–2 a rank holds rounded copies of the tensors it does not own).
+    private func stopIfParametersNonFinite(after step: Int) throws {
+        let local: Int32 = sumOfSquares(UnsafeBufferPointer(params.buffer)).isFinite ? 0 : 1
+        guard try engine.maxOverRanks(local) != 0 else { return }
+        try stop(.nonFiniteParameters(step: step, lastCheckpoint: lastCheckpoint))
+    }
+
     /// Writes a checkpoint after `step` completed steps (collective; no-op without a run directory).
     public func saveCheckpoint(after step: Int) throws {
         guard let root = checkpointRoot else { return }
@@ -311,6 +334,7 @@ public final class Trainer {
                                       skippedSteps: skippedSteps, consecutiveBadSteps: consecutiveBadSteps,
                                       config: config.resolved.yaml())
         let path = try Checkpoint.save(engine, run: run, runDirectory: root, keep: config.checkpointKeep)
+        lastCheckpoint = path
         console?.line("checkpoint: \(path)")
     }
 
@@ -368,7 +392,9 @@ extension Trainer {
 /// Why training ended early (the CLI turns these into a message and a non-zero exit status).
 public enum TrainingStopped: Error, CustomStringConvertible {
     case signal(Int32, step: Int)
-    case diverged(step: Int, count: Int)
+    case diverged(step: Int, count: Int, lastCheckpoint: String?)
+    /// An update left non-finite parameters (found at a log or checkpoint step, or when a step was skipped).
+    case nonFiniteParameters(step: Int, lastCheckpoint: String?)
     /// `train.stop_at` reached: a checkpoint was written; not an error.
     case paused(step: Int)
 
@@ -379,16 +405,25 @@ public enum TrainingStopped: Error, CustomStringConvertible {
                 "a checkpoint was written — continue with --resume"
         case let .paused(step):
             return "paused after step \(step) (train.stop_at); a checkpoint was written — continue with --resume"
-        case let .diverged(step, count):
+        case let .diverged(step, count, lastCheckpoint):
             return "\(count) consecutive steps had a non-finite gradient (last: step \(step)); training stopped. " +
-                "Lower optimizer.lr, enable train.grad_clip, or resume from an earlier checkpoint"
+                "Lower optimizer.lr or enable train.grad_clip; " + Self.resumeAdvice(lastCheckpoint)
+        case let .nonFiniteParameters(step, lastCheckpoint):
+            return "after step \(step) the parameters are non-finite (NaN or ∞): an update blew up; training stopped and " +
+                "no checkpoint of that state was written. Check the optimizer settings (a small optimizer.eps or " +
+                "optimizer.damping, a large optimizer.lr); " + Self.resumeAdvice(lastCheckpoint)
         }
+    }
+
+    private static func resumeAdvice(_ lastCheckpoint: String?) -> String {
+        lastCheckpoint.map { "the last checkpoint before it is \($0): continue from it with --resume \($0) and other settings" }
+            ?? "no checkpoint was written before it: start again with other settings"
     }
 
     public var exitCode: Int32 {
         switch self {
         case let .signal(sig, _): return 128 + sig
-        case .diverged: return 3
+        case .diverged, .nonFiniteParameters: return 3
         case .paused: return 0
         }
     }

@@ -33,7 +33,7 @@ extension TrainConfig {
     /// The classification data of `data.dataset`: Fashion-MNIST from `data.dir`, or `.npy` arrays (`arrays`).
     public func classificationData() throws -> (train: any LabelledExamples, test: any LabelledExamples) {
         guard dataset == "arrays" else {
-            let (train, test) = try FashionMNIST.load(directory: dataDirectory)
+            let (train, test) = try Self.naming("data.dir", dataDirectory) { try FashionMNIST.load(directory: dataDirectory) }
             return (train, test)
         }
         let keys = ["data.train_features", "data.train_labels", "data.test_features", "data.test_labels"]

@@ -7,8 +7,9 @@ Usage: checkpoint_faults.py REPO_ROOT
 """
 import hashlib, json, os, shutil, signal, struct, subprocess, sys, tempfile, time
 
-repo = sys.argv[1]
-binary = os.path.join(repo, ".build/release/swift-train")
+repo = os.path.abspath(sys.argv[1])  # absolute: some cases run with another working directory
+# SWIFT_TRAIN_BINARY: another build of swift-train (e.g. .build/debug/swift-train while iterating).
+binary = os.path.abspath(os.environ.get("SWIFT_TRAIN_BINARY", os.path.join(repo, ".build/release/swift-train")))
 mpirun = os.path.join(repo, "launch/mpirun")
 work = tempfile.mkdtemp(prefix="swift-train-faults-")
 passed = failed = 0
@@ -22,10 +23,15 @@ def check(name, ok, detail=""):
     print(f"{'ok  ' if ok else 'FAIL'} {name}" + ("" if ok else f": {detail}"), flush=True)
 
 
-def run(ranks, *args, timeout=300):
+def run(ranks, *args, timeout=300, cwd=None):
     cmd = [mpirun, "-n", str(ranks), binary, *args]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd)
     return p.returncode, p.stdout + p.stderr
+
+
+def metrics_steps(directory):
+    """The step of every metrics.jsonl line (each line must be one JSON object)."""
+    return [json.loads(line).get("step") for line in open(directory + "/metrics.jsonl")]
 
 
 def read_safetensors(path):
@@ -165,6 +171,95 @@ broken("corrupt state file", flip, "checksum mismatch")
 broken("truncated params file", truncate, "params.bin: 1000 bytes")
 broken("wrong format version", version, "format version 99")
 broken("different model", lambda d: None, "different model", "--set", "model.hidden=[48, 32]")
+def edit_step(d):
+    m = json.load(open(d + "/manifest.json")); m["step"] = 10; m["dataStep"] = 10; json.dump(m, open(d + "/manifest.json", "w"))
+broken("edited manifest (J)", edit_step, "manifest.json: checksum mismatch")
+# D: rejected only when the state is restored (another optimizer has no state there): still exit 2, nothing written.
+broken("another optimizer (D)", lambda d: None, "no optimizer group 'sgd'", "--set", "optimizer.name=sgd")
+
+# A checkpoint copied out of its run, resumed without --out: there is no run to continue in, so nothing is written
+# next to it (before, its grandparent folder was taken for the run directory).
+d = out("loose-checkpoint/copy")
+shutil.copytree(base, d)
+before = digest(out("loose-checkpoint"))
+rc, log = run(2, "--resume", d, "--set", "train.steps=40")
+check(f"a checkpoint outside a run directory, no --out: exit {rc}, asks for --out, nothing written",
+      rc == 2 and "is not inside a run directory" in log and digest(out("loose-checkpoint")) == before
+      and sorted(os.listdir(out("loose-checkpoint"))) == ["copy"], log[-600:])
+
+# 8. Resuming into the run's own directory (issue 15 item 5, defects A, B, D): every rejection exits 2 before
+#    anything in the directory changes; an accepted resume continues metrics.jsonl and keeps what it replaces.
+d = out("inplace")
+rc, log = run(2, *SMALL, "--set", "train.global_batch=96", "--set", "train.steps=40", "--set", "checkpoint.every=20", "--out", d)
+before = digest(d)
+for name, extra, needle in [
+        ("finished run (B)", [], "nothing left to train"),
+        ("train.steps below the checkpoint (A)", ["--set", "train.steps=30", "--resume", d + "/checkpoints/step-00000040"],
+         "past the 30 steps"),
+        ("another optimizer (D)", ["--set", "optimizer.name=sgd", "--set", "train.steps=60"], "no optimizer group 'sgd'")]:
+    args = extra if "--resume" in extra else ["--resume", d, *extra]
+    start = time.time()
+    rc2, log2 = run(2, *args, timeout=120)
+    check(f"resume of {name}: exit {rc2} in {time.time() - start:.0f}s naming the problem, the run directory unchanged",
+          rc == 0 and rc2 == 2 and needle in log2 and digest(d) == before, log2[-600:])
+rc2, log2 = run(2, "--out", d, "--resume", d, "--set", "train.steps=60", "--set", "optimizer.lr=0.002")
+steps = metrics_steps(d)
+kept = d + "/previous/step-00000040"
+check("--out DIR --resume DIR continues in place: metrics.jsonl continues, config change reported, replaced files kept",
+      rc2 == 0 and "resumed from" in log2 and "optimizer.lr: 0.001 → 0.002" in log2 and steps[-1] == 60
+      and [s for s in steps if s] == sorted(s for s in steps if s) and os.path.exists(kept + "/summary.json")
+      and json.load(open(kept + "/summary.json"))["steps"] == 40 and json.load(open(d + "/summary.json"))["steps"] == 60,
+      f"steps {steps}\n{log2[-600:]}")
+# --resume latest --out DIR takes DIR's checkpoint, although a newer run exists under runs/.
+os.makedirs(out("cwd/runs"), exist_ok=True)
+rc3, log3 = run(1, *SMALL, "--set", "train.global_batch=96", "--set", "train.steps=10", "--out", "runs/newer", cwd=out("cwd"))
+rc4, log4 = run(1, "--resume", "latest", "--out", d, "--set", "train.steps=80", cwd=out("cwd"))
+check("--resume latest --out DIR resumes DIR's latest checkpoint, not the newest run under runs/",
+      rc3 == 0 and rc4 == 0 and f"resumed from {d}/checkpoints/step-00000060" in log4 and metrics_steps(d)[-1] == 80, log4[-600:])
+
+# 9. E: two runs started at once with the same --out: exactly one claims the directory, the other exits 2 having
+#    written nothing, and metrics.jsonl holds one run's lines, each a JSON object.
+d = out("contested")
+cmd = [mpirun, "-n", "1", binary, *SMALL, "--set", "train.global_batch=96", "--set", "train.steps=30", "--out", d]
+procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+results = [(p.wait(timeout=300), p.stdout.read()) for p in procs]
+codes = sorted(r for r, _ in results)
+try: steps = metrics_steps(d)
+except Exception as e: steps = [f"unreadable: {e}"]
+check(f"two runs with one --out: exits {codes}, one run's metrics ({len(steps)} lines)",
+      codes == [0, 2] and any("already holds a run" in o or "claimed by another run" in o for _, o in results)
+      and steps == list(range(10, 31, 10)) + [30], f"{steps}\n" + "\n".join(o[-300:] for _, o in results))
+
+# 10. K: an input error on rank 1 only (a relative data.dir that resolves in rank 0's working directory but not in
+#     rank 1's). Even with Open MPI's abort-on-non-zero-status off, every rank stops, rank 1's message reaches the
+#     user, the status is 2, and nothing is written.
+good, bad = out("wdir-good"), out("wdir-bad")
+os.makedirs(good, exist_ok=True); os.makedirs(bad, exist_ok=True)
+os.symlink("/usr/share/datasets/fashion-mnist", good + "/fmnist")
+d = out("rank-only")
+args = [binary, *SMALL, "--set", "data.dir=fmnist", "--set", "train.steps=5", "--out", d]
+# With abort-on-non-zero-status off, mpirun's own exit status is 0 whatever the ranks return: there the check is
+# that nothing hangs and the message arrives.
+for abort_flags, expect in (([], 2), (["--mca", "orte_abort_on_non_zero_status", "0"], 0)):
+    start = time.time()
+    try:
+        p = subprocess.run([mpirun, *abort_flags, "-n", "1", "-wdir", good, *args, ":", "-n", "1", "-wdir", bad, *args],
+                           capture_output=True, text=True, timeout=120)
+        rc, log = p.returncode, p.stdout + p.stderr
+    except subprocess.TimeoutExpired:
+        rc, log = None, "hung: still running after 120 s"
+    check(f"an input error on rank 1 only{' (abort on non-zero status off)' if abort_flags else ''}: exit {rc} in "
+          f"{time.time() - start:.0f}s with rank 1's message naming data.dir, nothing written",
+          rc == expect and f"error (rank 1 of 2): data.dir = fmnist is relative to this rank's working directory {bad}" in log
+          and not os.path.exists(d), log[-800:])
+
+# 11. N: under mpirun with output redirected (a pipe), no live-progress escape codes, whatever the ranks' stdout is.
+env = {k: v for k, v in os.environ.items() if k != "SWIFT_TRAIN_PROGRESS"}
+env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+p = subprocess.run(["mpirun", "--oversubscribe", "-n", "2", binary, *SMALL, "--set", "train.global_batch=96",
+                    "--set", "train.steps=20", "--out", out("redirected")], capture_output=True, text=True, env=env, timeout=300)
+check("mpirun with redirected output: plain progress lines, no \\r\\e[K codes",
+      p.returncode == 0 and "\x1b[K" not in p.stdout and "\r" not in p.stdout and "step 20/20" in p.stdout, repr(p.stdout[-300:]))
 
 # 7. Export: full parameters (and optimizer state) as safetensors, read back with names, shapes and values.
 ckpt = out("full0") + "/checkpoints/step-00000040"
@@ -179,6 +274,21 @@ if p.returncode == 0:
           params_equal and len(state_names) == 2 * len(final) and shapes_ok and meta.get("step") == "40", p.stdout)
 else:
     check("export", False, p.stderr)
+
+# 12. One exit status, 2, for every kind of input error in every command, with a message naming the problem (before,
+#     ArgumentParser's usage errors exited 64 and some command errors 1; `--tokens -5` read as a missing value).
+for args, needle in [(["sample", ckpt, "--tokens", "-5"], "--tokens must be positive"),
+                     (["--bogus"], "Unknown option '--bogus'"),
+                     (["export", out("nowhere"), "--out", out("x.safetensors")], f"export {out('nowhere')}: no such file or directory"),
+                     (["sample", out("nowhere")], f"sample {out('nowhere')}: no such file or directory"),
+                     (["config", "--set", "optimizer=adamw"], "--set optimizer.name=adamw"),
+                     (["export", ckpt, "--out", out("no/such/folder/x.safetensors")], "check that the folders in the path exist"),
+                     (["--out", "/proc/swift-train-run", "--set", "train.steps=1"], "run directory /proc/swift-train-run: cannot create /proc/swift-train-run: ")]:
+    p = subprocess.run([binary, *args], capture_output=True, text=True, timeout=120)
+    # export and sample name themselves, not --resume (the usage text of an unknown flag lists --resume itself).
+    names_other_command = args[0] in ("export", "sample") and "--resume" in p.stderr
+    check(f"swift-train {' '.join(args[:2])}…: exit {p.returncode} naming the problem", p.returncode == 2 and needle in p.stderr
+          and not names_other_command and "NSCocoaErrorDomain" not in p.stderr, p.stderr[-400:])
 
 shutil.rmtree(work, ignore_errors=True)
 print(f"checkpoint-faults: {passed} passed, {failed} failed")

@@ -57,7 +57,7 @@ final class ArraysAndTensorBoardTests: XCTestCase {
         let path: String = directory
         _ = try SimulatedWorld.run(size: 2) { comm in
             // As the train command does: every rank its own plan, rank 0 alone the run directory.
-            let output = comm.rank == 0 ? try RunDirectory(path: path, tensorboard: config.resolved.bool("output.tensorboard")) : nil
+            let output = comm.rank == 0 ? try RunDirectory(claiming: path, tensorboard: config.resolved.bool("output.tensorboard")) : nil
             return try Trainer(plan: TrainingPlan(config: config), comm: comm, output: output).run()
         }
         // Numbers parsed from the text with Double(_:) (correctly rounded; Foundation's JSON parser on Linux is not
@@ -93,7 +93,7 @@ final class ArraysAndTensorBoardTests: XCTestCase {
     }
 
     func testNoEventFileUnlessAskedFor() throws {
-        _ = try RunDirectory(path: directory)
+        _ = try RunDirectory(claiming: directory)
         XCTAssertFalse(try FileManager.default.contentsOfDirectory(atPath: directory).contains { $0.contains("tfevents") })
     }
 }

@@ -218,3 +218,83 @@ final class ScheduleTests: XCTestCase {
         XCTAssertEqual(s.lr(base: 1, step: 100), 0, accuracy: 1e-12)
     }
 }
+
+/// The confusing messages the reliability probe met (issue 15, item 6), each now naming the key or file and the fix.
+final class ConfigMessageTests: XCTestCase {
+    private func message(_ body: () throws -> Void) -> String {
+        do { try body(); return "" } catch { return "\(error)" }
+    }
+
+    func testAValueForASectionNamesTheKeyItFits() {
+        var c = ResolvedConfig()
+        let set = message { try c.override("optimizer=adamw") }
+        XCTAssertTrue(set.contains("'optimizer' is a section, not a key") && set.contains("--set optimizer.name=adamw"), set)
+        XCTAssertFalse(set.contains("optimizer.lr"), set)
+        let yaml = message { try c.merge(yaml: "train: 5\n", source: "x.yaml") }
+        XCTAssertTrue(yaml.hasPrefix("x.yaml: 'train' is a section, not a key") && !yaml.contains("unknown"), yaml)
+    }
+
+    func testAConfigFileThatIsNotUTF8IsNamedAsSuch() throws {
+        let path = NSTemporaryDirectory() + "latin1-\(UUID().uuidString).yaml"
+        try Data("train:\n  steps: 5 # caf\u{E9}\n".data(using: .isoLatin1)!).write(to: URL(fileURLWithPath: path))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let m = message { _ = try ResolvedConfig.load(path: path) }
+        XCTAssertTrue(m.contains("is not UTF-8 text") && !m.contains("check the path"), m)
+        let missing = message { _ = try ResolvedConfig.load(path: path + ".missing") }
+        XCTAssertTrue(missing.contains("does not exist: check the path"), missing)
+    }
+
+    /// H: only −1 (a legacy spelling) or `~` unsets an optimizer key; any other negative value is a range error,
+    /// never silently the default.
+    func testNegativeValuesOtherThanMinusOneAreRangeErrors() throws {
+        for assignment in ["optimizer.momentum=-0.1", "optimizer.eps=-0.5", "optimizer.beta2=-0.5",
+                           "groups.bias.weight_decay=-0.5", "groups.matrix.weight_decay=-1.5"] {
+            var c = ResolvedConfig()
+            let m = message { try c.override(assignment) }
+            let key = String(assignment.split(separator: "=")[0])
+            XCTAssertTrue(m.contains("'\(key)'") && m.contains("out of range"), "\(assignment): \(m)")
+        }
+        var legacy = ResolvedConfig()
+        try legacy.override("groups.bias.weight_decay=-1")
+        XCTAssertNil(legacy.value("groups.bias.weight_decay"))
+    }
+
+    /// I: Rprop's step-size bounds must be ordered.
+    func testRpropStepSizeBoundsMustBeOrdered() throws {
+        let c = try ResolvedConfig(overrides: ["optimizer.name=rprop", "optimizer.step_size_min=1", "optimizer.step_size_max=0.5"])
+        let m = message { _ = try TrainConfig(c, worldSize: 1) }
+        XCTAssertTrue(m.contains("optimizer.step_size_min = 1.0 exceeds optimizer.step_size_max = 0.5"), m)
+    }
+
+    /// F: Shampoo without damping has no inverse root of its (initially zero) statistics.
+    func testShampooDampingMustBePositive() throws {
+        var c = try ResolvedConfig(overrides: ["optimizer.name=shampoo"])
+        let m = message { try c.override("optimizer.damping=0") }
+        XCTAssertTrue(m.contains("'optimizer.damping'") && m.contains("out of range"), m)
+        XCTAssertNoThrow(try c.override("optimizer.damping=1e-6"))
+    }
+
+    /// L: a step count that would not fit in memory is a range error, not an abort.
+    func testHugeStepCountsAreRangeErrors() throws {
+        var c = ResolvedConfig()
+        let m = message { try c.override("train.steps=10000000000") }
+        XCTAssertTrue(m.contains("'train.steps'") && m.contains("out of range"), m)
+        let epochs = try ResolvedConfig(overrides: ["train.epochs=1000000", "train.global_batch=1"])
+        let e = message { _ = try TrainConfig(epochs, worldSize: 1).totalSteps(datasetSize: 60_000) }
+        XCTAssertTrue(e.contains("train.epochs") && e.contains("more than 100000000"), e)
+    }
+
+    /// C: a vocabulary smaller than the corpus' token ids would index past the embedding.
+    func testAVocabularyBelowTheCorpusTokensIsAnError() throws {
+        let path = NSTemporaryDirectory() + "corpus-\(UUID().uuidString).txt"
+        try String(repeating: "the quick brown fox jumps over the lazy dog. ", count: 40).write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        for vocabulary in [10, 128] {
+            let c = try ResolvedConfig(overrides: ["model.kind=gpt", "data.dataset=text", "data.path=\(path)", "data.vocabulary=\(vocabulary)",
+                                                   "model.context=16", "model.width=16", "model.layers=1", "model.heads=2",
+                                                   "train.global_batch=4", "train.steps=1"])
+            let m = message { _ = try TrainConfig(c, worldSize: 1).makeTask() }
+            XCTAssertTrue(m.contains("data.vocabulary = \(vocabulary) is below the 256 token ids") && m.contains("data.vocabulary=256"), m)
+        }
+    }
+}
