@@ -29,21 +29,20 @@ public struct PreparedRun {
         var checkpoint: LoadedCheckpoint?
         var population: LoadedPopulationCheckpoint?
         var saved: ResolvedConfig?
-        if let resume, let path = PopulationCheckpoint.find(resume) {
-            let loaded = try PopulationCheckpoint.load(path)
+        /// The checkpoint's own configuration: this run's unless a file is given (then only compared with it).
+        func adoptSaved(_ yaml: String, source: String) throws {
             var original = ResolvedConfig(name: "resumed")
-            try original.merge(yaml: loaded.manifest.config, source: "\(path)/population.json (config)")
+            try original.merge(yaml: yaml, source: source)
             if configPath == nil { resolved = original }
-            population = loaded
             saved = original
+        }
+        if let resume, let path = PopulationCheckpoint.find(resume) {
+            population = try PopulationCheckpoint.load(path)
+            try adoptSaved(population!.manifest.config, source: "\(path)/population.json (config)")
         } else if let resume {
             let path = try Checkpoint.resolve(resume, runDirectory: out)
-            let loaded = try Checkpoint.load(path)
-            var original = ResolvedConfig(name: "resumed")
-            try original.merge(yaml: loaded.manifest.config, source: "\(path)/manifest.json (config)")
-            if configPath == nil { resolved = original }
-            checkpoint = loaded
-            saved = original
+            checkpoint = try Checkpoint.load(path)
+            try adoptSaved(checkpoint!.manifest.config, source: "\(path)/manifest.json (config)")
         }
         for assignment in overrides { try resolved.override(assignment) }
         if let out { try resolved.set("output.dir", raw: out, source: "--out") }
