@@ -138,7 +138,7 @@ public final class ShardedDataParallel {
     public func masterParameters() throws -> FloatBuffer {
         guard workingPrecision == .bf16 && stage != .replicated else { return params }
         let full = FloatBuffer(count: plan.table.count)
-        full.buffer.update(from: params.buffer)
+        full.pointer.update(from: params.pointer, count: params.count)
         let requests = try plan.groups.map { try comm.iAllGatherInPlace(full.slice($0.range), counts: $0.counts) }
         for r in requests { try r.wait() }
         return full
