@@ -44,7 +44,7 @@ extension ShardedDataParallel {
     // MARK: Checkpoint state
 
     /// The optimizer state this rank writes to a checkpoint: what it owns at stages 1–2; at stage 0 the state is
-    /// replicated, so rank 0 alone writes it (other ranks return nothing).
+    /// replicated, so rank 0 alone writes it (other ranks return nothing); stages 1–3 each rank its own.
     public func exportOptimizerState() -> [TensorState] {
         guard stage != .replicated || comm.rank == 0 else { return [] }
         var records: [TensorState] = []
@@ -71,9 +71,7 @@ extension ShardedDataParallel {
     public func importState(from source: StateSource, stepCount: (String) -> Int?,
                             missingGroup: (String) -> Error) throws {
         for entry in plan.table.entries {
-            let values = try source.values(state: "param", tensor: entry.name, offset: 0, count: entry.count)
-            let dst = params.slice(entry.range)
-            for i in 0..<values.count { dst[i] = values[i] }
+            storeParameters(of: entry, try source.values(state: "param", tensor: entry.name, offset: 0, count: entry.count))
         }
         for (g, optimizer) in optimizers.enumerated() {
             let name = plan.groups[g].name

@@ -142,6 +142,13 @@ final class BucketedGradientSink: GradientSink {
         (fullGrads?.byteCount ?? 0) + shards.reduce(0) { $0 + $1.byteCount } + pool.reduce(0) { $0 + $1.byteCount }
     }
 
+    /// `gradientBytes` once the staging pool has grown to its limit (stages 2–3 allocate it on first use).
+    var predictedGradientBytes: Int {
+        guard mode == .reduceScatterPooled else { return gradientBytes }
+        let slots = max(pool.count, Self.poolLimit)
+        return (fullGrads?.byteCount ?? 0) + shards.reduce(0) { $0 + $1.byteCount } + slots * slotCapacity * 4 * (accumulateIntoShards ? 2 : 1)
+    }
+
     func rowBlocks(_ tensorIndex: Int) -> [Range<Int>] { pieces[tensorIndex].map(\.rows) }
 
     private func bucket(of tensorIndex: Int, rows: Range<Int>) -> Int {

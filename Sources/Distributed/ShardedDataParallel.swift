@@ -20,6 +20,25 @@ public enum ZeroStage: Int, Sendable, CaseIterable {
     case optimizerState = 1
     /// Optimizer state and gradients sharded: only bucket-sized staging plus the owned gradient shard per rank.
     case gradients = 2
+    /// Parameters sharded too: each rank stores only what it owns, and the model reads each layer from a working
+    /// buffer all-gathered just ahead of use (`LayerGather`).
+    case parameters = 3
+
+    /// Stages 2–3 keep no full gradient buffer: gradients are reduce-scattered every micro-batch.
+    public var shardsGradients: Bool { rawValue >= 2 }
+}
+
+/// How stage 3 gathers parameters (`zero.prefetch`, `zero.reshard_after_forward`).
+public struct GatherSettings: Sendable {
+    /// Layers whose gathers are in flight ahead of the one computing (0: gather on demand).
+    public var prefetchDepth: Int
+    /// True: a layer's working buffer is freed after its forward and gathered again for backward (FSDP's
+    /// default). False: kept from forward to backward — one gather per layer per micro-batch, more memory.
+    public var reshardAfterForward: Bool
+    public init(prefetchDepth: Int = 1, reshardAfterForward: Bool = true) {
+        self.prefetchDepth = prefetchDepth
+        self.reshardAfterForward = reshardAfterForward
+    }
 }
 
 /// Data-parallel training engine with ZeRO-style sharding. One instance per rank; every rank calls every method in
@@ -35,6 +54,7 @@ public enum ZeroStage: Int, Sendable, CaseIterable {
 /// 4. Each group's optimizer updates what this rank owns (per-tensor norm optimizers first add their partial norms
 ///    and all-reduce them once, so trust ratios are exact).
 /// 5. Stages 1, 2: updated parameters are all-gathered (variable counts, one collective per group; `WeightGather`).
+///    Stage 3 gathers nothing here: the next forward gathers each layer from its owners (`LayerGather`).
 ///
 /// Working precision (`train.precision`, DeepSpeed's and autocast's bf16 mode): `params` hold the fp32 master
 /// weights of what this rank owns, and the optimizers update them in fp32; the models round every matrix-product
@@ -47,9 +67,15 @@ public final class ShardedDataParallel {
     public let stage: ZeroStage
     public let clipNorm: Double?
     public let gradAccum: Int
-    /// Full parameters in `plan.table` layout, what the model reads: identical on every rank after each step in
-    /// fp32; in bf16 working precision at stages 1–2, matrices other ranks own hold bf16(master) (see above).
-    public let params: FloatBuffer
+    /// Stages 0–2: the full parameters in `plan.table` layout, what the model reads: identical on every rank after
+    /// each step in fp32; in bf16 working precision at stages 1–2, matrices other ranks own hold bf16(master) (see
+    /// above). Stage 3 has no full buffer (nil): read through `parameters`, copy with `masterParameters()`.
+    public let params: FloatBuffer?
+    /// Stage 3: the parameters this rank owns, and the source that gathers layers from every rank's.
+    private let owned: OwnedParameters?
+    private let layerGather: LayerGather?
+    /// What the model reads in forward and backward: the full buffer (stages 0–2) or the layer gather (stage 3).
+    public let parameters: ParameterSource
     /// The precision of the matrix products the model computes (see the type's comment).
     public let workingPrecision: GEMMPrecision
     private let weightGather: WeightGather
@@ -82,7 +108,8 @@ public final class ShardedDataParallel {
     ///   - gradientPayload: bf16 sends reduce-scatter payloads as bf16, summed in fp32 by each owner (stages 1–2).
     public init(comm: Communicator, plan: ShardPlan, stage: ZeroStage, gradAccum: Int = 1, clipNorm: Double?,
                 bucketElements: Int = 1 << 19, workingPrecision: GEMMPrecision = .fp32,
-                gradientPayload: GEMMPrecision = .fp32,
+                gradientPayload: GEMMPrecision = .fp32, layers: [[Int]] = [], backwardLayers: [Int] = [],
+                gather: GatherSettings = GatherSettings(),
                 makeOptimizer: (_ group: GroupLayout, _ count: Int, _ segments: [ParamSegment]) -> Optimizer,
                 hyperparameters: (TensorEntry) -> (weightDecay: Float, lrScale: Float)) {
         precondition(plan.worldSize == comm.size, "plan made for \(plan.worldSize) ranks, world has \(comm.size)")
@@ -91,7 +118,6 @@ public final class ShardedDataParallel {
         self.stage = stage
         self.clipNorm = clipNorm
         self.gradAccum = gradAccum
-        params = FloatBuffer(count: plan.table.count)
         var ranges: [Range<Int>] = []
         var segs: [[ParamSegment]] = []
         var opts: [Optimizer] = []
@@ -110,8 +136,25 @@ public final class ShardedDataParallel {
         segments = segs
         optimizers = opts
         self.workingPrecision = workingPrecision
-        // Stage 0 gathers nothing: every rank updates every weight.
-        weightGather = WeightGather(comm: comm, plan: plan, workingPrecision: stage == .replicated ? .fp32 : workingPrecision)
+        if stage == .parameters {
+            precondition(layers.count > 1, "stage 3 gathers layer by layer: the model must list its layers (configuration checks this)")
+            let owned = OwnedParameters(ranges: ranges)
+            let gather = LayerGather(comm: comm, plan: plan, owned: owned, layers: layers, backwardOrder: backwardLayers,
+                                     depth: gather.prefetchDepth, reshardAfterForward: gather.reshardAfterForward)
+            params = nil
+            self.owned = owned
+            layerGather = gather
+            parameters = gather
+        } else {
+            let full = FloatBuffer(count: plan.table.count)
+            params = full
+            owned = nil
+            layerGather = nil
+            parameters = FlatParameters(base: full.pointer, table: plan.table)
+        }
+        // Stage 0 gathers nothing: every rank updates every weight; stage 3 gathers layers in forward and backward.
+        weightGather = WeightGather(comm: comm, plan: plan,
+                                    workingPrecision: stage == .replicated || stage == .parameters ? .fp32 : workingPrecision)
         switch stage {
         case .replicated:
             fullGrads = FloatBuffer(count: plan.table.count)
@@ -119,14 +162,14 @@ public final class ShardedDataParallel {
         case .optimizerState:
             fullGrads = FloatBuffer(count: plan.table.count)
             shards = ranges.map { FloatBuffer(count: $0.count) }
-        case .gradients:
+        case .gradients, .parameters:
             fullGrads = nil
             shards = ranges.map { FloatBuffer(count: $0.count) }
         }
         let mode: BucketedGradientSink.Mode = stage == .replicated ? .allReduce : stage == .optimizerState ? .reduceScatter : .reduceScatterPooled
         bucketSink = BucketedGradientSink(comm: comm, plan: plan, mode: mode, fullGrads: fullGrads, shards: shards,
                                           bucketElements: bucketElements)
-        bucketSink.accumulateIntoShards = stage == .gradients && gradAccum > 1
+        bucketSink.accumulateIntoShards = stage.shardsGradients && gradAccum > 1
         precondition(gradientPayload == .fp32 || stage != .replicated,
                      "bf16 gradient payloads need the reduce-scatter of stages 1–2 (configuration checks this)")
         bucketSink.bf16Payload = gradientPayload == .bf16
@@ -136,18 +179,77 @@ public final class ShardedDataParallel {
     /// and equivalence checks). `params` itself, except in bf16 working precision at stages 1–2, where a copy
     /// gathers every owner's fp32 masters — a collective, so every rank calls it at the same point.
     public func masterParameters() throws -> FloatBuffer {
-        guard workingPrecision == .bf16 && stage != .replicated else { return params }
+        if let params, workingPrecision == .fp32 || stage == .replicated { return params }
         let full = FloatBuffer(count: plan.table.count)
-        full.pointer.update(from: params.pointer, count: params.count)
+        if let params { full.pointer.update(from: params.pointer, count: params.count) } else { owned!.put(into: full.pointer) }
         let requests = try plan.groups.map { try comm.iAllGatherInPlace(full.slice($0.range), counts: $0.counts) }
         for r in requests { try r.wait() }
         return full
     }
 
-    /// Bytes of parameters this rank holds: `params`, plus the packed bf16 gather buffer in bf16 at stages 1–2.
-    public var parameterBytes: Int { params.byteCount + weightGather.byteCount }
-    /// Weight bytes this rank receives in each step's all-gather (0 at stage 0).
-    public var weightBytesReceivedPerStep: Int { stage == .replicated ? 0 : weightGather.bytesReceived }
+    /// Bytes of parameters this rank holds persistently: `params` (plus the packed bf16 gather buffer in bf16 at
+    /// stages 1–2), or the owned blocks at stage 3.
+    public var parameterBytes: Int { (params?.byteCount ?? 0) + (owned?.byteCount ?? 0) + weightGather.byteCount }
+    /// Stage 3: bytes of the layer working buffers (the pool's high-water mark); 0 otherwise.
+    public var gatherBufferBytes: Int { layerGather?.workingBytes ?? 0 }
+    /// Stage 3: elements of the largest layer (one working buffer); 0 otherwise.
+    public var largestLayerElements: Int { layerGather?.largestLayer ?? 0 }
+    /// Stage 3: seconds the model waited for layer gathers (what prefetch did not hide), summed over steps.
+    public var exposedGatherSeconds: Double { layerGather?.exposedWaitSeconds ?? 0 }
+    /// Weight bytes this rank has received so far: stage 3's layer gathers (in total), or per step at stages 1–2.
+    public var weightBytesReceivedPerStep: Int { stage == .replicated || stage == .parameters ? 0 : weightGather.bytesReceived }
+    public var layerGatherBytesReceived: Int { layerGather?.bytesReceived ?? 0 }
+
+    /// Gradient bytes this rank will hold once training runs: the full buffer and/or shards, plus the stage 2–3
+    /// staging pool at its limit (allocated on first use).
+    public var predictedGradientBytes: Int { bucketSink.predictedGradientBytes }
+    /// Stage 3: the layer working buffers a step needs: (prefetch depth + 2) slots of the largest layer (the layer
+    /// computing, the prefetched ones, and one a model keeps acquired across a pass), or every layer when
+    /// `reshard_after_forward` is off.
+    public var predictedGatherBytes: Int {
+        guard let layerGather else { return 0 }
+        let slots = layerGather.reshardAfterForward ? min(layerGather.depth + 2, layerGather.layerCount) : layerGather.layerCount
+        return slots * layerGather.largestLayer * 4
+    }
+    /// What `train.memory_limit_mb` is checked against.
+    public var predictedTrainingBytes: Int { parameterBytes + predictedGradientBytes + optimizerStateBytes + predictedGatherBytes }
+
+    /// Fills the parameters: `initialize` writes the whole model into a buffer in table layout (stages 0–2: `params`
+    /// itself; stage 3: a temporary one, of which this rank keeps what it owns).
+    public func initializeParameters(_ initialize: (UnsafeMutableBufferPointer<Float>) -> Void) {
+        if let params { initialize(params.buffer); return }
+        let full = FloatBuffer(count: plan.table.count)
+        initialize(full.buffer)
+        owned!.take(from: full.pointer)
+    }
+
+    /// The parameters group g's optimizer updates on this rank.
+    private func updatedParameters(_ g: Int) -> UnsafeMutableBufferPointer<Float> {
+        if let params { return params.slice(ownedRanges[g]) }
+        return owned!.blocks[g].buffer
+    }
+
+    /// Whether every parameter this rank holds is finite (its blocks at stage 3; the full buffer otherwise).
+    public var localParametersAreFinite: Bool {
+        if let params { return sumOfSquares(UnsafeBufferPointer(params.buffer)).isFinite }
+        return owned!.blocks.allSatisfy { sumOfSquares(UnsafeBufferPointer($0.buffer)).isFinite }
+    }
+
+    /// Writes `values` (in table layout of one tensor, elements `range` relative to the tensor) where this rank
+    /// keeps them: everywhere at stages 0–2; only its owned elements at stage 3. For checkpoint restore.
+    func storeParameters(of entry: TensorEntry, _ values: [Float]) {
+        if let params {
+            let dst = params.slice(entry.range)
+            for i in 0..<values.count { dst[i] = values[i] }
+            return
+        }
+        for (g, r) in ownedRanges.enumerated() {
+            let overlap = entry.range.clamped(to: r)
+            guard !overlap.isEmpty else { continue }
+            let dst = owned!.blocks[g].pointer + (overlap.lowerBound - r.lowerBound)
+            for i in 0..<overlap.count { dst[i] = values[overlap.lowerBound - entry.offset + i] }
+        }
+    }
 
     /// The sink backward writes into during a micro-batch.
     public var sink: GradientSink { bucketSink }
@@ -164,7 +266,7 @@ public final class ShardedDataParallel {
             smallBatchSquares.removeAll(keepingCapacity: true)
             previousAccumulation?.zero()
         }
-        bucketSink.communicate = stage == .gradients || index == gradAccum - 1
+        bucketSink.communicate = stage.shardsGradients || index == gradAccum - 1
         bucketSink.localSquares = 0
         bucketSink.reducedSquares = 0
     }
@@ -178,11 +280,12 @@ public final class ShardedDataParallel {
     }
 
     /// True when each micro-batch's own gradient norm is measured by difference (one rank, accumulation, stages 0/1).
-    private var measuresMicroBatchesByDifference: Bool { comm.size == 1 && gradAccum > 1 && stage != .gradients }
+    private var measuresMicroBatchesByDifference: Bool { comm.size == 1 && gradAccum > 1 && !stage.shardsGradients }
 
-    /// Ends the micro-batch: waits for its collectives.
+    /// Ends the micro-batch: waits for its collectives (and, at stage 3, frees any layer still gathered).
     public func endMicroBatch() {
         bucketSink.endMicroBatch()
+        layerGather?.releaseAll()
         guard measuresNoiseScale else { return }
         if measuresMicroBatchesByDifference {
             // ‖acc_m − acc_{m−1}‖² is this micro-batch's gradient; keep acc_m for the next one.
@@ -194,7 +297,7 @@ public final class ShardedDataParallel {
             smallBatchSquares.append((sum, microBatchRows))
         } else if bucketSink.communicate {
             // Once per step (all of this rank's rows), or per micro-batch at stage 2 with accumulation.
-            smallBatchSquares.append((bucketSink.localSquares, gradAccum > 1 && stage == .gradients ? microBatchRows : stepRows))
+            smallBatchSquares.append((bucketSink.localSquares, gradAccum > 1 && stage.shardsGradients ? microBatchRows : stepRows))
         }
     }
 
@@ -259,7 +362,7 @@ public final class ShardedDataParallel {
             squares.withUnsafeMutableBufferPointer { partial in
                 for g in normGroups {
                     (optimizers[g] as! TensorNormOptimizer).prepare(
-                        params: params.slice(ownedRanges[g]), grads: UnsafeBufferPointer(ownedGradient(g)),
+                        params: updatedParameters(g), grads: UnsafeBufferPointer(ownedGradient(g)),
                         segments: segments[g], context: context, partialSquares: partial)
                 }
             }
@@ -268,18 +371,18 @@ public final class ShardedDataParallel {
             updateStart = monotonicSeconds()
             squares.withUnsafeBufferPointer { total in
                 for g in normGroups {
-                    (optimizers[g] as! TensorNormOptimizer).apply(params: params.slice(ownedRanges[g]), segments: segments[g],
+                    (optimizers[g] as! TensorNormOptimizer).apply(params: updatedParameters(g), segments: segments[g],
                                                                   context: context, totalSquares: total)
                 }
             }
         }
         for g in optimizers.indices where !(optimizers[g] is TensorNormOptimizer) {
-            optimizers[g].update(params: params.slice(ownedRanges[g]), grads: UnsafeBufferPointer(ownedGradient(g)),
+            optimizers[g].update(params: updatedParameters(g), grads: UnsafeBufferPointer(ownedGradient(g)),
                                  segments: segments[g], context: context)
         }
 
         updateSeconds += monotonicSeconds() - updateStart
-        if stage != .replicated { try weightGather.publish(params) }
+        if let params, stage != .replicated { try weightGather.publish(params) }
         return StepReport(gradNorm: norm, skipped: false, clipped: clipped)
     }
 

@@ -189,6 +189,7 @@ func runChecks() throws {
         try dataParallelEquivalence(optimizer: optimizer, tolerance: tolerance)
     }
     for family in StageEquivalence.allFamilies { try stageEquivalence(family.name, overrides: family.overrides) }
+    try gptStageEquivalence()
     if world > 1 { try bf16GradientPayload() }
     try fullBatchEquivalence()
     try evolutionStrategyEquivalence()
@@ -235,19 +236,38 @@ func fullBatchEquivalence() throws {
     }
 }
 
-/// ZeRO stages 1 and 2 equal stage 0 on these ranks (TestSupport.StageEquivalence: families, config, tolerance
-/// shared with the simulated-rank test); stage 1 holds less optimizer state per rank.
+/// ZeRO stages 1, 2 and 3 equal stage 0 on these ranks (TestSupport.StageEquivalence: families, config, tolerance
+/// shared with the simulated-rank test); stage 1 holds less optimizer state per rank, stage 3 fewer parameters.
 func stageEquivalence(_ family: String, overrides: [String]) throws {
     let data = StageEquivalence.data()
-    let runs = try (0...2).map { try StageEquivalence.train(stage: $0, overrides: overrides, comm: comm, data: data) }
+    let runs = try (0...3).map { try StageEquivalence.train(stage: $0, overrides: overrides, comm: comm, data: data) }
     let stateBytes = runs.map { $0.summary.optimizerStateBytesPerRank.max()! }
-    for stage in 1...2 {
+    let parameterBytes = runs.map { $0.summary.parameterBytesPerRank.max()! }
+    for stage in 1...3 {
         let worst = StageEquivalence.worstRelativeDifference(runs[stage].params, runs[0].params)
         check("\(family): stage \(stage) = stage 0 after \(StageEquivalence.steps) steps on \(world) ranks " +
               "(max rel. diff \(worst) ≤ \(StageEquivalence.tolerance))", worst <= StageEquivalence.tolerance)
     }
     if world > 1 {
         check("\(family): stage 1 state per rank \(stateBytes[1]) B < stage 0 \(stateBytes[0]) B", stateBytes[1] < stateBytes[0] || stateBytes[0] == 0)
+        check("\(family): stage 3 parameters per rank \(parameterBytes[3]) B < stage 2 \(parameterBytes[2]) B", parameterBytes[3] < parameterBytes[2])
+    }
+}
+
+/// The GPT at stages 1–3 equals stage 0 on these ranks (the families and tolerance of the simulated-rank test), and
+/// every rank ends with the same masters bit for bit.
+func gptStageEquivalence() throws {
+    let corpus = try StageEquivalence.gptCorpus()
+    for (family, overrides) in StageEquivalence.gptFamilies {
+        let runs = try (0...3).map { try StageEquivalence.trainGPT(stage: $0, overrides: overrides, comm: comm, corpus: corpus) }
+        for stage in 1...3 {
+            let worst = StageEquivalence.worstRelativeDifference(runs[stage].params, runs[0].params)
+            var highs = runs[stage].params, lows = runs[stage].params
+            try comm.allReduce(&highs, op: .max)
+            try comm.allReduce(&lows, op: .min)
+            check("\(family): stage \(stage) = stage 0 after 6 steps on \(world) ranks (max rel. diff \(worst) ≤ " +
+                  "\(StageEquivalence.tolerance)), bit-identical on every rank", worst <= StageEquivalence.tolerance && highs == lows)
+        }
     }
 }
 

@@ -79,7 +79,6 @@ public final class GPT: Model {
     private var blocks: [BlockTensors] = []
     private var wteIndex = 0, wpeIndex = 0, lnfWeight = 0, lnfBias = 0
     private var headIndex: Int?  // nil when tied
-    private var offsets: [Int] = []
 
     public init(_ config: GPTConfig) {
         if let reason = config.invalidReason { preconditionFailure(reason) }
@@ -113,7 +112,6 @@ public final class GPT: Model {
         precondition(layout.sameTensors(as: table), "layout does not hold this GPT's tensors")
         table = layout
         let index = Dictionary(uniqueKeysWithValues: layout.entries.enumerated().map { ($1.name, $0) })
-        offsets = layout.entries.map(\.offset)
         wteIndex = index["wte.weight"]!
         wpeIndex = index["wpe.weight"]!
         lnfWeight = index["ln_f.weight"]!
@@ -250,17 +248,37 @@ public final class GPT: Model {
 
     // MARK: Forward
 
-    /// Runs the network up to the logits for tokens[B, T], T ≤ Tmax.
-    private func runForward(_ w: Workspace, params: UnsafePointer<Float>, tokens: UnsafePointer<Int32>,
-                            batch B: Int, time T: Int) {
+    /// Layers (the units ZeRO stage 3 gathers): 0 the embeddings, 1…L the blocks, L+1 the final LayerNorm (and
+    /// the untied head). With a tied head layer 0 is read again by the head, so it stays acquired through forward.
+    public var layers: [[String]] {
+        let block = ["ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias", "attn.c_proj.weight",
+                     "attn.c_proj.bias", "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight", "mlp.c_fc.bias",
+                     "mlp.c_proj.weight", "mlp.c_proj.bias"]
+        return [["wte.weight", "wpe.weight"]] + (0..<config.layers).map { l in block.map { "h.\(l).\($0)" } }
+            + [["ln_f.weight", "ln_f.bias"] + (config.tiedHead ? [] : ["lm_head.weight"])]
+    }
+    /// Backward reads the head layer, the tied embedding (the head is wte), then the blocks last first; the
+    /// embedding backward reads no parameters.
+    public var layersReadInBackward: [Int] {
+        [finalLayer] + (config.tiedHead ? [0] : []) + Array((1...config.layers).reversed())
+    }
+    private var finalLayer: Int { config.layers + 1 }
+
+    /// Runs the network up to the logits for tokens[B, T], T ≤ Tmax. The final layer (and, tied, the embedding)
+    /// stay acquired when `keepHead` (backward reads them first).
+    private func runForward(_ w: Workspace, params: ParameterSource, tokens: UnsafePointer<Int32>,
+                            batch B: Int, time T: Int, keepHead: Bool) {
         precondition(T >= 1 && T <= config.context, "sequence length \(T) outside 1...\(config.context)")
         let C = config.width, V = config.vocabulary, NH = config.heads
         let N = B * T, Ncap = w.rows * config.context
-        func p(_ i: Int) -> UnsafePointer<Float> { params + offsets[i] }
+        func p(_ i: Int) -> UnsafePointer<Float> { params.tensor(i) }
+        params.acquire(0, pass: .forward)
         embeddingForward(w.encoded, tokens, p(wteIndex), p(wpeIndex), batch: B, time: T, channels: C, vocabulary: V)
+        if !config.tiedHead { params.release(0, pass: .forward) }
         var residual = UnsafePointer(w.encoded)
         for l in 0..<config.layers {
             let t = blocks[l]
+            params.acquire(l + 1, pass: .forward)
             let nc = l * Ncap * C, n = l * Ncap
             let ln1 = w.ln1 + nc, qkv = w.qkv + 3 * nc, atty = w.atty + nc, attProj = w.attProj + nc
             let residual2 = w.residual2 + nc, ln2 = w.ln2 + nc, fch = w.fch + 4 * nc, fchGelu = w.fchGelu + 4 * nc
@@ -281,10 +299,16 @@ public final class GPT: Model {
                           precision: precision)
             residualForward(residual3, residual2, fcProj, count: N * C)
             residual = UnsafePointer(residual3)
+            params.release(l + 1, pass: .forward)
         }
+        params.acquire(finalLayer, pass: .forward)
         layerNormForward(w.lnf, w.lnfMean, w.lnfRstd, residual, p(lnfWeight), p(lnfBias), rows: N, channels: C)
         linearForward(w.logits, w.lnf, p(headIndex ?? wteIndex), nil, batch: N, inFeatures: C, outFeatures: V,
                       precision: precision)
+        if !keepHead {
+            params.release(finalLayer, pass: .forward)
+            if config.tiedHead { params.release(0, pass: .forward) }
+        }
     }
 
     /// Logits [B, T, V] for tokens[B, T] (T ≤ Tmax; position t sees tokens 0...t). The buffer is the model's
@@ -292,7 +316,7 @@ public final class GPT: Model {
     public func logits(params: UnsafePointer<Float>, tokens: UnsafePointer<Int32>, rows: Int, time: Int)
         -> UnsafeBufferPointer<Float> {
         let w = reserve(rows: rows)
-        runForward(w, params: params, tokens: tokens, batch: rows, time: time)
+        runForward(w, params: FlatParameters(base: params, table: table), tokens: tokens, batch: rows, time: time, keepHead: false)
         return UnsafeBufferPointer(start: w.logits, count: rows * time * config.vocabulary)
     }
 
@@ -305,9 +329,13 @@ public final class GPT: Model {
     }
 
     public func forward(params: UnsafePointer<Float>, batch: ModelBatch) -> BatchResult {
+        forward(params: FlatParameters(base: params, table: table), batch: batch)
+    }
+
+    public func forward(params: ParameterSource, batch: ModelBatch) -> BatchResult {
         guard let tokens = batch.tokens else { preconditionFailure("GPT needs token ids (ModelBatch.tokens)") }
         let w = reserve(rows: batch.rows)
-        runForward(w, params: params, tokens: tokens, batch: batch.rows, time: config.context)
+        runForward(w, params: params, tokens: tokens, batch: batch.rows, time: config.context, keepHead: false)
         return loss(w, batch: batch)
     }
 
@@ -315,13 +343,21 @@ public final class GPT: Model {
 
     public func forwardBackward(params: UnsafePointer<Float>, sink: GradientSink, batch: ModelBatch,
                                 lossScale: Float) -> BatchResult {
+        forwardBackward(params: FlatParameters(base: params, table: table), sink: sink, batch: batch, lossScale: lossScale)
+    }
+
+    public func forwardBackward(params: ParameterSource, sink: GradientSink, batch: ModelBatch,
+                                lossScale: Float) -> BatchResult {
         guard let tokens = batch.tokens else { preconditionFailure("GPT needs token ids (ModelBatch.tokens)") }
         let w = reserve(rows: batch.rows)
         let B = batch.rows, T = config.context, C = config.width, V = config.vocabulary, NH = config.heads
         let N = B * T, Ncap = w.rows * T
-        runForward(w, params: params, tokens: tokens, batch: B, time: T)
+        runForward(w, params: params, tokens: tokens, batch: B, time: T, keepHead: true)
         let result = loss(w, batch: batch)
-        func p(_ i: Int) -> UnsafePointer<Float> { params + offsets[i] }
+        func p(_ i: Int) -> UnsafePointer<Float> { params.tensor(i) }
+        // Backward acquires in `layersReadInBackward` order: the final layer and a tied embedding are still held.
+        params.acquire(finalLayer, pass: .backward)
+        if config.tiedHead { params.acquire(0, pass: .backward) }
 
         // Phase 1: loss and head. dLogits = lossScale · (probs − onehot).
         w.dLogits.update(repeating: 0, count: N * V)
@@ -336,6 +372,7 @@ public final class GPT: Model {
             // Tied: the head's share of the wte gradient waits in scratch for the embedding's share (phase 4).
             gemm(precision, transposeA: true, transposeB: false, m: V, n: C, k: N, alpha: 1, w.dLogits, lda: V, w.lnf, ldb: C,
                   beta: 0, w.dWte, ldc: C)
+            params.release(0, pass: .backward)  // the embedding backward reads no parameters
         }
 
         // Phase 2: final LayerNorm into the residual stream gradient.
@@ -344,6 +381,7 @@ public final class GPT: Model {
         w.dResidual.update(repeating: 0, count: N * C)
         layerNormBackwardEmitting(sink, weight: lnfWeight, bias: lnfBias, dx: w.dResidual, dOut: w.dLn, x: finalResidual,
                                   mean: w.lnfMean, rstd: w.lnfRstd, rows: N, params: params)
+        params.release(finalLayer, pass: .backward)
 
         // Phase 3: blocks, last first. dResidual holds d(residual3[l]) on entry and d(block input) on exit.
         for l in stride(from: last, through: 0, by: -1) {
@@ -353,6 +391,7 @@ public final class GPT: Model {
             let ln1 = w.ln1 + nc, qkv = w.qkv + 3 * nc, atty = w.atty + nc
             let residual2 = w.residual2 + nc, ln2 = w.ln2 + nc, fch = w.fch + 4 * nc, fchGelu = w.fchGelu + 4 * nc
             let att = w.att + l * w.rows * NH * T * T
+            params.acquire(l + 1, pass: .backward)
 
             // MLP: residual3 = residual2 + c_proj(gelu(c_fc(ln_2(residual2)))); d(c_proj output) = dResidual.
             gemm(precision, transposeA: false, transposeB: false, m: N, n: 4 * C, k: C, alpha: 1, w.dResidual, lda: C,
@@ -382,6 +421,7 @@ public final class GPT: Model {
                        outFeatures: 3 * C)
             layerNormBackwardEmitting(sink, weight: t.ln1Weight, bias: t.ln1Bias, dx: w.dResidual, dOut: w.dLn,
                                       x: input, mean: w.ln1Mean + n, rstd: w.ln1Rstd + n, rows: N, params: params)
+            params.release(l + 1, pass: .backward)
         }
 
         // Phase 4: embeddings. Untied: wte's scratch starts empty; tied: it already holds the head's share.
@@ -416,11 +456,11 @@ public final class GPT: Model {
     private func layerNormBackwardEmitting(_ sink: GradientSink, weight: Int, bias: Int, dx: UnsafeMutablePointer<Float>,
                                            dOut: UnsafePointer<Float>, x: UnsafePointer<Float>,
                                            mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, rows: Int,
-                                           params: UnsafePointer<Float>) {
+                                           params: ParameterSource) {
         let w = workspace!, C = config.width
         w.dVector.update(repeating: 0, count: C)
         w.dVector2.update(repeating: 0, count: C)
-        layerNormBackward(dx, w.dVector, w.dVector2, dOut, x, params + offsets[weight], mean, rstd, rows: rows, channels: C)
+        layerNormBackward(dx, w.dVector, w.dVector2, dOut, x, params.tensor(weight), mean, rstd, rows: rows, channels: C)
         emitRows(sink, tensor: weight, from: w.dVector)
         emitRows(sink, tensor: bias, from: w.dVector2)
     }

@@ -82,20 +82,33 @@ public final class MLP: Model {
         probs = FloatBuffer(count: rows * classes)
     }
 
+    /// Layer l reads `layerL.weight` and `layerL.bias`.
+    public var layers: [[String]] { (0..<layerCount).map { ["layer\($0).weight", "layer\($0).bias"] } }
+    /// Backward reads a layer's weight only for the gradient of its input, which layer 0 has no use for.
+    public var layersReadInBackward: [Int] { Array((1..<layerCount).reversed()) }
+
     public func forward(params: UnsafePointer<Float>, batch: ModelBatch) -> BatchResult {
-        reserve(rows: batch.rows)
-        return runForward(params: params, batch: batch)
+        forward(params: FlatParameters(base: params, table: table), batch: batch)
     }
 
-    private func runForward(params: UnsafePointer<Float>, batch: ModelBatch) -> BatchResult {
+    public func forward(params: ParameterSource, batch: ModelBatch) -> BatchResult {
+        reserve(rows: batch.rows)
+        return runForward(params: params, batch: batch, keepLastLayer: false)
+    }
+
+    /// Forward over the layers, each acquired from `params` just before its GEMM and released after it; the last
+    /// layer stays acquired when backward follows (it is the first backward reads).
+    private func runForward(params: ParameterSource, batch: ModelBatch, keepLastLayer: Bool) -> BatchResult {
         guard let features = batch.features else { preconditionFailure("MLP needs dense features") }
         let rows = batch.rows
         var input = features  // [B, I] for the first layer, then feature-major [I, B]
         for l in 0..<layerCount {
             let z = preActivations[l].pointer
-            linearForwardFeatureMajor(z, input, inputIsBatchMajor: l == 0, params + weights[l].offset,
-                                      params + biases[l].offset, batch: rows, inFeatures: widths[l], outFeatures: widths[l + 1],
+            params.acquire(l, pass: .forward)
+            linearForwardFeatureMajor(z, input, inputIsBatchMajor: l == 0, params.tensor(weightIndex[l]),
+                                      params.tensor(biasIndex[l]), batch: rows, inFeatures: widths[l], outFeatures: widths[l + 1],
                                       precision: precision)
+            if l < layerCount - 1 || !keepLastLayer { params.release(l, pass: .forward) }
             if l < layerCount - 1 {
                 let n = rows * widths[l + 1]
                 switch activation {
@@ -124,6 +137,11 @@ public final class MLP: Model {
 
     public func forwardBackward(params: UnsafePointer<Float>, sink: GradientSink, batch: ModelBatch,
                                 lossScale: Float) -> BatchResult {
+        forwardBackward(params: FlatParameters(base: params, table: table), sink: sink, batch: batch, lossScale: lossScale)
+    }
+
+    public func forwardBackward(params: ParameterSource, sink: GradientSink, batch: ModelBatch,
+                                lossScale: Float) -> BatchResult {
         runForwardBackward(params: params, sink: sink, dFeatures: nil, batch: batch, lossScale: lossScale)
     }
 
@@ -131,15 +149,16 @@ public final class MLP: Model {
     /// batch-major layout of `batch.features`; no parameter gradient is formed (what an attack needs per step).
     public func inputGradient(params: UnsafePointer<Float>, batch: ModelBatch, dFeatures: UnsafeMutablePointer<Float>,
                               lossScale: Float) -> BatchResult {
-        runForwardBackward(params: params, sink: nil, dFeatures: dFeatures, batch: batch, lossScale: lossScale)
+        runForwardBackward(params: FlatParameters(base: params, table: table), sink: nil, dFeatures: dFeatures, batch: batch,
+                           lossScale: lossScale)
     }
 
     /// The backward pass with either output: parameter gradients into `sink`, and/or the input gradient into
     /// `dFeatures` ([B, I], accumulated).
-    private func runForwardBackward(params: UnsafePointer<Float>, sink: GradientSink?, dFeatures: UnsafeMutablePointer<Float>?,
+    private func runForwardBackward(params: ParameterSource, sink: GradientSink?, dFeatures: UnsafeMutablePointer<Float>?,
                                     batch: ModelBatch, lossScale: Float) -> BatchResult {
         reserve(rows: batch.rows)
-        let result = runForward(params: params, batch: batch)
+        let result = runForward(params: params, batch: batch, keepLastLayer: true)
         let rows = batch.rows
         // dOutputs[l] ([O, B]) holds dLoss/d(preActivation of layer l) once its activation backward has run.
         dLogits.slice(0..<(rows * classes)).update(repeating: 0)
@@ -155,13 +174,18 @@ public final class MLP: Model {
             let dInput: UnsafeMutablePointer<Float>? = l > 0 ? scratch(n) : nil
             let w = weightIndex[l], b = biasIndex[l]
             let dy = UnsafePointer(dOutputs[l].pointer), inF = widths[l], outF = widths[l + 1]
+            // Only the input gradient reads the weights (the parameter gradients read activations alone), so training
+            // never reads layer 0 in backward (`layersReadInBackward`).
+            let readsWeights = dInput != nil || dFeatures != nil
+            if readsWeights { params.acquire(l, pass: .backward) }
             if let dInput {
-                linearBackwardInputFeatureMajor(dInput, dy, params + weights[l].offset, batch: rows, inFeatures: inF,
+                linearBackwardInputFeatureMajor(dInput, dy, params.tensor(w), batch: rows, inFeatures: inF,
                                                 outFeatures: outF, precision: precision)
             } else if let dFeatures {
-                linearBackwardInputToBatchMajor(dFeatures, dy, params + weights[l].offset, batch: rows, inFeatures: inF,
+                linearBackwardInputToBatchMajor(dFeatures, dy, params.tensor(w), batch: rows, inFeatures: inF,
                                                 outFeatures: outF)
             }
+            if readsWeights { params.release(l, pass: .backward) }
             // Parameter gradients in the blocks the sink asks for; each block is handed over as soon as it is final.
             if let sink {
                 for block in sink.rowBlocks(b) {

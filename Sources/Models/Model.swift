@@ -67,6 +67,42 @@ public protocol Model: AnyObject {
     /// predictions); gradients are accumulated (+=) into the sink, which hears as each tensor's gradient is final.
     func forwardBackward(params: UnsafePointer<Float>, sink: GradientSink, batch: ModelBatch,
                          lossScale: Float) -> BatchResult
+
+    /// The tensors (names) each layer reads, in forward order: the units ZeRO stage 3 gathers one at a time
+    /// (a tensor belongs to exactly one layer). Default: the whole model as one layer, which stage 3 refuses
+    /// (it would gather everything at once).
+    var layers: [[String]] { get }
+    /// The layers backward reads parameters of, in the order it acquires them (what stage 3 prefetches in
+    /// backward). Default: every layer, last first.
+    var layersReadInBackward: [Int] { get }
+    /// `forward` reading parameters from `params` layer by layer (acquire before the first read, release after
+    /// the last). Default: acquire layer 0, which must be the whole model, and read it as a flat buffer.
+    func forward(params: ParameterSource, batch: ModelBatch) -> BatchResult
+    /// `forwardBackward` reading parameters layer by layer: forward acquires 0, 1, … in `.forward`, backward
+    /// acquires in reverse in `.backward`. Default as `forward(params:batch:)`.
+    func forwardBackward(params: ParameterSource, sink: GradientSink, batch: ModelBatch, lossScale: Float) -> BatchResult
+}
+
+extension Model {
+    public var layers: [[String]] { [table.entries.map(\.name)] }
+    public var layersReadInBackward: [Int] { Array(layers.indices.reversed()) }
+
+    public func forward(params: ParameterSource, batch: ModelBatch) -> BatchResult {
+        withWholeModel(params) { forward(params: $0, batch: batch) }
+    }
+
+    public func forwardBackward(params: ParameterSource, sink: GradientSink, batch: ModelBatch, lossScale: Float) -> BatchResult {
+        withWholeModel(params) { forwardBackward(params: $0, sink: sink, batch: batch, lossScale: lossScale) }
+    }
+
+    /// The default for a model that reads one flat buffer: layer 0 acquired for the whole call.
+    private func withWholeModel(_ params: ParameterSource, _ body: (UnsafePointer<Float>) -> BatchResult) -> BatchResult {
+        precondition(layers.count == 1, "a model with several layers implements the ParameterSource methods itself")
+        params.acquire(0, pass: .forward)
+        defer { params.release(0, pass: .forward) }
+        guard let base = params.flatBase else { preconditionFailure("this parameter source does not hold the model in table layout") }
+        return body(base)
+    }
 }
 
 extension Model {

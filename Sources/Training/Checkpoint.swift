@@ -77,7 +77,7 @@ public enum Checkpoint {
             guard (0...maxSteps).contains(step) else { return "step \(step) is outside 0…\(maxSteps)" }
             guard dataStep == step else { return "dataStep \(dataStep) differs from step \(step)" }
             guard (1...1 << 20).contains(worldSize) else { return "worldSize \(worldSize) is outside 1…\(1 << 20)" }
-            guard (0...2).contains(zeroStage) else { return "zeroStage \(zeroStage) is not 0, 1 or 2" }
+            guard (0...3).contains(zeroStage) else { return "zeroStage \(zeroStage) is not 0, 1, 2 or 3" }
             guard (0...step).contains(skippedSteps) else { return "skippedSteps \(skippedSteps) is outside 0…step (\(step))" }
             guard (0...skippedSteps).contains(consecutiveBadSteps) else {
                 return "consecutiveBadSteps \(consecutiveBadSteps) is outside 0…skippedSteps (\(skippedSteps))"
@@ -203,7 +203,8 @@ public enum Checkpoint {
         let sizes = try engine.gatherPerRank(Int64(myBytes)), checksums = try engine.gatherPerRank(Int64(myCRC))
 
         // Phase 3: rank 0 writes the (fp32 master) parameters and the manifest last, then renames the directory
-        // into place. In bf16 working precision at stages 1–2 the owners' masters are gathered first, on every rank.
+        // into place. In bf16 working precision at stages 1–2, and at stage 3, the owners' masters are gathered first,
+        // on every rank.
         let masters = try engine.masterParameters()
         if rank == 0 {
             let params = encode(run.table.entries.map {

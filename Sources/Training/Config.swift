@@ -247,6 +247,10 @@ public struct TrainConfig: Sendable {
     public var precision: GEMMPrecision
     /// `zero.comm_dtype`: the element type of gradient reduce-scatter messages.
     public var gradientPayload: GEMMPrecision
+    /// `zero.prefetch`, `zero.reshard_after_forward`: how stage 3 gathers layers.
+    public var gather: GatherSettings
+    /// `train.memory_limit_mb` in bytes; nil when 0 (no limit).
+    public var memoryLimitBytes: Int?
     public var maxBadSteps: Int
     public var measureNoiseScale: Bool
     public var noiseScaleDecay: Double
@@ -310,6 +314,9 @@ public struct TrainConfig: Sendable {
         bucketElements = max(1, Int(c.double("zero.bucket_mb") * 1024 * 1024 / 4))
         precision = GEMMPrecision(rawValue: c.string("train.precision"))!
         gradientPayload = GEMMPrecision(rawValue: c.string("zero.comm_dtype"))!
+        gather = GatherSettings(prefetchDepth: c.int("zero.prefetch"), reshardAfterForward: c.bool("zero.reshard_after_forward"))
+        let limit = c.double("train.memory_limit_mb")
+        memoryLimitBytes = limit > 0 ? Int(limit * 1024 * 1024) : nil
 
         // Any batch on any world size: ranks and micro-batches take ⌈⌉ or ⌊⌋ shares (BatchSplit); each needs a row.
         if let problem = BatchSplit.problem(globalBatch: globalBatch, worldSize: worldSize, gradAccum: gradAccum) {
@@ -334,7 +341,7 @@ public struct TrainConfig: Sendable {
                               "bf16 numerics anyway (e.g. to test them)")
         }
         if gradientPayload == .bf16 && zeroStage == 0 {
-            throw ConfigError("zero.comm_dtype = bf16 needs zero.stage 1 or 2: the bf16 payload is summed in fp32 by each " +
+            throw ConfigError("zero.comm_dtype = bf16 needs zero.stage 1, 2 or 3: the bf16 payload is summed in fp32 by each " +
                               "owner in the stages' reduce-scatter, and stage 0's all-reduce has no owner — set zero.stage=1 " +
                               "(same memory for the model, optimizer state sharded) or zero.comm_dtype=fp32")
         }
@@ -343,6 +350,10 @@ public struct TrainConfig: Sendable {
         if (population != nil || adversarial != nil) && modelKind != "mlp" {
             throw ConfigError("train.method = \(c.string("train.method")) and train.adversarial.method = \(c.string("train.adversarial.method")) " +
                               "need model.kind mlp (an image classifier); set train.method gradient and train.adversarial.method none for \(modelKind)")
+        }
+        if adversarial != nil && zeroStage == 3 {
+            throw ConfigError("train.adversarial.method = \(c.string("train.adversarial.method")) needs zero.stage 0, 1 or 2: the attack " +
+                              "reads the whole model at once, which stage 3 never holds — set zero.stage=2")
         }
         if population != nil && adversarial != nil {
             throw ConfigError("train.adversarial.method = \(c.string("train.adversarial.method")) needs train.method gradient " +

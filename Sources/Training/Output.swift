@@ -259,6 +259,19 @@ public func formatDuration(_ seconds: Double) -> String {
 }
 
 /// Peak resident set size of this process in bytes (getrusage; ru_maxrss is KiB on Linux).
+/// Restarts the peak-resident-set measurement from the current resident set (Linux: `5` to /proc/self/clear_refs
+/// resets the high-water mark `ru_maxrss` reads), so a peak measured afterwards is that of what follows, not of
+/// start-up (loading data, or stage 3's one-time full initialisation). A no-op where unsupported.
+public func resetPeakResident() {
+    #if os(Linux)
+    let fd = open("/proc/self/clear_refs", O_WRONLY)
+    guard fd >= 0 else { return }
+    _ = "5".withCString { write(fd, $0, 1) }
+    close(fd)
+    #endif
+}
+
+/// The peak resident set size of this process in bytes (since start, or since `resetPeakResident`).
 public func peakResidentBytes() -> Int {
     var usage = rusage()
     #if os(Linux)

@@ -162,7 +162,7 @@ public final class PopulationTrainer {
     /// Test loss and accuracy of the current solution: each rank its share, one sum over ranks.
     public func evaluate() throws -> BatchResult {
         method.writeSolution(into: params.buffer)
-        return try task.evaluateOverRanks(params: params.pointer, rank: comm.rank, world: comm.size) { try exchange.sumOverRanks(&$0) }
+        return try task.evaluateOverRanks(params: FlatParameters(base: params.pointer, table: task.model.table), rank: comm.rank, world: comm.size) { try exchange.sumOverRanks(&$0) }
     }
 
     /// The current solution as safetensors bytes.

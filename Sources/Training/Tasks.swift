@@ -15,8 +15,9 @@ public protocol TrainingTask: AnyObject {
     var rowsPerEpoch: Int { get }
     /// A batch of `rows` rows starting at global row `firstRow` of global batch `step`; valid until the next call.
     func trainBatch(step: Int, firstRow: Int, rows: Int, globalBatch: Int) -> ModelBatch
-    /// This rank's share of the held-out evaluation, as sums (all-reduced by the caller).
-    func evaluate(params: UnsafePointer<Float>, rank: Int, world: Int) -> BatchResult
+    /// This rank's share of the held-out evaluation, as sums (all-reduced by the caller). Every rank makes the same
+    /// number of forward calls (`EvaluationShares`): at ZeRO stage 3 each one gathers the layers from every rank.
+    func evaluate(params: ParameterSource, rank: Int, world: Int) -> BatchResult
     /// Extra evaluation metrics derived from the reduced result (e.g. bits per byte).
     func evaluationMetrics(_ result: BatchResult) -> [(String, Double)]
 }
@@ -24,12 +25,39 @@ public protocol TrainingTask: AnyObject {
 extension TrainingTask {
     /// The held-out evaluation over every rank: this rank's share, then one sum over ranks by `sumOverRanks` (the
     /// gradient engine's or the population exchange's — whichever owns the run's collectives).
-    func evaluateOverRanks(params: UnsafePointer<Float>, rank: Int, world: Int,
+    func evaluateOverRanks(params: ParameterSource, rank: Int, world: Int,
                            sumOverRanks: (inout [Double]) throws -> Void) throws -> BatchResult {
         let local = evaluate(params: params, rank: rank, world: world)
         var sums = [local.lossSum, Double(local.correct), Double(local.predictions)]
         try sumOverRanks(&sums)
         return BatchResult(lossSum: sums[0], correct: Int(sums[1]), predictions: Int(sums[2]))
+    }
+}
+
+/// The held-out examples split over ranks (rank r takes rows n·r/N ..< n·(r+1)/N) in batches of at most `batchRows`,
+/// with the batch count of the largest share on every rank: a rank whose share ends early makes its remaining
+/// forward calls without data (`passWithoutData`), so the ZeRO stage-3 gathers inside them match on every rank.
+struct EvaluationShares {
+    let count: Int, world: Int, batchRows: Int
+
+    private func share(_ rank: Int) -> Range<Int> { (count * rank / world)..<(count * (rank + 1) / world) }
+
+    var batchesPerRank: Int {
+        (0..<world).map { (share($0).count + batchRows - 1) / batchRows }.max() ?? 0
+    }
+
+    /// Rows of `batch` on `rank`, or nil when its share has ended.
+    func rows(rank: Int, batch: Int) -> Range<Int>? {
+        let mine = share(rank), start = mine.lowerBound + batch * batchRows
+        return start < mine.upperBound ? start..<min(start + batchRows, mine.upperBound) : nil
+    }
+}
+
+/// A forward pass's parameter traffic without its compute: every layer acquired and released in forward order.
+func passWithoutData(_ model: Model, _ params: ParameterSource) {
+    for l in model.layers.indices {
+        params.acquire(l, pass: .forward)
+        params.release(l, pass: .forward)
     }
 }
 
@@ -72,16 +100,13 @@ public final class ImageClassificationTask: TrainingTask {
     }
 
     /// Test-set loss and accuracy over this rank's contiguous share of the test set.
-    public func evaluate(params: UnsafePointer<Float>, rank: Int, world: Int) -> BatchResult {
-        let n = test.count
-        var start = n * rank / world
-        let end = n * (rank + 1) / world
+    public func evaluate(params: ParameterSource, rank: Int, world: Int) -> BatchResult {
+        let shares = EvaluationShares(count: test.count, world: world, batchRows: 1000)
         var total = BatchResult()
-        while start < end {
-            let rows = min(1000, end - start)
-            indices = (Int32(start)..<Int32(start + rows)).map { $0 }
-            total += mlp.forward(params: params, batch: fill(from: test, rows: rows))
-            start += rows
+        for batch in 0..<shares.batchesPerRank {
+            guard let rows = shares.rows(rank: rank, batch: batch) else { passWithoutData(mlp, params); continue }
+            indices = (Int32(rows.lowerBound)..<Int32(rows.upperBound)).map { $0 }
+            total += mlp.forward(params: params, batch: fill(from: test, rows: rows.count))
         }
         return total
     }
@@ -150,20 +175,18 @@ public final class LanguageModelTask: TrainingTask {
         return ModelBatch(tokens: tokens, targets: targets, rows: rows)
     }
 
-    public func evaluate(params: UnsafePointer<Float>, rank: Int, world: Int) -> BatchResult {
+    public func evaluate(params: ParameterSource, rank: Int, world: Int) -> BatchResult {
         let t = gpt.config.context
         let available = corpus.validationWindowCount(context: t)
-        let n = evalSequences > 0 ? min(evalSequences, available) : available
-        var start = n * rank / world
-        let end = n * (rank + 1) / world
+        let shares = EvaluationShares(count: evalSequences > 0 ? min(evalSequences, available) : available, world: world,
+                                      batchRows: capacity)
         var total = BatchResult()
-        while start < end {
-            let rows = min(capacity, end - start)
-            for r in 0..<rows {
-                corpus.validationWindow(index: start + r, context: t, tokens: tokens + r * t, targets: targets + r * t)
+        for batch in 0..<shares.batchesPerRank {
+            guard let rows = shares.rows(rank: rank, batch: batch) else { passWithoutData(gpt, params); continue }
+            for r in 0..<rows.count {
+                corpus.validationWindow(index: rows.lowerBound + r, context: t, tokens: tokens + r * t, targets: targets + r * t)
             }
-            total += gpt.forward(params: params, batch: ModelBatch(tokens: tokens, targets: targets, rows: rows))
-            start += rows
+            total += gpt.forward(params: params, batch: ModelBatch(tokens: tokens, targets: targets, rows: rows.count))
         }
         return total
     }

@@ -34,7 +34,15 @@ public struct TrainSummary: Sendable {
     public var parameterBytesPerRank: [Int]
     public var optimizerStateBytesPerRank: [Int]
     public var gradientBytesPerRank: [Int]
+    /// Stage 3: bytes of the layer working buffers each rank allocated (0 at other stages).
+    public var gatherBufferBytesPerRank: [Int] = []
+    /// Peak resident set per rank while training: measured from the start of `run()` (after start-up) up to just
+    /// before the final gather of the weights for export.
     public var peakRSSBytesPerRank: [Int]
+    /// Stage 3: seconds per step rank 0 waited for layer gathers (what prefetch did not hide).
+    public var exposedGatherSecondsPerStep: Double = 0
+    /// Parameter bytes rank 0 received per step (stages 1–2: the weight all-gather; stage 3: the layer gathers).
+    public var parameterBytesReceivedPerStep: Double = 0
     /// Mean seconds per step each rank spent in its optimizer update.
     public var optimizerSecondsPerStepPerRank: [Double]
     /// Seconds rank 0 spent blocked on gradient collectives (communication overlap did not hide).
@@ -67,7 +75,10 @@ public struct TrainSummary: Sendable {
         o.add("parameter_bytes_per_rank", parameterBytesPerRank)
         o.add("optimizer_state_bytes_per_rank", optimizerStateBytesPerRank)
         o.add("gradient_bytes_per_rank", gradientBytesPerRank)
+        o.add("gather_buffer_bytes_per_rank", gatherBufferBytesPerRank)
         o.add("peak_rss_bytes_per_rank", peakRSSBytesPerRank)
+        o.add("exposed_gather_seconds_per_step", exposedGatherSecondsPerStep)
+        o.add("parameter_bytes_received_per_step", parameterBytesReceivedPerStep)
         o.add("optimizer_seconds_per_step_per_rank", raw: "[" + optimizerSecondsPerStepPerRank.map { "\($0)" }.joined(separator: ",") + "]")
         o.add("communication_wait_seconds", communicationWaitSeconds)
         o.add("gradient_bytes_sent_per_step", gradientBytesSentPerStep)
@@ -88,8 +99,12 @@ public final class Trainer {
     public let task: TrainingTask
     public var model: Model { task.model }
     public let engine: ShardedDataParallel
-    /// Full parameters (in the shard plan's layout), identical on every rank after each step.
-    public var params: FloatBuffer { engine.params }
+    /// The full parameters (shard-plan layout) at stages 0–2, identical on every rank after each step; stage 3 keeps
+    /// no full copy (`engine.masterParameters()` gathers one).
+    public var params: FloatBuffer {
+        guard let params = engine.params else { preconditionFailure("ZeRO stage 3 holds no full parameters: use engine.masterParameters()") }
+        return params
+    }
     public let totalSteps: Int
     /// First step to run: 0, or the step a resumed checkpoint was taken after.
     public private(set) var startStep = 0
@@ -139,11 +154,14 @@ public final class Trainer {
             comm: comm, plan: shardPlan, stage: ZeroStage(rawValue: config.zeroStage)!, gradAccum: config.gradAccum,
             clipNorm: config.gradClip, bucketElements: config.bucketElements, workingPrecision: config.precision,
             gradientPayload: config.gradientPayload,
+            layers: model.layers.map { $0.map { name in shardPlan.table.entries.firstIndex { $0.name == name }! } },
+            backwardLayers: model.layersReadInBackward, gather: config.gather,
             makeOptimizer: { group, count, segments in
                 OptimizerCatalog.make(group.name, count: count, segments: segments, config: resolved) },
             hyperparameters: { config.hyperparameters(for: $0.role) })
         // Every rank initialises from the same seed, so parameters start identical without a broadcast.
-        model.initializeParameters(engine.params.buffer, seed: config.seed)
+        if let limit = config.memoryLimitBytes { try Self.checkMemory(engine, limit: limit, stage: config.zeroStage) }
+        engine.initializeParameters { model.initializeParameters($0, seed: config.seed) }
         model.precision = config.precision
         schedule = config.schedule(totalSteps: totalSteps)
         noiseScale = GradientNoiseScale(decay: config.noiseScaleDecay)
@@ -172,11 +190,26 @@ public final class Trainer {
                       console: console, resume: resume)
     }
 
+    /// `train.memory_limit_mb`: this rank's persistent training memory (parameters, gradients, optimizer state —
+    /// allocated by the engine just now — and the communication buffers it will allocate on first use) against the
+    /// limit, before any collective. An input error: every rank reports and stops together (`agreeOnInput`).
+    static func checkMemory(_ engine: ShardedDataParallel, limit: Int, stage: Int) throws {
+        let bytes = engine.predictedTrainingBytes
+        guard bytes > limit else { return }
+        let mib = { (b: Int) in String(format: "%.1f", Double(b) / 1_048_576) }
+        throw ConfigError("train.memory_limit_mb = \(mib(limit)): at zero.stage \(stage) rank \(engine.rank) needs \(mib(bytes)) MiB " +
+                          "for parameters \(mib(engine.parameterBytes)), gradients \(mib(engine.predictedGradientBytes)), optimizer " +
+                          "state \(mib(engine.optimizerStateBytes)) and gather buffers \(mib(engine.predictedGatherBytes)) — " +
+                          (stage < 3 ? "a higher zero.stage (up to 3) or more ranks shard more of it" : "more ranks shard more of it") +
+                          ", or raise the limit")
+    }
+
     /// Recorded in checkpoints to explain a model mismatch.
     public var modelDescription: String { task.modelDescription }
 
     /// Runs training to the end and returns the summary (identical on every rank).
     public func run() throws -> TrainSummary {
+        resetPeakResident()
         let start = Date()
         var trainSeconds = 0.0
         var windowLoss = 0.0, windowPredictions = 0, windowSamples = 0, windowSeconds = 0.0
@@ -199,13 +232,14 @@ public final class Trainer {
                 engine.beginMicroBatch(m, rows: rows.count)
                 var batch = task.trainBatch(step: step, firstRow: rows.firstRow, rows: rows.count,
                                             globalBatch: config.globalBatch)
-                if let adversarial = config.adversarial, let images = task as? ImageClassificationTask {
-                    // Madry et al.: the loss is minimised on the worst case in the ε-ball of the current parameters.
+                if let adversarial = config.adversarial, let images = task as? ImageClassificationTask, let params = engine.params {
+                    // Madry et al.: the loss is minimised on the worst case in the ε-ball of the current parameters
+                    // (configuration keeps adversarial training off stage 3, which has no full parameters to attack).
                     batch = images.adversarialBatch(batch, params: params.pointer, settings: adversarial,
                                                     firstRow: step * config.globalBatch + rows.firstRow)
                 }
                 // This rank's share of the gradient of the global mean loss; the engine sums the shares.
-                local += model.forwardBackward(params: params.pointer, sink: engine.sink, batch: batch,
+                local += model.forwardBackward(params: engine.parameters, sink: engine.sink, batch: batch,
                                                lossScale: engine.meanLossScale(globalRows: config.globalBatch,
                                                                                predictionsPerRow: model.predictionsPerRow))
                 engine.endMicroBatch()
@@ -266,13 +300,17 @@ public final class Trainer {
             if pause { try stop(.paused(step: done)) }
         }
 
-        // The fp32 master weights to export (in bf16 at stages 1–2 gathered from their owners: a collective).
+        // Training's peak memory, before the export gather materialises the whole model (at stage 3).
+        let trainingPeakRSS = peakResidentBytes()
+        // The fp32 master weights to export (in bf16 at stages 1–2, and at stage 3, gathered from their owners: a
+        // collective).
         exportParameters = try engine.masterParameters()
         // Memory and update time per rank, gathered so rank 0 can report every rank.
         let parameterBytes = try engine.gatherPerRank(Int64(engine.parameterBytes)).map { Int($0) }
         let stateBytes = try engine.gatherPerRank(Int64(engine.optimizerStateBytes)).map { Int($0) }
         let gradientBytes = try engine.gatherPerRank(Int64(engine.gradientBytes)).map { Int($0) }
-        let peakRSS = try engine.gatherPerRank(Int64(peakResidentBytes())).map { Int($0) }
+        let peakRSS = try engine.gatherPerRank(Int64(trainingPeakRSS)).map { Int($0) }
+        let gatherBytes = try engine.gatherPerRank(Int64(engine.gatherBufferBytes)).map { Int($0) }
         let updateTimes = try engine.gatherPerRank(engine.updateSeconds / Double(max(totalSteps, 1)))
         stepTimes.sort()
         let medianStep = stepTimes.isEmpty ? .nan : stepTimes[stepTimes.count / 2]
@@ -289,6 +327,11 @@ public final class Trainer {
             gradientBytesPerRank: gradientBytes, peakRSSBytesPerRank: peakRSS, optimizerSecondsPerStepPerRank: updateTimes,
             communicationWaitSeconds: engine.communicationWaitSeconds,
             gradientBytesSentPerStep: Double(engine.gradientBytesSent) / Double(max(finalStep - startStep, 1)))
+        let ranSteps = Double(max(finalStep - startStep, 1))
+        summary.gatherBufferBytesPerRank = gatherBytes
+        summary.exposedGatherSecondsPerStep = engine.exposedGatherSeconds / ranSteps
+        summary.parameterBytesReceivedPerStep = engine.stage == .parameters
+            ? Double(engine.layerGatherBytesReceived) / ranSteps : Double(engine.weightBytesReceivedPerStep)
         if let lastEval { summary.evalExtras = Dictionary(uniqueKeysWithValues: task.evaluationMetrics(lastEval)) }
         return summary
     }
@@ -322,7 +365,7 @@ public final class Trainer {
     /// (steps every rank takes alike), and one 4-byte all-reduce so that all agree: ranks need not hold the same
     /// bits (with bf16 at stages 1–2 a rank holds rounded copies of the tensors it does not own).
     private func stopIfParametersNonFinite(after step: Int) throws {
-        let local: Int32 = sumOfSquares(UnsafeBufferPointer(params.buffer)).isFinite ? 0 : 1
+        let local: Int32 = engine.localParametersAreFinite ? 0 : 1
         guard try engine.maxOverRanks(local) != 0 else { return }
         try stop(.nonFiniteParameters(step: step, lastCheckpoint: lastCheckpoint))
     }
@@ -340,7 +383,7 @@ public final class Trainer {
 
     /// Held-out loss and accuracy: each rank evaluates its share, then one all-reduce of the sums.
     public func evaluate() throws -> BatchResult {
-        try task.evaluateOverRanks(params: params.pointer, rank: comm.rank, world: comm.size) { try engine.sumOverRanks(&$0) }
+        try task.evaluateOverRanks(params: engine.parameters, rank: comm.rank, world: comm.size) { try engine.sumOverRanks(&$0) }
     }
 
     private func logStep(_ step: Int, loss: Double, lr: Double, gradNorm: Double, samplesPerSecond: Double,
@@ -382,9 +425,13 @@ public final class Trainer {
 
 extension Trainer {
     /// The parameters as safetensors bytes (names and shapes from the parameter table): the fp32 master weights
-    /// after `run()` (in bf16 working precision, not the bf16 copy the model read), else the current parameters.
+    /// after `run()` (in bf16 working precision, not the bf16 copy the model read; at stage 3 gathered from the
+    /// owners), else the current parameters (stages 0–2).
     public func modelSafeTensors() -> Foundation.Data {
-        SafeTensors.encode(model.table.safeTensors(from: UnsafeBufferPointer((exportParameters ?? params).buffer)),
+        guard let parameters = exportParameters ?? engine.params else {
+            preconditionFailure("at ZeRO stage 3 the model is exported after run(), which gathers it")
+        }
+        return SafeTensors.encode(model.table.safeTensors(from: UnsafeBufferPointer(parameters.buffer)),
                            metadata: ["format": "swift-train", "model": task.modelDescription, "config": config.resolved.yaml()])
     }
 }

@@ -19,6 +19,11 @@ public struct TrainingPlan {
         self.task = try task ?? config.makeTask()
         totalSteps = try config.totalSteps(datasetSize: self.task.rowsPerEpoch)
         groups = try config.groupSpecs(for: self.task.model.table)  // e.g. Muon routed to a vector, named here
+        if config.zeroStage == 3 && self.task.model.layers.count < 2 {
+            throw ConfigError("zero.stage = 3 gathers the model layer by layer, but \(self.task.modelDescription) lists no " +
+                              "layers (Model.layers is one unit of every tensor): use zero.stage=2, or list the model's layers " +
+                              "(docs/distributed.md, \"Stage 3\")")
+        }
     }
 }
 

@@ -17,14 +17,14 @@ final class ShardingTests: XCTestCase {
         for (family, overrides) in StageEquivalence.allFamilies {
             for world in 1...4 {
                 var results: [[Float]] = []
-                for stage in 0...2 {
+                for stage in 0...3 {
                     let params = try SimulatedWorld.run(size: world) { comm in
                         try StageEquivalence.train(stage: stage, overrides: overrides, comm: comm, data: data).params
                     }
                     for r in 1..<world { XCTAssertEqual(params[r], params[0], "\(family) stage \(stage): rank \(r) differs") }
                     results.append(params[0])
                 }
-                for stage in 1...2 {
+                for stage in 1...3 {
                     let worst = StageEquivalence.worstRelativeDifference(results[stage], results[0])
                     XCTAssertLessThanOrEqual(worst, StageEquivalence.tolerance, "\(family) stage \(stage) vs 0 on \(world) ranks")
                 }
@@ -59,37 +59,25 @@ final class ShardingTests: XCTestCase {
 }
 
 /// The GPT language model under every ZeRO stage (configs/gpt-muon.yaml and gpt-adamw.yaml routes, in fp32 and bf16),
-/// on simulated ranks: stages 1 and 2 equal stage 0, within the same float tolerance as the MLP families.
+/// on simulated ranks: stages 1, 2 and 3 equal stage 0, within the same float tolerance as the MLP families.
 final class GPTShardingTests: XCTestCase {
     func testGPTStagesAgreeForMuonAndAdamW() throws {
-        var rng = SplitMix64(seed: 3)
-        let tokens = (0..<4000).map { _ in UInt16(rng.next() % 16) }
-        let corpus = try TextCorpus(tokens: tokens, vocabulary: 16, validationFraction: 0.1, source: "synthetic")
-        let muon = ["groups.matrix.optimizer=muon", "groups.matrix.lr=0.02"], bf16 = ["train.precision=bf16", "train.force_bf16=true"]
-        for (name, overrides) in [("adamw", [String]()), ("muon+adamw", muon), ("adamw bf16", bf16), ("muon+adamw bf16", muon + bf16)] {
+        let corpus = try StageEquivalence.gptCorpus()
+        for (name, overrides) in StageEquivalence.gptFamilies {
             for world in [2, 3] {
                 var results: [[Float]] = []
-                for stage in 0...2 {
-                    var c = ResolvedConfig(name: "gpt")
-                    for s in ["model.kind=gpt", "data.dataset=text", "model.layers=1", "model.heads=2", "model.width=16",
-                              "model.context=8", "data.vocabulary=16", "train.steps=6", "train.global_batch=\(2 * world)",
-                              "train.log_every=3", "train.eval_sequences=4", "optimizer.lr=0.01", "zero.stage=\(stage)",
-                              "zero.bucket_mb=0.001"] + overrides { try c.override(s) }
-                    let config = try TrainConfig(c, worldSize: world)
-                    let params = try SimulatedWorld.run(size: world) { comm -> [Float] in
-                        let task = LanguageModelTask(corpus: corpus, config: config.gpt, microBatch: config.microBatch,
-                                                     seed: config.seed, evalSequences: config.evalSequences)
-                        let t = try Trainer(config: config, comm: comm, task: task)
-                        let summary = try t.run()
-                        XCTAssertTrue(summary.evalLoss.isFinite)
-                        XCTAssertNil(summary.evalExtras["eval_bits_per_byte"], "bits per byte are reported for byte vocabularies only")
-                        return try t.engine.masterParameters().array
+                for stage in 0...3 {
+                    let runs = try SimulatedWorld.run(size: world) { comm in
+                        try StageEquivalence.trainGPT(stage: stage, overrides: overrides, comm: comm, corpus: corpus)
                     }
-                    results.append(params[0])
+                    XCTAssertTrue(runs[0].summary.evalLoss.isFinite)
+                    XCTAssertNil(runs[0].summary.evalExtras["eval_bits_per_byte"], "bits per byte are reported for byte vocabularies only")
+                    for r in 1..<world { XCTAssertEqual(runs[r].params, runs[0].params, "\(name) stage \(stage): rank \(r) differs") }
+                    results.append(runs[0].params)
                 }
-                for stage in 1...2 {
-                    let worst = zip(results[stage], results[0]).map { abs($0 - $1) / max(1, abs($1)) }.max()!
-                    XCTAssertLessThanOrEqual(worst, 1e-5, "\(name) stage \(stage) vs 0 on \(world) ranks")
+                for stage in 1...3 {
+                    let worst = StageEquivalence.worstRelativeDifference(results[stage], results[0])
+                    XCTAssertLessThanOrEqual(worst, StageEquivalence.tolerance, "\(name) stage \(stage) vs 0 on \(world) ranks")
                 }
             }
         }
