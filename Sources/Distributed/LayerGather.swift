@@ -16,10 +16,10 @@ import Tensors
 /// computes; acquire then waits only for what has not arrived (`exposedWaitSeconds`). Every rank issues the same
 /// gathers in the same order: the sequence of acquire/release calls is the model's, identical everywhere.
 ///
-/// Memory: the working buffers are a pool of slots of the largest layer's size, allocated on first need and reused;
-/// at most (depth + 1) are busy for the layer computing and the prefetched ones, plus the layers a model keeps
-/// acquired across the pass (the GPT's tied embedding, the layer held from forward into backward), or all of them
-/// when `reshardAfterForward` is false (the layers stay gathered from forward to backward).
+/// Memory: the working buffers are a pool, allocated on first need (each the size of the layer it was made for)
+/// and reused by any layer that fits; at most (depth + 1) are busy for the layer computing and the prefetched ones,
+/// plus the layers a model keeps acquired across the pass (the GPT's tied embedding, the head layer held from
+/// forward into backward), or all of them when `reshardAfterForward` is false (gathered once, kept to backward).
 final class LayerGather: ParameterSource {
     /// One all-gather of a layer: group g's tensors of the layer.
     private struct Region {
@@ -47,7 +47,7 @@ final class LayerGather: ParameterSource {
     private let backwardOrder: [Int]
     let depth: Int
     let reshardAfterForward: Bool
-    private let slotSize: Int
+    private let largest: Int
     private var slots: [FloatBuffer] = []
     private var freeSlots: [Int] = []
     private var slotOf: [Int?]
@@ -109,14 +109,14 @@ final class LayerGather: ParameterSource {
         self.placement = placement
         forwardOrder = Array(built.indices)
         self.backwardOrder = backwardOrder
-        slotSize = built.map(\.size).max() ?? 0
+        largest = built.map(\.size).max() ?? 0
         slotOf = Array(repeating: nil, count: built.count)
         state = Array(repeating: .idle, count: built.count)
         requests = Array(repeating: [], count: built.count)
     }
 
     /// Elements of the largest layer (one working slot).
-    var largestLayer: Int { slotSize }
+    var largestLayer: Int { largest }
     /// Bytes of the working slots allocated so far (the pool's high-water mark).
     var workingBytes: Int { slots.reduce(0) { $0 + $1.byteCount } }
     var layerCount: Int { layers.count }
@@ -150,19 +150,22 @@ final class LayerGather: ParameterSource {
 
     // MARK: Gathers
 
-    /// Starts the gathers of the next `depth` layers of `pass` after `layer`.
+    /// Keeps the gathers of the next `depth` layers of `pass` after `layer` in flight. Layers still held (a tied
+    /// embedding, or everything when not resharding) need no gather and do not count against the depth.
     private func prefetch(after layer: Int, pass: ModelPass) {
         guard depth > 0 else { return }
         let order = pass == .forward ? forwardOrder : backwardOrder
         guard let at = order.firstIndex(of: layer) else { return }
-        for next in order[(at + 1)...].prefix(depth) where state[next] == .idle { start(next) }
+        var ahead = 0
+        for next in order[(at + 1)...] where state[next] != .ready {
+            guard ahead < depth else { break }
+            if state[next] == .idle { start(next) }
+            ahead += 1
+        }
     }
 
     private func start(_ layer: Int) {
-        let slot = freeSlots.popLast() ?? {
-            slots.append(FloatBuffer(count: slotSize))
-            return slots.count - 1
-        }()
+        let slot = takeSlot(size: layers[layer].size)
         slotOf[layer] = slot
         let buffer = slots[slot].pointer
         var issued: [CollectiveRequest] = []
@@ -191,6 +194,17 @@ final class LayerGather: ParameterSource {
         }
         requests[layer] = []
         state[layer] = .ready
+    }
+
+    /// The smallest free working buffer that holds `size` elements, or a new one of exactly that size: the pool
+    /// then holds buffers of the sizes the pass needs at once (a small embedding layer does not take a block-sized one).
+    private func takeSlot(size: Int) -> Int {
+        let fitting = freeSlots.indices.filter { slots[freeSlots[$0]].count >= size }
+        if let best = fitting.min(by: { slots[freeSlots[$0]].count < slots[freeSlots[$1]].count }) {
+            return freeSlots.remove(at: best)
+        }
+        slots.append(FloatBuffer(count: size))
+        return slots.count - 1
     }
 
     private func free(_ layer: Int) {

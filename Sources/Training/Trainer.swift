@@ -196,8 +196,8 @@ public final class Trainer {
     static func checkMemory(_ engine: ShardedDataParallel, limit: Int, stage: Int) throws {
         let bytes = engine.predictedTrainingBytes
         guard bytes > limit else { return }
-        let mib = { (b: Int) in String(format: "%.1f", Double(b) / 1_048_576) }
-        throw ConfigError("train.memory_limit_mb = \(mib(limit)): at zero.stage \(stage) rank \(engine.rank) needs \(mib(bytes)) MiB " +
+        let mib = { (b: Int) in String(format: "%.3g MiB", Double(b) / 1_048_576) }
+        throw ConfigError("train.memory_limit_mb = \(mib(limit)): at zero.stage \(stage) rank \(engine.rank) needs \(mib(bytes)) " +
                           "for parameters \(mib(engine.parameterBytes)), gradients \(mib(engine.predictedGradientBytes)), optimizer " +
                           "state \(mib(engine.optimizerStateBytes)) and gather buffers \(mib(engine.predictedGatherBytes)) — " +
                           (stage < 3 ? "a higher zero.stage (up to 3) or more ranks shard more of it" : "more ranks shard more of it") +

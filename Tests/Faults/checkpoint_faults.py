@@ -67,7 +67,7 @@ def out(name): return os.path.join(work, name)
 
 # 1. Same world size and stage: a run paused at step 20 (train.stop_at: checkpoint, exit) and resumed is
 #    bit-identical to an uninterrupted one.
-for stage in (0, 2):
+for stage in (0, 2, 3):
     common = SMALL + ["--set", "train.global_batch=96", "--set", f"zero.stage={stage}", "--set", "checkpoint.every=20"]
     rc1, log1 = run(2, *common, "--set", "train.steps=40", "--out", out(f"full{stage}"))
     rc2, log2 = run(2, *common, "--set", "train.steps=40", "--set", "train.stop_at=20", "--out", out(f"half{stage}"))
@@ -95,16 +95,37 @@ for family, flags in families.items():
     if rc or rc2:
         check(f"{family}: reference runs", False, (log + log2)[-800:]); continue
     reference, _ = read_safetensors(out(f"{family}-full") + "/model.safetensors")
-    for ranks, stage in ((1, 0), (3, 2), (4, 1)):
+    for ranks, stage in ((1, 0), (3, 2), (4, 1), (3, 3)):
         ckpt = out(f"{family}-half") + "/checkpoints/step-00000020"
         rc, log = run(ranks, "--resume", ckpt, "--set", "train.steps=40", "--set", f"zero.stage={stage}",
-                      "--out", out(f"{family}-r{ranks}"))
+                      "--out", out(f"{family}-r{ranks}-s{stage}"))
         if rc:
             check(f"{family}: resume on {ranks} ranks", False, log[-800:]); continue
-        resumed, _ = read_safetensors(out(f"{family}-r{ranks}") + "/model.safetensors")
+        resumed, _ = read_safetensors(out(f"{family}-r{ranks}-s{stage}") + "/model.safetensors")
         d = max_rel_diff(resumed, reference)
         check(f"{family}: written by 2 ranks (stage 1), resumed on {ranks} ranks (stage {stage}): max rel. diff {d:.2e} ≤ 1e-5",
               d <= 1e-5, f"{d}")
+
+# 2b. The other way round: written at ZeRO stage 3 (each rank holds only its parameter shard; the checkpoint gathers
+#     the masters) on 3 ranks, resumed at stages 0, 1, 2 and 3 on 1, 2, 4 and 3 ranks, against an uninterrupted
+#     3-rank stage-3 run; the resumed stage-3 run also exports model.safetensors, which the comparison reads.
+#     Same tolerance as section 2 (summation order only).
+flags = families["muon+adamw"] + ["--set", "train.global_batch=96", "--set", "checkpoint.every=20", "--set", "zero.stage=3"]
+rc, log = run(3, *SMALL, *flags, "--set", "train.steps=40", "--out", out("s3-full"))
+rc2, log2 = run(3, *SMALL, *flags, "--set", "train.steps=40", "--set", "train.stop_at=20", "--out", out("s3-half"))
+if rc or rc2:
+    check("stage 3: reference runs", False, (log + log2)[-800:])
+else:
+    reference, _ = read_safetensors(out("s3-full") + "/model.safetensors")
+    for ranks, stage in ((1, 0), (2, 1), (4, 2), (3, 3)):
+        rc, log = run(ranks, "--resume", out("s3-half") + "/checkpoints/step-00000020", "--set", "train.steps=40",
+                      "--set", f"zero.stage={stage}", "--out", out(f"s3-r{ranks}-s{stage}"))
+        if rc:
+            check(f"stage 3 checkpoint resumed on {ranks} ranks at stage {stage}", False, log[-800:]); continue
+        resumed, _ = read_safetensors(out(f"s3-r{ranks}-s{stage}") + "/model.safetensors")
+        d = max_rel_diff(resumed, reference)
+        check(f"written by 3 ranks at stage 3, resumed on {ranks} ranks at stage {stage}: max rel. diff {d:.2e} ≤ 1e-5",
+              d <= 1e-5 and (d == 0 or (ranks, stage) != (3, 3)), f"{d}")
 
 # 3. SIGTERM and SIGINT on the job: every rank finishes its step, a checkpoint is written, non-zero exit with a message.
 #    (mpirun turns SIGINT into SIGTERM for the ranks, so the message names the signal the ranks received.)
