@@ -26,11 +26,28 @@ public struct BatchSampler: Equatable, Sendable {
     /// the start of training), written into `indices`.
     public mutating func indices(step: Int, offset: Int, rows: Int, into indices: inout [Int32]) {
         precondition(offset >= 0 && offset + rows <= globalBatch, "slice \(offset)..<\(offset + rows) outside the global batch")
-        let e = step / stepsPerEpoch
+        let start = (step / stepsPerEpoch) * datasetSize + (step % stepsPerEpoch) * globalBatch
+        self.indices(batchStart: start, offset: offset, rows: rows, into: &indices)
+    }
+
+    /// The dataset indices of `rows` examples starting at `offset` within the global batch that starts at data
+    /// position `batchStart` (a position of the epoch stream, see `batchStart(position:batch:datasetSize:)`).
+    public mutating func indices(batchStart: Int, offset: Int, rows: Int, into indices: inout [Int32]) {
+        let e = batchStart / datasetSize, start = batchStart % datasetSize + offset
+        precondition(offset >= 0 && start + rows <= datasetSize, "slice \(offset)..<\(offset + rows) runs past epoch \(e)")
         if e != epoch { shuffle(epoch: e) }
-        let start = (step % stepsPerEpoch) * globalBatch + offset
         indices.removeAll(keepingCapacity: true)
         indices.append(contentsOf: permutation[start..<(start + rows)])
+    }
+
+    /// The data position where a global batch of `batch` rows starts when the examples consumed so far end at
+    /// `position` of the epoch stream (position e·N + i is row i of epoch e's permutation): there, unless the
+    /// epoch has fewer than `batch` rows left — those are dropped, as for a fixed batch, and the batch starts the
+    /// next epoch. So a batch that changes between steps never repeats or skips an example within an epoch, and
+    /// with a fixed batch B, step s starts at (s / ⌊N/B⌋)·N + (s mod ⌊N/B⌋)·B exactly as `indices(step:)` does.
+    public static func batchStart(position: Int, batch: Int, datasetSize: Int) -> Int {
+        precondition(batch > 0 && batch <= datasetSize && position >= 0, "batch \(batch) outside 1...\(datasetSize)")
+        return position % datasetSize + batch <= datasetSize ? position : (position / datasetSize + 1) * datasetSize
     }
 
     /// Fisher–Yates with a generator seeded by (seed, epoch).

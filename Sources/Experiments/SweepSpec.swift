@@ -11,20 +11,7 @@ import Models
 import Training
 import Yams
 
-/// How the peak learning rate follows the global batch B from the reference batch B_ref (κ = B/B_ref):
-/// `linear` γ·κ (Goyal et al. 2017), `sqrt` γ·√κ (Krizhevsky 2014; Malladi et al. 2022 for Adam), `none` γ.
-public enum LRScaling: String, CaseIterable, Sendable {
-    case none, linear, sqrt
-
-    public func factor(batch: Int, reference: Int) -> Double {
-        let kappa = Double(batch) / Double(reference)
-        switch self {
-        case .none: return 1
-        case .linear: return kappa
-        case .sqrt: return kappa.squareRoot()
-        }
-    }
-}
+// `LRScaling` (the lr rules) lives in Training (BatchSchedule.swift): adaptive batch schedules use it too.
 
 /// What a sweep point trains towards. Checked at every evaluation (`train.eval_every`); training ends there.
 public enum SweepTarget: Sendable, Equatable, CustomStringConvertible {

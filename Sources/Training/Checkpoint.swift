@@ -55,6 +55,9 @@ public enum Checkpoint {
         public var consecutiveBadSteps: Int
         public var config: String
         public var files: [FileEntry]
+        /// The batch schedule's state (batch, data position in examples, noise-scale averages); absent in
+        /// checkpoints written before batch schedules existed (a fixed batch: the step is the position).
+        public var batchSchedule: BatchScheduleState?
         public var created: String
         /// CRC-32 of this manifest encoded without the checksum (`encodedForChecksum`), so a damaged or hand-edited
         /// manifest is rejected like a damaged data file.
@@ -105,6 +108,13 @@ public enum Checkpoint {
                 guard f.bytes >= 0 else { return "file '\(f.name)' has \(f.bytes) bytes" }
             }
             guard files.contains(where: { $0.name == "params.bin" }) else { return "no params.bin entry" }
+            if let b = batchSchedule {
+                guard (1...1 << 24).contains(b.globalBatch) else { return "batchSchedule.globalBatch \(b.globalBatch) is outside 1…\(1 << 24)" }
+                guard b.examples >= 0, b.dataPosition >= b.examples, (0...step).contains(b.lastChange) else {
+                    return "batchSchedule: examples \(b.examples), dataPosition \(b.dataPosition), lastChange \(b.lastChange) " +
+                        "(need 0 ≤ examples ≤ dataPosition and lastChange in 0…step)"
+                }
+            }
             return nil
         }
     }
@@ -168,6 +178,8 @@ public enum Checkpoint {
         public var consecutiveBadSteps: Int
         /// The resolved configuration (YAML), so `--resume` needs nothing else.
         public var config: String
+        /// The batch schedule's state after `step`.
+        public var batchSchedule: BatchScheduleState?
         public init(step: Int, model: String, table: ParameterTable, dataSeed: UInt64, skippedSteps: Int,
                     consecutiveBadSteps: Int, config: String) {
             self.step = step; self.model = model; self.table = table; self.dataSeed = dataSeed
@@ -225,7 +237,7 @@ public enum Checkpoint {
                 },
                 dataSeed: run.dataSeed, dataStep: step, skippedSteps: run.skippedSteps,
                 consecutiveBadSteps: run.consecutiveBadSteps, config: run.config, files: files,
-                created: ISO8601DateFormatter().string(from: Date()))
+                batchSchedule: run.batchSchedule, created: ISO8601DateFormatter().string(from: Date()))
             let unsigned = try manifest.encodedForChecksum()
             manifest.checksum = unsigned.withUnsafeBytes { crc32($0) }
             let encoder = JSONEncoder()

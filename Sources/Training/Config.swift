@@ -268,12 +268,20 @@ public struct TrainConfig: Sendable {
     /// `train.adversarial.*`: nil for clean training, else the attack each training batch is replaced by.
     public var adversarial: AttackSettings?
 
+    /// `train.batch_schedule` and its keys: which global batch each step uses.
+    public var batchSchedule: BatchScheduleSettings
+
     /// Which rows of each global batch every rank and micro-batch takes (any batch on any world size).
-    public var split: BatchSplit { BatchSplit(globalBatch: globalBatch, worldSize: worldSize, gradAccum: gradAccum) }
+    public var split: BatchSplit { split(globalBatch: globalBatch) }
+    /// The split of a step whose batch schedule chose `globalBatch`.
+    public func split(globalBatch: Int) -> BatchSplit { BatchSplit(globalBatch: globalBatch, worldSize: worldSize, gradAccum: gradAccum) }
     /// Examples per rank per optimizer step: ⌈B/N⌉, the most any rank takes (all ranks when B divides evenly).
     public var perRankBatch: Int { split.largestRankBatch }
-    /// Examples per micro-batch: the largest of any rank (the workspace size).
-    public var microBatch: Int { split.largestMicroBatch }
+    /// Examples per micro-batch: the largest of any rank at the largest batch the schedule can choose (the
+    /// workspace size).
+    public var microBatch: Int {
+        split(globalBatch: batchSchedule.largestBatch).largestMicroBatch
+    }
 
     public init(_ c: ResolvedConfig, worldSize: Int) throws {
         resolved = c
@@ -322,6 +330,7 @@ public struct TrainConfig: Sendable {
         if let problem = BatchSplit.problem(globalBatch: globalBatch, worldSize: worldSize, gradAccum: gradAccum) {
             throw ConfigError(problem)
         }
+        batchSchedule = try BatchScheduleSettings.read(c, worldSize: worldSize, gradAccum: gradAccum, globalBatch: globalBatch)
         // Every optimizer in use checks the values it would receive against its own declared ranges.
         var used = [optimizerName]
         for role in TensorRole.allCases where !used.contains(optimizerName(for: role)) { used.append(optimizerName(for: role)) }
@@ -375,6 +384,10 @@ public struct TrainConfig: Sendable {
     public func totalSteps(datasetSize: Int) throws -> Int {
         guard globalBatch <= datasetSize else {
             throw ConfigError("train.global_batch = \(globalBatch) exceeds the \(datasetSize) training examples")
+        }
+        if batchSchedule.largestBatch > datasetSize {
+            throw ConfigError("train.batch_\(batchSchedule.kind == .steps ? "steps" : "max"): batch \(batchSchedule.largestBatch) " +
+                              "exceeds the \(datasetSize) training examples")
         }
         if steps > 0 { return steps }
         let derived = (epochs * Double(datasetSize / globalBatch)).rounded()

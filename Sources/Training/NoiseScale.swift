@@ -34,6 +34,19 @@ public struct GradientNoiseScale: Sendable {
         trace = decay * (trace ?? 0) + (1 - decay) * tr
     }
 
+    /// The estimator's whole state (checkpointed when the batch schedule follows it, so a resumed run continues
+    /// with the same averages).
+    public struct State: Codable, Equatable, Sendable {
+        public var gradientSquared: Double?
+        public var trace: Double?
+        public var weight: Double
+    }
+
+    public var state: State {
+        get { State(gradientSquared: gradientSquared, trace: trace, weight: weight) }
+        set { gradientSquared = newValue.gradientSquared; trace = newValue.trace; weight = newValue.weight }
+    }
+
     /// B_simple = EMA(tr Σ) / EMA(|G|²); nil before the first measurement or while EMA(|G|²) ≤ 0.
     public var value: Double? {
         guard let g2 = gradientSquared, let tr = trace, g2 > 0 else { return nil }

@@ -15,6 +15,10 @@ public protocol TrainingTask: AnyObject {
     var rowsPerEpoch: Int { get }
     /// A batch of `rows` rows starting at global row `firstRow` of global batch `step`; valid until the next call.
     func trainBatch(step: Int, firstRow: Int, rows: Int, globalBatch: Int) -> ModelBatch
+    /// The same for a batch whose size may change between steps (`BatchSchedule`): `batchStart` is the data
+    /// position of its row 0 (`BatchSampler.batchStart`). The default ignores it: tasks that draw windows keyed by
+    /// (step, row), with replacement, need no position.
+    func trainBatch(step: Int, batchStart: Int, firstRow: Int, rows: Int, globalBatch: Int) -> ModelBatch
     /// This rank's share of the held-out evaluation, as sums (all-reduced by the caller). Every rank makes the same
     /// number of forward calls (`EvaluationShares`): at ZeRO stage 3 each one gathers the layers from every rank.
     func evaluate(params: ParameterSource, rank: Int, world: Int) -> BatchResult
@@ -23,6 +27,10 @@ public protocol TrainingTask: AnyObject {
 }
 
 extension TrainingTask {
+    public func trainBatch(step: Int, batchStart: Int, firstRow: Int, rows: Int, globalBatch: Int) -> ModelBatch {
+        trainBatch(step: step, firstRow: firstRow, rows: rows, globalBatch: globalBatch)
+    }
+
     /// The held-out evaluation over every rank: this rank's share, then one sum over ranks by `sumOverRanks` (the
     /// gradient engine's or the population exchange's — whichever owns the run's collectives).
     func evaluateOverRanks(params: ParameterSource, rank: Int, world: Int,
@@ -91,6 +99,11 @@ public final class ImageClassificationTask: TrainingTask {
 
     public func trainBatch(step: Int, firstRow: Int, rows: Int, globalBatch: Int) -> ModelBatch {
         sampler.indices(step: step, offset: firstRow, rows: rows, into: &indices)
+        return fill(from: train, rows: rows)
+    }
+
+    public func trainBatch(step: Int, batchStart: Int, firstRow: Int, rows: Int, globalBatch: Int) -> ModelBatch {
+        sampler.indices(batchStart: batchStart, offset: firstRow, rows: rows, into: &indices)
         return fill(from: train, rows: rows)
     }
 

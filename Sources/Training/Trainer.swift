@@ -123,6 +123,8 @@ public final class Trainer {
     public private(set) var noiseScale: GradientNoiseScale
     private var consecutiveBadSteps = 0
     private let schedule: LRSchedule
+    /// Each step's global batch and data position (`train.batch_schedule`; fixed by default).
+    public private(set) var batchSchedule: BatchSchedule
     /// Rank 0's run directory and console: settable after construction, because the command claims the directory
     /// only once every rank has built its trainer (restoring a checkpoint can still reject the input).
     public var output: RunDirectory?
@@ -166,6 +168,7 @@ public final class Trainer {
         schedule = config.schedule(totalSteps: totalSteps)
         noiseScale = GradientNoiseScale(decay: config.noiseScaleDecay)
         engine.measuresNoiseScale = config.measureNoiseScale
+        batchSchedule = BatchSchedule(config.batchSchedule, datasetSize: plan.task.rowsPerEpoch)
         if let resume {
             try resume.checkModel(model.table, description: plan.task.modelDescription)
             try resume.restore(into: engine)
@@ -173,6 +176,12 @@ public final class Trainer {
             skippedSteps = resume.manifest.skippedSteps
             consecutiveBadSteps = resume.manifest.consecutiveBadSteps
             lastCheckpoint = resume.path
+            // The schedule's state as saved; a checkpoint without one was written by a fixed-batch run (or before
+            // schedules existed): its data position is that of step `startStep` at train.global_batch.
+            let state = resume.manifest.batchSchedule
+                ?? BatchSchedule.fixedState(step: startStep, batch: config.globalBatch, datasetSize: plan.task.rowsPerEpoch)
+            batchSchedule = BatchSchedule(config.batchSchedule, datasetSize: plan.task.rowsPerEpoch, state: state)
+            if let noise = state.noise { noiseScale.state = noise }
         }
     }
 
@@ -218,29 +227,41 @@ public final class Trainer {
         stepTimes.reserveCapacity(min(totalSteps - startStep, 1 << 20))
         var last: (loss: Double, accuracy: Double) = (.nan, .nan)
         var lastEval: BatchResult?
-        let split = config.split
+        // The run's length in examples: with a fixed batch B exactly `totalSteps` steps; with a batch schedule,
+        // until the step at which the examples reach as many.
+        let totalExamples = totalSteps * config.globalBatch
+        let startExamples = batchSchedule.state.examples
 
         finalStep = totalSteps
         // The command checked that the run stands before its end (`checkResumable`); an empty range is not a loop.
-        precondition(startStep < totalSteps, "resumed at step \(startStep) of a \(totalSteps)-step run")
-        for step in startStep..<totalSteps {
+        precondition(startExamples < totalExamples, "resumed at step \(startStep) (\(startExamples) examples) of a \(totalExamples)-example run")
+        var step = startStep
+        while true {
             let stepStart = Date()
-            let lr = schedule.lr(base: config.lr, step: step + 1)
+            // Phase 1: the step's batch (the noise scale measured up to the last step), its split and data position.
+            let globalBatch = batchSchedule.batch(forStep: step, noiseScale: noiseScale.value)
+            let split = config.split(globalBatch: globalBatch)
+            let examplesBefore = batchSchedule.state.examples
+            let batchStart = batchSchedule.consume(batch: globalBatch)
+            let isLast = batchSchedule.state.examples >= totalExamples
+            // The lr schedule in examples (= step + 1 for a fixed batch) and the peak lr for this batch.
+            let lr = schedule.lr(base: config.lr * batchSchedule.lrFactor(batch: globalBatch),
+                                 step: batchSchedule.scheduleStep(examples: batchSchedule.state.examples))
             var local = BatchResult()
             for m in 0..<config.gradAccum {
                 let rows = split.microBatch(rank: comm.rank, index: m)
                 engine.beginMicroBatch(m, rows: rows.count)
-                var batch = task.trainBatch(step: step, firstRow: rows.firstRow, rows: rows.count,
-                                            globalBatch: config.globalBatch)
+                var batch = task.trainBatch(step: step, batchStart: batchStart, firstRow: rows.firstRow, rows: rows.count,
+                                            globalBatch: globalBatch)
                 if let adversarial = config.adversarial, let images = task as? ImageClassificationTask, let params = engine.params {
                     // Madry et al.: the loss is minimised on the worst case in the ε-ball of the current parameters
                     // (configuration keeps adversarial training off stage 3, which has no full parameters to attack).
                     batch = images.adversarialBatch(batch, params: params.pointer, settings: adversarial,
-                                                    firstRow: step * config.globalBatch + rows.firstRow)
+                                                    firstRow: examplesBefore + rows.firstRow)
                 }
                 // This rank's share of the gradient of the global mean loss; the engine sums the shares.
                 local += model.forwardBackward(params: engine.parameters, sink: engine.sink, batch: batch,
-                                               lossScale: engine.meanLossScale(globalRows: config.globalBatch,
+                                               lossScale: engine.meanLossScale(globalRows: globalBatch,
                                                                                predictionsPerRow: model.predictionsPerRow))
                 engine.endMicroBatch()
             }
@@ -255,7 +276,9 @@ public final class Trainer {
                 }
             } else {
                 consecutiveBadSteps = 0
-                if config.measureNoiseScale { try measureNoiseScale(bigSquared: report.gradNorm * report.gradNorm) }
+                if config.measureNoiseScale {
+                    try measureNoiseScale(bigSquared: report.gradNorm * report.gradNorm, globalBatch: globalBatch)
+                }
             }
             let seconds = Date().timeIntervalSince(stepStart)
             stepTimes.append(seconds)
@@ -263,21 +286,22 @@ public final class Trainer {
             windowSeconds += seconds
             windowLoss += local.lossSum
             windowPredictions += local.predictions
-            windowSamples += config.globalBatch
+            windowSamples += globalBatch
 
             let done = step + 1
+            if isLast { finalStep = done }
             let periodic = config.checkpointEvery > 0 && done % config.checkpointEvery == 0
-            if done % config.logEvery == 0 || done == totalSteps || periodic { try stopIfParametersNonFinite(after: done) }
-            if done % config.logEvery == 0 || done == totalSteps {
+            if done % config.logEvery == 0 || isLast || periodic { try stopIfParametersNonFinite(after: done) }
+            if done % config.logEvery == 0 || isLast {
                 var sums = [windowLoss, Double(windowPredictions)]
                 try engine.sumOverRanks(&sums)
                 lastLoss = sums[0] / sums[1]
                 let rate = Double(windowSamples) / max(windowSeconds, 1e-9)
                 try logStep(done, loss: lastLoss, lr: lr, gradNorm: report.gradNorm, samplesPerSecond: rate,
-                            elapsed: Date().timeIntervalSince(start), trainSeconds: trainSeconds)
+                            elapsed: Date().timeIntervalSince(start), trainSeconds: trainSeconds, globalBatch: globalBatch)
                 windowLoss = 0; windowPredictions = 0; windowSamples = 0; windowSeconds = 0
             }
-            if done == totalSteps || (config.evalEvery > 0 && done % config.evalEvery == 0) {
+            if isLast || (config.evalEvery > 0 && done % config.evalEvery == 0) {
                 let result = try evaluate()
                 last = (result.meanLoss, result.accuracy)
                 lastEval = result
@@ -293,11 +317,13 @@ public final class Trainer {
             // No periodic checkpoint inside a streak of skipped steps: rotation would otherwise replace the last
             // checkpoint before the streak (the one to resume from) with states that are about to blow up.
             let periodicSave = periodic && consecutiveBadSteps == 0
-            if signalled != 0 || pause || periodicSave || (done == totalSteps && config.checkpointFinal) {
+            if signalled != 0 || pause || periodicSave || (isLast && config.checkpointFinal) {
                 try saveCheckpoint(after: done)
             }
             if signalled != 0 { try stop(.signal(signalled, step: done)) }
             if pause { try stop(.paused(step: done)) }
+            if isLast { break }
+            step += 1
         }
 
         // Training's peak memory, before the export gather materialises the whole model (at stage 3).
@@ -317,9 +343,9 @@ public final class Trainer {
         var summary = TrainSummary(
             worldSize: comm.size, globalBatch: config.globalBatch, perRankBatch: config.perRankBatch,
             gradAccum: config.gradAccum, steps: finalStep,
-            epochs: Double(finalStep * config.globalBatch) / Double(task.rowsPerEpoch),
+            epochs: Double(batchSchedule.state.examples) / Double(task.rowsPerEpoch),
             finalTrainLoss: lastLoss, evalLoss: last.loss, evalAccuracy: last.accuracy,
-            samplesPerSecond: Double((finalStep - startStep) * config.globalBatch) / max(trainSeconds, 1e-9),
+            samplesPerSecond: Double(batchSchedule.state.examples - startExamples) / max(trainSeconds, 1e-9),
             medianStepSamplesPerSecond: Double(config.globalBatch) / medianStep, medianStepSeconds: medianStep,
             trainSeconds: trainSeconds, wallSeconds: Date().timeIntervalSince(start), paramCount: model.table.count,
             skippedSteps: skippedSteps, zeroStage: config.zeroStage, precision: config.precision.rawValue,
@@ -338,15 +364,15 @@ public final class Trainer {
 
     /// Feeds the noise-scale estimator: the small-batch norms are averaged over ranks (one all-reduce of two
     /// doubles); the big batch is the global batch, whose averaged gradient norm the step already measured.
-    private func measureNoiseScale(bigSquared: Double) throws {
-        let local = engine.smallBatchNorms(globalRows: config.globalBatch)
+    private func measureNoiseScale(bigSquared: Double, globalBatch: Int) throws {
+        let local = engine.smallBatchNorms(globalRows: globalBatch)
         var sums = [local.sumSquares, Double(local.count), local.sumInverseRows]
         try engine.sumOverRanks(&sums)
         guard sums[1] > 0 else { return }
         // Small batches of unequal sizes b_i: E[mean ‖g_i‖²] = |G|² + tr Σ · mean(1/b_i), so the harmonic mean of
         // the b_i is the small batch size that keeps the estimators unbiased.
         noiseScale.update(smallSquared: sums[0] / sums[1], smallBatch: sums[1] / sums[2], bigSquared: bigSquared,
-                          bigBatch: Double(config.globalBatch))
+                          bigBatch: Double(globalBatch))
     }
 
     /// Ends training early on every rank: rank 0 reports why, then all ranks meet once more before any exits, so
@@ -373,9 +399,12 @@ public final class Trainer {
     /// Writes a checkpoint after `step` completed steps (collective; no-op without a run directory).
     public func saveCheckpoint(after step: Int) throws {
         guard let root = checkpointRoot else { return }
-        let run = Checkpoint.RunState(step: step, model: task.modelDescription, table: model.table, dataSeed: config.seed,
+        var run = Checkpoint.RunState(step: step, model: task.modelDescription, table: model.table, dataSeed: config.seed,
                                       skippedSteps: skippedSteps, consecutiveBadSteps: consecutiveBadSteps,
                                       config: config.resolved.yaml())
+        var schedule = batchSchedule
+        schedule.record(noise: noiseScale.state)
+        run.batchSchedule = schedule.state
         let path = try Checkpoint.save(engine, run: run, runDirectory: root, keep: config.checkpointKeep)
         lastCheckpoint = path
         console?.line("checkpoint: \(path)")
@@ -387,11 +416,15 @@ public final class Trainer {
     }
 
     private func logStep(_ step: Int, loss: Double, lr: Double, gradNorm: Double, samplesPerSecond: Double,
-                         elapsed: Double, trainSeconds: Double) throws {
+                         elapsed: Double, trainSeconds: Double, globalBatch: Int) throws {
         guard comm.rank == 0 else { return }
         var o = JSONObject()
         o.add("step", step)
-        o.add("epoch", Double(step * config.globalBatch) / Double(task.rowsPerEpoch))
+        o.add("epoch", Double(batchSchedule.state.examples) / Double(task.rowsPerEpoch))
+        if config.batchSchedule.kind != .fixed {
+            o.add("global_batch", globalBatch)
+            o.add("examples", batchSchedule.state.examples)
+        }
         o.add("loss", loss)
         o.add("lr", lr)
         o.add("grad_norm", gradNorm)
