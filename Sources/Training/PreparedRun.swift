@@ -70,7 +70,7 @@ public struct PreparedRun {
         } else if let checkpoint {
             // The same model check Trainer makes, and where the run stands, here before any rank communicates.
             try checkpoint.checkModel(plan.task.model.table, description: plan.task.modelDescription)
-            try checkpoint.checkResumable(totalSteps: plan.totalSteps)
+            try checkpoint.checkResumable(totalSteps: plan.totalSteps, globalBatch: plan.config.globalBatch)
             let ownRun = checkpoint.runDirectory
             continuesInPlace = out.map { Self.sameFolder($0, ownRun) } ?? true
             // A checkpoint copied out of its run has no run to continue in: its parent is not one to write into.
@@ -114,8 +114,19 @@ extension LoadedCheckpoint {
     /// Whether a run of `totalSteps` steps can continue from this checkpoint: it must stand before the end. A
     /// checkpoint at the end is a finished run (resuming it would rewrite its results with nothing trained); one
     /// past the end would never reach the end.
-    public func checkResumable(totalSteps: Int) throws {
+    /// With `globalBatch` and a recorded batch schedule, where the run stands is in examples (a schedule's batches
+    /// change, so its steps do not say): the run lasts `totalSteps` × `globalBatch` examples.
+    public func checkResumable(totalSteps: Int, globalBatch: Int? = nil) throws {
         let step = manifest.step
+        if let globalBatch, let state = manifest.batchSchedule {
+            let total = totalSteps * globalBatch
+            guard state.examples < total else {
+                throw CheckpointError("\(path) is after \(state.examples) examples (step \(step)), not before the end of this run's " +
+                                      "\(total) (train.steps \(totalSteps) × train.global_batch \(globalBatch)): to train longer, raise " +
+                                      "train.steps (e.g. --set train.steps=\(2 * max(totalSteps, 1)))")
+            }
+            return
+        }
         if step == totalSteps {
             throw CheckpointError("\(path) is at step \(step), the last step of this run (train.steps = \(totalSteps)): " +
                                   "nothing left to train; to train longer, raise it (e.g. --set train.steps=\(2 * max(step, 1)))")

@@ -402,9 +402,12 @@ public final class Trainer {
         var run = Checkpoint.RunState(step: step, model: task.modelDescription, table: model.table, dataSeed: config.seed,
                                       skippedSteps: skippedSteps, consecutiveBadSteps: consecutiveBadSteps,
                                       config: config.resolved.yaml())
-        var schedule = batchSchedule
-        schedule.record(noise: noiseScale.state)
-        run.batchSchedule = schedule.state
+        // A fixed batch's state is a function of the step (checkpoints stay as they were); a schedule's is not.
+        if config.batchSchedule.kind != .fixed {
+            var schedule = batchSchedule
+            schedule.record(noise: noiseScale.state)
+            run.batchSchedule = schedule.state
+        }
         let path = try Checkpoint.save(engine, run: run, runDirectory: root, keep: config.checkpointKeep)
         lastCheckpoint = path
         console?.line("checkpoint: \(path)")
