@@ -114,7 +114,7 @@ public struct SweepPlan: Sendable {
         return trimmed.isEmpty ? "x" : trimmed
     }
 
-    static let lrKeys = ["optimizer.lr"] + TensorRole.allCases.map { "groups.\($0.rawValue).lr" }
+    public static let lrKeys = ["optimizer.lr"] + TensorRole.allCases.map { "groups.\($0.rawValue).lr" }
     /// Adam-like optimizers (declared in each optimizer's `info`).
     static let adamFamily = Set(OptimizerCatalog.names.filter { OptimizerCatalog.info($0).adamLike })
 

@@ -203,3 +203,17 @@ public struct BatchSchedule: Sendable {
     /// Records the noise-scale estimator's state for checkpoints.
     public mutating func record(noise: GradientNoiseScale.State) { state.noise = noise }
 }
+
+extension LoadedCheckpoint {
+    /// `train.global_batch` of the configuration the checkpoint was written with (nil if its YAML does not parse).
+    public var savedGlobalBatch: Int? {
+        var saved = ResolvedConfig(name: "saved")
+        guard (try? saved.merge(yaml: manifest.config, source: "\(path)/manifest.json (config)")) != nil else { return nil }
+        return saved.int("train.global_batch")
+    }
+
+    /// Examples the run had trained on at this checkpoint.
+    public var examplesTrained: Int {
+        manifest.batchSchedule?.examples ?? manifest.step * (savedGlobalBatch ?? 0)
+    }
+}

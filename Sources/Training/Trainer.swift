@@ -177,9 +177,11 @@ public final class Trainer {
             consecutiveBadSteps = resume.manifest.consecutiveBadSteps
             lastCheckpoint = resume.path
             // The schedule's state as saved; a checkpoint without one was written by a fixed-batch run (or before
-            // schedules existed): its data position is that of step `startStep` at train.global_batch.
+            // schedules existed): its data position is that of step `startStep` at the batch it was written with
+            // (which a branch to another batch, `swift-train branch`, changes).
             let state = resume.manifest.batchSchedule
-                ?? BatchSchedule.fixedState(step: startStep, batch: config.globalBatch, datasetSize: plan.task.rowsPerEpoch)
+                ?? BatchSchedule.fixedState(step: startStep, batch: resume.savedGlobalBatch ?? config.globalBatch,
+                                            datasetSize: plan.task.rowsPerEpoch)
             batchSchedule = BatchSchedule(config.batchSchedule, datasetSize: plan.task.rowsPerEpoch, state: state)
             if let noise = state.noise { noiseScale.state = noise }
         }
