@@ -145,6 +145,10 @@ public struct CriticalBatchRow: Sendable, Equatable {
     /// The run's last logged noise scale at or before the checkpoint's step (its metrics.jsonl), if measured.
     public var noiseScale: Double?
 
+    public init(step: Int, examples: Int, cbs: Int?, referenceLoss: Double, noiseScale: Double?) {
+        self.step = step; self.examples = examples; self.cbs = cbs; self.referenceLoss = referenceLoss; self.noiseScale = noiseScale
+    }
+
     public static let header = ["step", "examples", "cbs", "smallest_batch_loss", "noise_scale"]
     public var fields: [String] { ["\(step)", "\(examples)", cbs.map(String.init) ?? "", "\(referenceLoss)", noiseScale.map { "\($0)" } ?? ""] }
 

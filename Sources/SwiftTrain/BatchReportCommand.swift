@@ -1,0 +1,93 @@
+import ArgumentParser
+import Experiments
+import Foundation
+import Training
+
+/// `swift-train batch-report`: the issue-17 plots of docs/batch-size.md from a branching directory, adaptive and
+/// fixed runs, and a learning-rate grid; prints the tables it plotted.
+struct BatchReport: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "batch-report",
+        abstract: "Plot CBS vs examples, batch schedules and losses, and the best lr vs batch (docs/batch-size.md).")
+
+    @Option(name: .long, help: ArgumentHelp("A `swift-train branch` output directory (cbs.csv); the run is its parent's parent unless --run.", valueName: "dir"))
+    var branches: String?
+
+    @Option(name: .customLong("run"), help: ArgumentHelp("The branched run's directory (metrics.jsonl with noise_scale).", valueName: "dir"))
+    var runDirectory: String?
+
+    @Option(name: .long, help: ArgumentHelp("A fitted B_crit to draw on the CBS plot.", valueName: "B"))
+    var bcrit: Double?
+
+    @Option(name: .long, help: ArgumentHelp("Runs to compare: label=dir:batch,… (batch: the base global batch).", valueName: "list"))
+    var runs: String?
+
+    @Option(name: .long, help: ArgumentHelp("A folder of lr-grid runs named <optimizer>-b<batch>-lr<lr> (summary.json each).", valueName: "dir"))
+    var lrGrid: String?
+
+    @Option(name: .long, help: ArgumentHelp("B_noise to mark on the lr plot.", valueName: "B"))
+    var bnoise: Double?
+
+    @Option(name: .long, help: ArgumentHelp("Output folder for the SVGs.", valueName: "dir"))
+    var out: String
+
+    mutating func run() throws {
+        try createFolders(out, what: "plot folder")
+        if let branches {
+            let runPath = runDirectory ?? URL(fileURLWithPath: branches).deletingLastPathComponent().path
+            let text = try String(contentsOfFile: "\(branches)/cbs.csv", encoding: .utf8)
+            var rows: [CriticalBatchRow] = []
+            for line in text.split(separator: "\n").dropFirst() {
+                let f = line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+                guard f.count == 5, let step = Int(f[0]), let examples = Int(f[1]) else { continue }
+                rows.append(CriticalBatchRow(step: step, examples: examples, cbs: Int(f[2]), referenceLoss: Double(f[3]) ?? .nan,
+                                             noiseScale: Double(f[4])))
+            }
+            var saved = ResolvedConfig(name: "run")
+            try saved.merge(yaml: try String(contentsOfFile: "\(runPath)/config.yaml", encoding: .utf8), source: "\(runPath)/config.yaml")
+            try BatchPlots.criticalBatchPlot(cbs: rows, runMetrics: "\(runPath)/metrics.jsonl", runBatch: saved.int("train.global_batch"),
+                                             criticalBatch: bcrit).write(to: "\(out)/cbs.svg")
+            print("| step | examples | CBS | B_simple |\n|---:|---:|---:|---:|")
+            for r in rows { print("| \(r.step) | \(r.examples) | \(r.cbs.map(String.init) ?? "—") | \(r.noiseScale.map { String(format: "%.0f", $0) } ?? "—") |") }
+        }
+        if let runs {
+            let parsed = try runs.split(separator: ",").map { item -> (label: String, path: String, batch: Int) in
+                let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+                guard parts.count == 2, let colon = parts[1].lastIndex(of: ":"), let b = Int(parts[1][parts[1].index(after: colon)...]) else {
+                    throw ConfigError("--runs '\(item)': give label=dir:batch")
+                }
+                return (parts[0], String(parts[1][..<colon]), b)
+            }
+            let plots = BatchPlots.schedulePlots(runs: parsed)
+            try plots.batch.write(to: "\(out)/schedule-batch.svg")
+            try plots.lossSteps.write(to: "\(out)/schedule-loss-steps.svg")
+            try plots.lossExamples.write(to: "\(out)/schedule-loss-examples.svg")
+        }
+        if let lrGrid {
+            var table: [String: [Int: [(lr: Double, loss: Double)]]] = [:]
+            for name in try FileManager.default.contentsOfDirectory(atPath: lrGrid).sorted() {
+                let parts = name.split(separator: "-")
+                guard parts.count == 3, let b = Int(parts[1].dropFirst()), let lr = Double(parts[2].dropFirst(2)) else { continue }
+                let summary = (FileManager.default.contents(atPath: "\(lrGrid)/\(name)/summary.json"))
+                    .flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
+                let loss = (summary?["eval_loss"] as? NSNumber)?.doubleValue ?? .nan
+                table[String(parts[0]), default: [:]][b, default: []].append((lr, loss.isFinite ? loss : .infinity))
+            }
+            var best: [(optimizer: String, points: [(batch: Int, lr: Double)])] = []
+            for (opt, byBatch) in table.sorted(by: { $0.key < $1.key }) {
+                print("\n\(opt): final test loss per lr (best in bold)\n\n| B | " +
+                      (byBatch.values.first ?? []).map(\.lr).sorted().map { "lr \($0)" }.joined(separator: " | ") + " |")
+                print("|---:|" + String(repeating: "---:|", count: byBatch.values.first?.count ?? 0))
+                var points: [(batch: Int, lr: Double)] = []
+                for (b, grid) in byBatch.sorted(by: { $0.key < $1.key }) {
+                    let sorted = grid.sorted { $0.lr < $1.lr }, winner = sorted.min { $0.loss < $1.loss }!
+                    points.append((b, winner.lr))
+                    print("| \(b) | " + sorted.map { $0.loss.isFinite ? ($0.lr == winner.lr ? String(format: "**%.4f**", $0.loss) : String(format: "%.4f", $0.loss)) : "diverged" }
+                        .joined(separator: " | ") + " |")
+                }
+                best.append((opt, points))
+            }
+            try BatchPlots.learningRatePlot(best: best, noiseScale: bnoise).write(to: "\(out)/lr-vs-batch.svg")
+        }
+    }
+}

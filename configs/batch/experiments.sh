@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Experiments (b) and (c) of docs/batch-size.md (issue 17). Run from the repository root after a debug build:
+#   bash configs/batch/experiments.sh            # → runs/batch/{fixed-B,adaptive,lr/...}
+# (a) is two commands, in docs/batch-size.md. Total ≈ 6 min on the shared 2-core machine.
+set -euo pipefail
+bin=.build/debug/swift-train
+run() { nice -n 10 launch/mpirun -n 2 $bin "$@" > /dev/null; }
+part=${1:-all}
+if [[ $part == all || $part == b ]]; then
+  # (b) fixed batches, lr 0.001·√(B/64), evaluated every ~1,280 examples; then the adaptive run.
+  for b in 64 128 256 512 1024; do
+    lr=$(python3 -c "print(0.001*($b/64)**0.5)")
+    run --config configs/batch/adaptive.yaml --set train.batch_schedule=fixed --set train.global_batch=$b \
+        --set optimizer.lr=$lr --set train.eval_every=$(( 1280 / b > 0 ? 1280 / b : 1 )) --set train.log_every=1 --out runs/batch/fixed-$b
+  done
+  run --config configs/batch/adaptive.yaml --out runs/batch/adaptive
+fi
+if [[ $part == all || $part == c ]]; then
+  # (c) lr grid at each batch, fixed budget of 1 epoch (60,000 examples), final test loss.
+  for opt in adamw sgd; do
+    if [[ $opt == adamw ]]; then lrs="0.0003 0.001 0.003 0.01 0.03"; extra="--set optimizer.weight_decay=0.01"
+    else lrs="0.01 0.03 0.1 0.3 1.0"; extra="--set optimizer.momentum=0.9 --set optimizer.nesterov=true --set optimizer.weight_decay=0.0005"; fi
+    for b in 64 256 1024 4096; do
+      for lr in $lrs; do
+        run --config configs/batch/adaptive.yaml --set train.batch_schedule=fixed --set train.global_batch=$b --set train.epochs=1 \
+            --set optimizer.name=$opt --set optimizer.lr=$lr $extra --set train.eval_every=0 --set train.log_every=1 \
+            --set train.max_bad_steps=3 --out runs/batch/lr/$opt-b$b-lr$lr || true
+      done
+    done
+  done
+fi
