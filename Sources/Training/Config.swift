@@ -368,6 +368,10 @@ public struct TrainConfig: Sendable {
             throw ConfigError("train.adversarial.method = \(c.string("train.adversarial.method")) needs train.method gradient " +
                               "(adversarial training back-propagates through the attack); set one of them back")
         }
+        if population != nil && batchSchedule.kind != .fixed {
+            throw ConfigError("train.batch_schedule = \(batchSchedule.kind.rawValue): population methods score whole batches of " +
+                              "train.global_batch; set train.batch_schedule fixed or train.method gradient")
+        }
         if population != nil && gradAccum != 1 {
             throw ConfigError("train.grad_accum = \(gradAccum): population methods score whole batches; set train.grad_accum 1")
         }

@@ -226,7 +226,7 @@ public final class Trainer {
         var windowLoss = 0.0, windowPredictions = 0, windowSamples = 0, windowSeconds = 0.0
         var lastLoss = Double.nan
         var stepTimes: [Double] = []
-        stepTimes.reserveCapacity(min(totalSteps - startStep, 1 << 20))
+        stepTimes.reserveCapacity(min(max(totalSteps - startStep, 0), 1 << 20))  // a schedule's steps may differ
         var last: (loss: Double, accuracy: Double) = (.nan, .nan)
         var lastEval: BatchResult?
         // The run's length in examples: with a fixed batch B exactly `totalSteps` steps; with a batch schedule,
