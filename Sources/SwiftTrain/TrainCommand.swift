@@ -63,8 +63,9 @@ struct Train: ParsableCommand {
                 let header = """
                 swift-train \(swiftTrainVersion) · \(MPISession.libraryVersion)
                 world size \(comm.size) · BLAS threads per rank \(blasThreads) · global batch \(config.globalBatch) \
-                = \(comm.size) ranks × \(config.gradAccum) micro-batches × \(config.split.isEven ? "" : "≤ ")\(config.microBatch)\
-                \(config.split.isEven ? "" : " (uneven shares, each gradient scaled by 1/\(config.globalBatch))")
+                = \(comm.size) ranks × \(config.gradAccum) micro-batches × \(config.split.isEven ? "" : "≤ ")\(config.split.largestMicroBatch)\
+                \(config.split.isEven ? "" : " (uneven shares, each gradient scaled by 1/\(config.globalBatch))")\
+                \(config.batchSchedule.kind == .fixed ? "" : " · train.batch_schedule \(config.batchSchedule.kind.rawValue) up to \(config.batchSchedule.largestBatch)")
                 run directory \(runDirectory.path)
                 """
                 console.line(header)
