@@ -111,6 +111,10 @@ public struct BatchScheduleSettings: Sendable, Equatable {
             guard c.bool("train.noise_scale") else {
                 throw ConfigError("train.batch_schedule = noise_scale follows the measured noise scale: set train.noise_scale=true")
             }
+            guard q > 1 else {
+                throw ConfigError("train.batch_schedule = noise_scale on 1 rank with train.grad_accum 1: B_simple needs a smaller " +
+                                  "batch than the global one (each rank's, or each micro-batch's) — set train.grad_accum ≥ 2 or run on ≥ 2 ranks")
+            }
             if s.minBatch < q { throw small("train.batch_min", s.minBatch) }
             if s.maxBatch < s.startBatch {
                 throw ConfigError("train.batch_max = \(maxKey) is below the starting batch \(s.startBatch) (train.global_batch, " +

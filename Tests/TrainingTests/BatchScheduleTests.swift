@@ -51,6 +51,10 @@ final class BatchScheduleTests: XCTestCase {
             .contains("train.batch_steps pair 2 (step 5): batch 2 is smaller than 3 ranks"))
         XCTAssertTrue(message(["train.batch_schedule=steps", "train.batch_steps=[4, 24, 3, 30]"]).contains("not after step 4"))
         XCTAssertTrue(message(["train.batch_schedule=noise_scale"]).contains("set train.batch_max"))
+        do {
+            _ = try Self.settings(["train.batch_schedule=noise_scale", "train.batch_max=64"], world: 1)
+            XCTFail("noise_scale on one rank without accumulation measures nothing")
+        } catch { XCTAssertTrue("\(error)".contains("set train.grad_accum ≥ 2 or run on ≥ 2 ranks"), "\(error)") }
         XCTAssertTrue(message(["train.batch_schedule=noise_scale", "train.batch_max=64", "train.noise_scale=false"])
             .contains("set train.noise_scale=true"))
     }
