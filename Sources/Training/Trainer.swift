@@ -117,6 +117,9 @@ public final class Trainer {
     /// Called on this rank after every step; must not communicate on `comm` (other ranks do not call it). The sweep's
     /// rank-group coordinator (rank 0) answers the other groups' requests for points here.
     public var betweenSteps: (() throws -> Void)?
+    /// Extra evaluation steps besides every `train.eval_every` (the search's ASHA rungs: steps m·ηⁱ, which no single
+    /// interval hits without evaluating in between). Same answer on every rank.
+    public var evaluateAt: ((_ step: Int) -> Bool)?
     /// The step training actually ended at (less than `totalSteps` if `afterEvaluation` ended it).
     public private(set) var finalStep = 0
     private var skippedSteps = 0
@@ -280,7 +283,7 @@ public final class Trainer {
                             elapsed: Date().timeIntervalSince(start), trainSeconds: trainSeconds)
                 windowLoss = 0; windowPredictions = 0; windowSamples = 0; windowSeconds = 0
             }
-            if done == totalSteps || (config.evalEvery > 0 && done % config.evalEvery == 0) {
+            if done == totalSteps || (config.evalEvery > 0 && done % config.evalEvery == 0) || evaluateAt?(done) == true {
                 let result = try evaluate()
                 last = (result.meanLoss, result.accuracy)
                 lastEval = result
