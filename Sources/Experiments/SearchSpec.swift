@@ -194,7 +194,8 @@ public struct SuccessiveHalving: Equatable, Sendable {
     public var rungs: [Double] {
         var out: [Double] = []
         var r = minResource
-        while r < maxResource * (1 - 1e-9) { out.append(r); r *= Double(reductionFactor) }
+        // (1 − 1e-3): a minimum written as 0.111111 of a budget of 1 gives rungs 1/9, 1/3, not a third at 0.999999.
+        while r < maxResource * (1 - 1e-3) { out.append(r); r *= Double(reductionFactor) }
         return out
     }
 
