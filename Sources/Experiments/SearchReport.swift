@@ -96,6 +96,8 @@ public enum SearchReport {
         importance.sort { $0.spread > $1.spread }
         var p4 = SVGPlot(title: "importance: spread of the mean \(metric) over each parameter's quartiles", xLabel: "parameter (rank)", yLabel: "spread")
         p4.legend = .outsideRight
+        p4.xRange = 0.5...(Double(max(importance.count, 1)) + 0.5)
+        p4.yRange = 0...max(importance.first?.spread ?? 1, 1e-9) * 1.1
         for (i, imp) in importance.enumerated() {
             p4.add(imp.name, points: [(Double(i + 1), 0), (Double(i + 1), imp.spread)], color: SVGPlot.palette[i % SVGPlot.palette.count])
         }
