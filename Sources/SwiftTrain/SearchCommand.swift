@@ -61,10 +61,10 @@ struct Search: ParsableCommand {
             inputError = error
         }
         let path = out ?? "runs/searches/\(spec?.name ?? "search")"
-        launch.configureBLASThreads()
+        _ = launch.configureBLASThreads()
 
         // Phase 2: MPI.
-        do {
+        try runMPIPhase(launch, interrupted: "search interrupted; run the same command again to resume") {
             let world = try MPISession.start(expecting: launch)
             try MPISession.agreeOnInput(inputError, comm: world)
             guard let spec else { preconditionFailure("no input error, so the search was read") }
@@ -88,17 +88,6 @@ struct Search: ParsableCommand {
                 runner.console?.line("best: trial \(best.trial), \(spec.metric) \(spec.maximize ? -best.score : best.score) · " +
                                      "\(records.reduce(0) { $0 + $1.examples }) examples trained · \(path)/results.csv")
             }
-            MPISession.finalize()
-        } catch is InputRejected {
-            MPISession.finalize()
-            throw ExitCode(inputErrorStatus)
-        } catch let stopped as TrainingStopped {
-            MPISession.finalize()
-            if isRoot { printError("search interrupted; run the same command again to resume") }
-            throw ExitCode(stopped.exitCode)
-        } catch {
-            printError("error (rank \(launch.rank)): \(error)")
-            MPISession.abort(code: 1)
         }
     }
 

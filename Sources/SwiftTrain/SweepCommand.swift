@@ -57,7 +57,7 @@ struct Sweep: ParsableCommand {
         let blasThreads = launch.configureBLASThreads()
 
         // Phase 2: MPI, once for every point.
-        do {
+        try runMPIPhase(launch, interrupted: "sweep interrupted; run the same command again to resume") {
             let world = try MPISession.start(expecting: launch)
             try MPISession.agreeOnInput(inputError, comm: world)
             guard let plan else { preconditionFailure("no input error, so the sweep was planned") }
@@ -88,18 +88,6 @@ struct Sweep: ParsableCommand {
                 console.line("done: \(rows.count) points, \(reached) reached the target · \(path)/results.csv · " +
                              "report: swift-train report \(path)")
             }
-            MPISession.finalize()
-        } catch is InputRejected {
-            // Rank 0 has printed every rank's message; all ranks stop here together.
-            MPISession.finalize()
-            throw ExitCode(inputErrorStatus)
-        } catch let stopped as TrainingStopped {
-            MPISession.finalize()
-            if isRoot { printError("sweep interrupted; run the same command again to resume") }
-            throw ExitCode(stopped.exitCode)
-        } catch {
-            printError("error (rank \(launch.rank)): \(error)")
-            MPISession.abort(code: 1)
         }
     }
 
