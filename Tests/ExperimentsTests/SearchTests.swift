@@ -167,6 +167,29 @@ final class SearchTests: XCTestCase {
         XCTAssertTrue(message(valid + "\nbudget: 3").contains("unknown search key 'budget'"))
     }
 
+    func testShippedSearchFilesAreValid() throws {
+        // Both corners of each shipped space derive to valid trial configurations (when Fashion-MNIST is installed).
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        for name in ["smoke", "fashion-tpe"] {
+            let spec = try SearchSpec.load(path: "\(root)/configs/searches/\(name).yaml")
+            XCTAssertNotNil(spec.pruner, name)
+            guard FileManager.default.fileExists(atPath: "\(spec.base.string("data.dir"))/train-images-idx3-ubyte.gz") else { continue }
+            let factory = CachedTaskFactory()
+            for high in [false, true] {
+                let corner = spec.space.map { p -> Double in
+                    switch p.distribution {
+                    case let .uniform(l, h), let .logUniform(l, h): return high ? h : l
+                    case let .int(l, h): return Double(high ? h : l)
+                    case let .categorical(c): return high ? Double(c.count - 1) : 0
+                    }
+                }
+                let plan = try SearchRunner.plan(spec: spec, params: corner, groupSize: 1, taskFactory: factory.factory)
+                XCTAssertEqual(plan.rungSteps.count, spec.pruner!.rungs.count, name)
+                XCTAssertGreaterThan(plan.totalSteps, plan.rungSteps.last ?? 0, name)
+            }
+        }
+    }
+
     func testRanksPerTrialMustDivideTheWorld() throws {
         XCTAssertEqual(try RankGroups.groupSize(nil, worldSize: 6), 6)
         XCTAssertEqual(try RankGroups.groupSize(3, worldSize: 6), 3)
