@@ -14,8 +14,9 @@ func runMPIPhase(_ launch: LaunchEnvironment, interrupted: String, _ body: () th
         MPISession.finalize()
         throw ExitCode(inputErrorStatus)
     } catch let stopped as TrainingStopped {
-        MPISession.finalize()
+        // Printed before finalizing: once one rank exits with 128 + signal, mpirun ends the others.
         if launch.rank == 0 { printError(interrupted) }
+        MPISession.finalize()
         throw ExitCode(stopped.exitCode)
     } catch {
         printError("error (rank \(launch.rank)): \(error)")
