@@ -53,6 +53,8 @@ final class LayerGather: ParameterSource {
     private var slotOf: [Int?]
     private var state: [State]
     private var requests: [[CollectiveRequest]]
+    /// Layers whose gather is in flight.
+    private var inFlight = 0
 
     /// Seconds acquire spent waiting for gathers that had not arrived (what prefetch did not hide).
     private(set) var exposedWaitSeconds = 0.0
@@ -141,6 +143,9 @@ final class LayerGather: ParameterSource {
     }
 
     func tensor(_ index: Int) -> UnsafePointer<Float> {
+        // A model asks for a tensor just before the kernel that reads it: the one point inside a layer's compute
+        // where a prefetched gather can be moved along (Open MPI progresses messages only inside MPI calls).
+        if inFlight > 0 { progress() }
         let (layer, offset) = placement[index]
         precondition(state[layer] == .ready, "tensor \(index) read while its layer \(layer) is not acquired")
         return UnsafePointer(slots[slotOf[layer]!].pointer + offset)
@@ -186,6 +191,7 @@ final class LayerGather: ParameterSource {
         requests[layer] = issued
         gathersIssued += 1
         state[layer] = .inFlight
+        inFlight += 1
     }
 
     private func finish(_ layer: Int) {
@@ -194,6 +200,7 @@ final class LayerGather: ParameterSource {
         }
         requests[layer] = []
         state[layer] = .ready
+        inFlight -= 1
     }
 
     /// The smallest free working buffer that holds `size` elements, or a new one of exactly that size: the pool

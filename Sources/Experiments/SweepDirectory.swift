@@ -33,6 +33,14 @@ public final class SweepDirectory: Sendable {
         try writeAtomically(Data(plan.spec.text.utf8), to: "\(path)/sweep.yaml")
     }
 
+    /// Another group leader's view of the directory rank 0 created (rank groups: every leader writes its own points'
+    /// run directories, so the sweep directory must be on a file system every rank sees). Reads and writes nothing.
+    public init(sharedPath path: String, plan: SweepPlan) {
+        self.path = path
+        self.plan = plan
+        finished = []
+    }
+
     public func pointPath(_ point: SweepPoint) -> String { "\(path)/points/\(point.name)" }
 
     static func configText(_ point: SweepPoint) -> String {

@@ -26,12 +26,14 @@ public struct SweepRow: Sendable, Equatable {
     public var evalLoss: Double
     public var finalTrainLoss: Double
     public var noiseScale: Double?
+    /// Ranks that trained the point (its rank group's size; 0 when unknown, as in results.csv from before groups).
+    public var worldSize = 0
     public var reached: Bool { stepsToTarget != nil }
 
     /// The fixed columns after the grid keys.
     public static let columns = ["global_batch", "optimizer", "lr", "group_lrs", "seed", "grad_accum", "target", "reached",
                                  "steps_to_target", "examples_to_target", "seconds_to_target", "steps", "final_eval_accuracy",
-                                 "final_eval_loss", "final_train_loss", "noise_scale", "status"]
+                                 "final_eval_loss", "final_train_loss", "noise_scale", "status", "world_size"]
 
     public static func header(keys: [String]) -> [String] { ["point"] + keys + columns }
 
@@ -40,7 +42,8 @@ public struct SweepRow: Sendable, Equatable {
         return [point] + values + [String(globalBatch), optimizer, "\(lr)", groupLRs, String(seed), String(gradAccum), target,
                                    reached ? "true" : "false", stepsToTarget.map(String.init) ?? "",
                                    examplesToTarget.map(String.init) ?? "", d(secondsToTarget), String(steps),
-                                   d(evalAccuracy), d(evalLoss), d(finalTrainLoss), d(noiseScale), status]
+                                   d(evalAccuracy), d(evalLoss), d(finalTrainLoss), d(noiseScale), status,
+                                   worldSize > 0 ? String(worldSize) : ""]
     }
 
     /// Reads a row back from results.csv: `field(column)` is the text of a fixed column ("" when the file lacks it).
@@ -65,6 +68,7 @@ public struct SweepRow: Sendable, Equatable {
         evalLoss = d("final_eval_loss") ?? .nan
         finalTrainLoss = d("final_train_loss") ?? .nan
         noiseScale = d("noise_scale")
+        worldSize = i("world_size") ?? 0
     }
 
     /// Rebuilds a row from a point's summary.json (as written by `SweepRunner`) and its metrics.jsonl.
@@ -89,6 +93,7 @@ public struct SweepRow: Sendable, Equatable {
         evalLoss = num("eval_loss") ?? metrics.evalLoss ?? .nan
         finalTrainLoss = num("final_train_loss") ?? metrics.trainLoss ?? .nan
         noiseScale = metrics.noiseScale
+        worldSize = int("world_size") ?? 0
     }
 
     public static func == (a: SweepRow, b: SweepRow) -> Bool { a.fields == b.fields }

@@ -16,8 +16,11 @@ public final class SweepRunner {
     /// Pass the console to each point's Trainer (per-step lines) instead of one line per point.
     public var verbose = false
     public var mpiLibrary = ""
-    /// The sweep directory's path on every rank (only needed when the sweep enables checkpoints).
+    /// The sweep directory's path on every rank (needed when the sweep enables checkpoints, and with rank groups).
     public var sweepPath: String?
+    /// The whole job when `comm` is one of several rank groups (`--ranks-per-trial`): points are then handed out by
+    /// world rank 0 (RankGroupScheduler.swift). Nil: `comm` is the whole job and trains every point in turn.
+    public var world: GroupingCommunicator?
 
     public init(plan: SweepPlan, comm: Communicator, taskFactory: @escaping SweepTaskFactory,
                 directory: SweepDirectory? = nil, console: Console? = nil) {
@@ -33,6 +36,7 @@ public final class SweepRunner {
     /// for points finished in an earlier run). Rethrows a stop by signal; a diverged point is recorded and the
     /// sweep continues.
     public func run() throws -> [SweepRow] {
+        if let world, world.size > comm.size { return try runInGroups(world: world) }
         // Rank 0 read the directory: every rank takes its list of finished points.
         var done = [Int32](repeating: 0, count: plan.points.count)
         for i in directory?.finished ?? [] { done[i] = 1 }
@@ -60,7 +64,11 @@ public final class SweepRunner {
         return rows
     }
 
-    private func runPoint(_ point: SweepPoint) throws -> SweepRow {
+    /// Trains one point on `comm`; `directory` is where this rank writes it (the group leader's), `betweenSteps`
+    /// runs on this rank after every step.
+    func runPoint(_ point: SweepPoint, directory: SweepDirectory? = nil,
+                  betweenSteps: (() throws -> Void)? = nil) throws -> SweepRow {
+        let directory = directory ?? self.directory
         let config = point.config
         let task = try taskFactory(config)
         let output = try directory?.startPoint(point)
@@ -71,6 +79,7 @@ public final class SweepRunner {
             // Checkpoint.save is collective: every rank needs the path.
             trainer.checkpointRoot = "\(sweepPath)/points/\(point.name)"
         }
+        trainer.betweenSteps = betweenSteps
         let target = plan.spec.target
         var reached: (step: Int, seconds: Double)?
         let start = Date()
@@ -92,6 +101,7 @@ public final class SweepRunner {
             o.add("grad_accum", config.gradAccum)
             o.add("steps", step)
             o.add("optimizer", config.optimizerName)
+            o.add("world_size", comm.size)
             status = "diverged"
         }
         o.add("sweep_point", point.name)

@@ -80,7 +80,7 @@ import Darwin
 public final class MPICommunicator: Communicator {
     public let rank: Int
     public let size: Int
-    private let comm: MPI_Comm
+    let comm: MPI_Comm  // internal: RankGroups.swift splits it
     private var tagCounter = 0
     private var scratchPool: [ScratchBuffer] = []
     private var activeDirect: [DirectRequest] = []
@@ -88,6 +88,16 @@ public final class MPICommunicator: Communicator {
     /// The world communicator; `MPIRuntime.initialize()` must have been called.
     public init() throws {
         comm = swt_comm_world()
+        var r: Int32 = 0, s: Int32 = 0
+        try MPIRuntime.check(MPI_Comm_rank(comm, &r), "MPI_Comm_rank")
+        try MPIRuntime.check(MPI_Comm_size(comm, &s), "MPI_Comm_size")
+        rank = Int(r)
+        size = Int(s)
+    }
+
+    /// A communicator made by `split` (RankGroups.swift); the new one inherits the parent's error handler.
+    init(splitFrom handle: MPI_Comm) throws {
+        comm = handle
         var r: Int32 = 0, s: Int32 = 0
         try MPIRuntime.check(MPI_Comm_rank(comm, &r), "MPI_Comm_rank")
         try MPIRuntime.check(MPI_Comm_size(comm, &s), "MPI_Comm_size")

@@ -32,6 +32,11 @@ struct Report: ParsableCommand {
     func run() throws {
         let path = out ?? "\(directories[0])/report.md"
         do {
+            if directories.count == 1, SearchReport.isSearch(directories[0]) {
+                try SearchReport.write(directory: directories[0], out: path)
+                print("wrote \(path) and its plots (search report)")
+                return
+            }
             try SweepReport.write(directories: directories, out: path, weighting: CriticalBatchFit.Weighting(rawValue: fit)!)
         } catch {
             printError("error: \(error)")

@@ -27,6 +27,9 @@ struct Sweep: ParsableCommand {
     @Flag(name: .long, help: "Print each point's training progress, not only one line per point.")
     var verbose = false
 
+    @Option(name: .long, help: ArgumentHelp("Ranks that train each point (default: all): the job's ranks form world/k groups, each training one point at a time, points handed out as groups finish. Must divide the world size. See docs/search.md.", valueName: "k"))
+    var ranksPerTrial: Int?
+
     mutating func run() throws {
         let launch = LaunchEnvironment.current()
         let isRoot = launch.rank == 0
@@ -39,7 +42,8 @@ struct Sweep: ParsableCommand {
         var inputError: Error?
         do {
             let spec = try SweepSpec.load(path: config)
-            plan = try SweepPlan(spec: spec, worldSize: launch.worldSize, taskFactory: factory.factory)
+            let groupSize = try RankGroups.groupSize(ranksPerTrial, worldSize: launch.worldSize)
+            plan = try SweepPlan(spec: spec, worldSize: groupSize, taskFactory: factory.factory)
             path = out ?? "runs/sweeps/\(spec.name)"
         } catch {
             inputError = error
@@ -53,21 +57,22 @@ struct Sweep: ParsableCommand {
         let blasThreads = launch.configureBLASThreads()
 
         // Phase 2: MPI, once for every point.
-        do {
-            let comm = try MPISession.start(expecting: launch)
-            try MPISession.agreeOnInput(inputError, comm: comm)
+        try runMPIPhase(launch, interrupted: "sweep interrupted; run the same command again to resume") {
+            let world = try MPISession.start(expecting: launch)
+            try MPISession.agreeOnInput(inputError, comm: world)
             guard let plan else { preconditionFailure("no input error, so the sweep was planned") }
+            let comm = try RankGroups.split(world, groupSize: plan.worldSize)
             // Only now is anything written: rank 0 opens the sweep directory, and a failure stops every rank alike.
             var directoryError: Error?
             if isRoot { do { directory = try SweepDirectory(path: path, plan: plan) } catch { directoryError = error } }
-            try MPISession.agreeOnInput(directoryError, comm: comm)
+            try MPISession.agreeOnInput(directoryError, comm: world)
             StopRequest.install()
             let console = isRoot ? Console() : nil
             if let directory, let console {
                 let resumed = directory.finished.count
                 console.line("""
                 swift-train \(swiftTrainVersion) sweep '\(plan.spec.name)' · \(MPISession.libraryVersion)
-                world size \(comm.size) · BLAS threads per rank \(blasThreads) · \(plan.points.count) points\
+                world size \(world.size)\(world.size > comm.size ? " in \(world.size / comm.size) groups of \(comm.size) rank(s)" : "") · BLAS threads per rank \(blasThreads) · \(plan.points.count) points\
                 \(resumed > 0 ? " (\(resumed) finished earlier)" : "") · target \(plan.spec.target?.description ?? "none")
                 sweep directory \(directory.path)
                 """)
@@ -76,24 +81,13 @@ struct Sweep: ParsableCommand {
             runner.verbose = verbose
             runner.mpiLibrary = MPISession.libraryVersion
             runner.sweepPath = path
+            if world.size > comm.size { runner.world = world }
             let rows = try runner.run()
             if let console {
                 let reached = rows.filter(\.reached).count
                 console.line("done: \(rows.count) points, \(reached) reached the target · \(path)/results.csv · " +
                              "report: swift-train report \(path)")
             }
-            MPISession.finalize()
-        } catch is InputRejected {
-            // Rank 0 has printed every rank's message; all ranks stop here together.
-            MPISession.finalize()
-            throw ExitCode(inputErrorStatus)
-        } catch let stopped as TrainingStopped {
-            MPISession.finalize()
-            if isRoot { printError("sweep interrupted; run the same command again to resume") }
-            throw ExitCode(stopped.exitCode)
-        } catch {
-            printError("error (rank \(launch.rank)): \(error)")
-            MPISession.abort(code: 1)
         }
     }
 

@@ -12,7 +12,8 @@ struct SwiftTrainCommand: ParsableCommand {
         which adds Open MPI's allow-run-as-root variables and --oversubscribe). Plain `swift-train` is one rank.
         """,
         version: swiftTrainVersion,
-        subcommands: [Train.self, ShowConfig.self, Export.self, Sample.self, Attack.self, PlotCommand.self, Sweep.self, Branch.self, Report.self, BatchReport.self,
+        subcommands: [Train.self, ShowConfig.self, Export.self, Sample.self, Attack.self, PlotCommand.self, Sweep.self, Search.self, Branch.self,
+                      Report.self, BatchReport.self,
                       Theory.self, Bench.self, BenchComm.self],
         defaultSubcommand: Train.self)
 }

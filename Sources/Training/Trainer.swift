@@ -114,6 +114,12 @@ public final class Trainer {
     /// logged window); returning true ends training after this step (e.g. a sweep's target was reached). Must return
     /// the same on every rank (it sees the same numbers everywhere).
     public var afterEvaluation: ((_ step: Int, _ eval: BatchResult, _ trainLoss: Double) -> Bool)?
+    /// Called on this rank after every step; must not communicate on `comm` (other ranks do not call it). The sweep's
+    /// rank-group coordinator (rank 0) answers the other groups' requests for points here.
+    public var betweenSteps: (() throws -> Void)?
+    /// Extra evaluation steps besides every `train.eval_every` (the search's ASHA rungs: steps m·ηⁱ, which no single
+    /// interval hits without evaluating in between). Same answer on every rank.
+    public var evaluateAt: ((_ step: Int) -> Bool)?
     /// The step training actually ended at (less than `totalSteps` if `afterEvaluation` ended it).
     public private(set) var finalStep = 0
     private var skippedSteps = 0
@@ -303,7 +309,7 @@ public final class Trainer {
                             elapsed: Date().timeIntervalSince(start), trainSeconds: trainSeconds, globalBatch: globalBatch)
                 windowLoss = 0; windowPredictions = 0; windowSamples = 0; windowSeconds = 0
             }
-            if isLast || (config.evalEvery > 0 && done % config.evalEvery == 0) {
+            if isLast || (config.evalEvery > 0 && done % config.evalEvery == 0) || evaluateAt?(done) == true {
                 let result = try evaluate()
                 last = (result.meanLoss, result.accuracy)
                 lastEval = result
@@ -313,6 +319,8 @@ public final class Trainer {
                     break
                 }
             }
+            // Local work between steps (the rank-group scheduler answers other groups here); no collective.
+            try betweenSteps?()
             // A signal on any rank stops every rank here, after the same step (one tiny all-reduce per step).
             let signalled = try engine.maxOverRanks(Int32(StopRequest.pending))
             let pause = config.stopAt > startStep && done == config.stopAt
@@ -518,6 +526,8 @@ public enum TrainingStopped: Error, CustomStringConvertible {
 /// checkpoints and stops. A second signal while that is in progress is left to the default action.
 public enum StopRequest {
     nonisolated(unsafe) static var pending: sig_atomic_t = 0
+    /// Whether SIGINT/SIGTERM arrived (the sweep's rank-group coordinator stops handing out points).
+    public static var isPending: Bool { pending != 0 }
 
     public static func install() {
         for sig in [SIGINT, SIGTERM] {

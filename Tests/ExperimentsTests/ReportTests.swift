@@ -60,7 +60,7 @@ final class ReportTests: XCTestCase {
             "steps_to_target": steps.map(String.init) ?? "", "examples_to_target": steps.map { String($0 * batch) } ?? "",
             "seconds_to_target": steps.map { String(Double($0) / 10) } ?? "", "steps": String(steps ?? 50),
             "final_eval_accuracy": steps == nil ? "0.8" : "0.86", "final_eval_loss": "0.4", "final_train_loss": "0.35",
-            "noise_scale": "", "status": status]
+            "noise_scale": "", "status": status, "world_size": "1"]
         return [point, variant, "\(batch)"] + SweepRow.columns.map { fields[$0]! }
     }
 

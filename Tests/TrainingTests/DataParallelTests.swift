@@ -54,7 +54,7 @@ final class DataParallelTests: XCTestCase {
         layout.add("b", shape: [2], role: .bias)
         let plan = ShardPlan(table: layout, groups: [GroupSpec(name: optimizer, sharding: .element, tensorNames: ["w", "b"])],
                              worldSize: comm.size)
-        return ShardedDataParallel(comm: comm, plan: plan, stage: stage, clipNorm: clip,
+        return ShardedDataParallel(comm: comm, plan: plan, stage: stage, clipNorm: clip, layers: [[0], [1]], backwardLayers: [1, 0],
                                    makeOptimizer: { _, n, _ in OptimizerCatalog.make(optimizer, count: n, config: ResolvedConfig()) },
                                    hyperparameters: { $0.role == .bias ? (0, 1) : (0.1, 1) })
     }
@@ -78,11 +78,11 @@ final class DataParallelTests: XCTestCase {
         for stage in ZeroStage.allCases {
             let results = try SimulatedWorld.run(size: 3) { comm -> ([Float], Bool, Int) in
                 let e = Self.engine(comm, stage: stage)
-                e.params!.buffer.update(from: [1, 2, 3, 4, 5, 6])
+                e.initializeParameters { $0.update(from: [1, 2, 3, 4, 5, 6]) }
                 // Only rank 2 sees a NaN.
                 Self.write(e, comm.rank == 2 ? [0.1, .nan, 0.1, 0.1, 0.1, 0.1] : [0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
                 let report = try e.step(lr: 0.1)
-                return (e.params!.array, report.skipped, e.optimizers[0].stepCount)
+                return (try e.masterParameters().array, report.skipped, e.optimizers[0].stepCount)
             }
             for (rank, r) in results.enumerated() {
                 XCTAssertTrue(r.1, "stage \(stage.rawValue) rank \(rank) did not skip")
@@ -99,7 +99,7 @@ final class DataParallelTests: XCTestCase {
                 // Averaged over 2 ranks: g = [3, 4, 0, 0, 0, 0], ‖g‖ = 5.
                 Self.write(e, comm.rank == 0 ? [6, 0, 0, 0, 0, 0] : [0, 8, 0, 0, 0, 0])
                 let report = try e.step(lr: 1)
-                return (e.params!.array, report)
+                return (try e.masterParameters().array, report)
             }
             for r in results {
                 XCTAssertTrue(r.1.clipped)

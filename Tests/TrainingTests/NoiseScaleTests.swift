@@ -87,10 +87,10 @@ final class NoiseScaleTests: XCTestCase {
     // MARK: - The engine's measurement against a float64 reference, on every code path
 
     /// Which "small batch" the engine measures (ShardedDataParallel.smallBatchNorms): each micro-batch with
-    /// accumulation at stage 2 (per-micro-batch communication) or on one rank (stages 0/1: by difference of the
+    /// accumulation at stages 2–3 (per-micro-batch communication) or on one rank (stages 0/1: by difference of the
     /// accumulated gradient); otherwise the per-rank batch (one communication per step).
     private static func smallBatchIsMicroBatch(world: Int, stage: Int, accum: Int) -> Bool {
-        accum > 1 && (stage == 2 || world == 1)
+        accum > 1 && (stage >= 2 || world == 1)
     }
 
     private static func squaredNorm(_ v: [Double]) -> Double { v.reduce(0) { $0 + $1 * $1 } }
@@ -156,7 +156,7 @@ final class NoiseScaleTests: XCTestCase {
     /// A hand-built engine (one SGD group over w [6, 5] and b [5]; 7-element buckets, so tensors are split into
     /// row blocks and several collectives) fed known per-example gradients g_i (a mean G plus per-example noise),
     /// written as backward would: each micro-batch adds meanLossScale × Σ g_i over its rows. Every world size 1–4,
-    /// stage 0–2 and accumulation 1, 2, 4: each rank's smallBatchNorms and the step's global norm equal the float64
+    /// stage 0–3 and accumulation 1, 2, 4: each rank's smallBatchNorms and the step's global norm equal the float64
     /// means of those g_i.
     func testEngineSmallBatchNormsEqualFloat64ReferenceOnEveryPath() throws {
         let microRows = 3
@@ -190,7 +190,7 @@ final class NoiseScaleTests: XCTestCase {
                         let plan = ShardPlan(table: table(), groups: [GroupSpec(name: "sgd", sharding: .element, tensorNames: ["w", "b"])],
                                              worldSize: comm.size)
                         let e = ShardedDataParallel(comm: comm, plan: plan, stage: stage, gradAccum: accum, clipNorm: nil,
-                                                    bucketElements: 7,
+                                                    bucketElements: 7, layers: [[0], [1]], backwardLayers: [1, 0],
                                                     makeOptimizer: { _, count, _ in OptimizerCatalog.make("sgd", count: count, config: ResolvedConfig()) },
                                                     hyperparameters: { _ in (0, 1) })
                         let scale = e.meanLossScale(globalRows: perRank * world, predictionsPerRow: 1)
