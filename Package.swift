@@ -2,7 +2,7 @@
 // Module map: each module and the modules its sources import (checked against the real `import` lines and the
 // dependencies below by Tests/PackageLayoutTests; `—` means none). Arrows point down the list, never up.
 // Only Distributed communicates during a training step; Optimizers never import MPI.
-//   MPIChecks   → Datasets, Distributed, FullBatch, GradientFree, Optimizers, SwiftMPI, Tensors, TestSupport, Training
+//   MPIChecks   → Datasets, Distributed, FullBatch, GradientFree, Models, Optimizers, SwiftMPI, Tensors, TestSupport, Training
 //   SwiftTrain  → Bench, Experiments, FullBatch, Training
 //   Bench       → Optimizers, SwiftMPI, Tensors, Training
 //   Experiments → Datasets, Models, Plots, SwiftMPI, Tensors, Training, Yams
@@ -86,7 +86,7 @@ let package = Package(
                 swiftSettings: release),
         // Multi-rank checks that need real MPI collectives; run under `mpirun -n 4` by launch/test.
         .executableTarget(name: "MPIChecks",
-                          dependencies: ["Training", "Distributed", "FullBatch", "GradientFree", "SwiftMPI", "Optimizers", "Datasets", "Tensors", "TestSupport"],
+                          dependencies: ["Training", "Distributed", "FullBatch", "GradientFree", "Models", "SwiftMPI", "Optimizers", "Datasets", "Tensors", "TestSupport"],
                           swiftSettings: release),
 
         .testTarget(name: "SwiftMPITests", dependencies: ["SwiftMPI"]),

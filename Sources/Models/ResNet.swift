@@ -15,7 +15,13 @@ import Tensors
 ///
 /// Workspace is sized once per batch size (the largest training micro-batch); evaluation runs in chunks of that
 /// size. Not thread-safe.
-public final class ResNet: Model {
+/// A model with batch statistics that may be shared across ranks (synchronised batch norm): the trainer sets
+/// `statisticsReducer` from the Distributed engine when `model.sync_batchnorm` is true.
+public protocol BatchStatisticsModel: Model {
+    var statisticsReducer: StatisticsReducer? { get set }
+}
+
+public final class ResNet: BatchStatisticsModel {
     public let imageChannels: Int, imageSide: Int, classes: Int
     public let depth: Int, width: Int
     public private(set) var table: ParameterTable
@@ -109,6 +115,14 @@ public final class ResNet: Model {
         t.add("head.bias", shape: [classes], role: .bias)
         table = t
         adopt(layout: t)
+    }
+
+    /// Every batch-norm layer's state (statistics of the last training forward, running statistics), in forward order.
+    public var batchNormStates: [BatchNormState] { allUnits.map(\.bn) }
+
+    /// One line for logs and checkpoints.
+    public var summary: String {
+        "ResNet \(imageChannels)×\(imageSide)×\(imageSide) depth \(depth) width \(width) (\(blocks.count) blocks, \(table.count) parameters)"
     }
 
     /// Channels after the last stage: the head's input width.

@@ -72,10 +72,8 @@ public final class BatchNormState {
             sums[c] = s
             sums[C + c] = q
         }
-        sums[2 * C] = Double(images * S)
         // Phase 2: one all-reduce of [Σx, Σx², M] across the ranks that share statistics.
-        reducer?.sumOverRanks(sums)
-        let count = sums[2 * C]
+        let count = reduceSums(values: images * S, reducer)
         // Phase 3: statistics, running averages, normalisation.
         for c in 0..<C {
             let m = sums[c] / count
@@ -92,6 +90,14 @@ public final class BatchNormState {
                 for i in 0..<S { dst[i] = src[i] * scale + shift }
             }
         }
+    }
+
+    /// Sums `sums` (its 2C per-channel sums, with this rank's value count in the last slot) over the ranks; returns
+    /// the count of values they cover.
+    private func reduceSums(values: Int, _ reducer: StatisticsReducer?) -> Double {
+        sums[2 * channels] = Double(values)
+        reducer?.sumOverRanks(sums)
+        return sums[2 * channels]
     }
 
     /// Evaluation forward with the running statistics (no communication).
@@ -129,10 +135,8 @@ public final class BatchNormState {
             sums[c] = s
             sums[C + c] = q
         }
-        sums[2 * C] = Double(images * S)
         // Phase 2: the input gradient needs the sums over every value the statistics were taken over.
-        reducer?.sumOverRanks(sums)
-        let count = sums[2 * C]
+        let count = reduceSums(values: images * S, reducer)
         // Phase 3: dx.
         for c in 0..<C {
             let m = mean[c], r = rstd[c], k = gamma[c] * r

@@ -41,13 +41,8 @@ final class ResNetTests: XCTestCase {
         // An element whose ±h interval holds a kink is measured again at h = 1e-4 (a kink's error shrinks with h, a
         // wrong gradient's does not; rounding at that step ≈ 1e-6 / 2e-4 = 5e-3, so the absolute tolerance doubles).
         let remaining = result.mismatches.filter { m in
-            let i = model.table[m.tensor]!.offset + m.element, original = params[i], h: Float = 1e-4
-            params[i] = original + h
-            let up = loss()
-            params[i] = original - h
-            let down = loss()
-            params[i] = original
-            let numeric = (up - down) / Double(2 * h)
+            let numeric = FiniteDifferenceCheck.derivative(params: params, element: model.table[m.tensor]!.offset + m.element,
+                                                           step: 1e-4, loss: loss)
             return !(abs(m.analytic - numeric) <= 1e-2 + 2e-2 * abs(numeric))
         }
         XCTAssertEqual(remaining.map(\.description), [])
