@@ -320,7 +320,8 @@ public final class ResNet: BatchStatisticsModel {
         dOut.update(repeating: 0, count: rows * blocks.last!.conv2.shape.outputCount)
         globalAveragePoolBackward(dOut, dPooled.pointer, images: rows, channels: featureWidth, pixels: lastPixels)
         // Phase 2: the blocks, last first. dOut = d(block.out) → dSpare = d(block input).
-        for (i, block) in blocks.enumerated().reversed() {
+        for i in stride(from: blocks.count - 1, through: 0, by: -1) {
+            let block = blocks[i]
             let input = i > 0 ? UnsafePointer(blocks[i - 1].out.pointer) : UnsafePointer(stemOut.pointer)
             let n = rows * block.conv2.shape.outputCount
             let dSum = gradC.pointer
