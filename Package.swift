@@ -2,8 +2,9 @@
 // Module map: each module and the modules its sources import (checked against the real `import` lines and the
 // dependencies below by Tests/PackageLayoutTests; `—` means none). Arrows point down the list, never up.
 // Only Distributed communicates during a training step; Optimizers never import MPI.
-//   MPIChecks   → Datasets, Distributed, FullBatch, GradientFree, Optimizers, SwiftMPI, Tensors, TestSupport, Training
+//   MPIChecks   → Datasets, Distributed, FullBatch, GradientFree, Models, Optimizers, SwiftMPI, Tensors, TestSupport, Training
 //   SwiftTrain  → Bench, Experiments, FullBatch, Training
+//   SwiftTrainKit → Datasets, Distributed, Models, Optimizers, SwiftMPI, Tensors, Training
 //   Bench       → Optimizers, SwiftMPI, Tensors, Training
 //   Experiments → Datasets, Models, Plots, SwiftMPI, Tensors, Training, Yams
 //   TestSupport → Datasets, SwiftMPI, Tensors, Training
@@ -31,6 +32,8 @@ let package = Package(
     products: [
         .executable(name: "swift-train", targets: ["SwiftTrain"]),
         .executable(name: "swift-train-mpi-checks", targets: ["MPIChecks"]),
+        // Train your own model (docs/models.md, examples/custom-model): the modules below, re-exported.
+        .library(name: "SwiftTrainKit", targets: ["SwiftTrainKit"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -81,12 +84,16 @@ let package = Package(
                           dependencies: ["Training", "Experiments", "FullBatch", "Bench",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: release),
+        // The library product's umbrella: `@_exported import` of the modules a model of one's own needs.
+        .target(name: "SwiftTrainKit",
+                dependencies: ["Datasets", "Distributed", "Models", "Optimizers", "SwiftMPI", "Tensors", "Training"],
+                swiftSettings: release),
         // Pieces shared by the XCTest targets and the multi-rank checks (no XCTest inside).
         .target(name: "TestSupport", dependencies: ["Datasets", "SwiftMPI", "Tensors", "Training"],
                 swiftSettings: release),
         // Multi-rank checks that need real MPI collectives; run under `mpirun -n 4` by launch/test.
         .executableTarget(name: "MPIChecks",
-                          dependencies: ["Training", "Distributed", "FullBatch", "GradientFree", "SwiftMPI", "Optimizers", "Datasets", "Tensors", "TestSupport"],
+                          dependencies: ["Training", "Distributed", "FullBatch", "GradientFree", "Models", "SwiftMPI", "Optimizers", "Datasets", "Tensors", "TestSupport"],
                           swiftSettings: release),
 
         .testTarget(name: "SwiftMPITests", dependencies: ["SwiftMPI"]),

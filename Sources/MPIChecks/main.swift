@@ -8,6 +8,7 @@ import Distributed
 import Foundation
 import FullBatch
 import GradientFree
+import Models
 import SwiftMPI
 import Tensors
 import TestSupport
@@ -193,6 +194,62 @@ func runChecks() throws {
     if world > 1 { try bf16GradientPayload() }
     try fullBatchEquivalence()
     try evolutionStrategyEquivalence()
+    syncBatchNormEquivalence()
+}
+
+/// Synchronised batch norm: N ranks × b images, statistics all-reduced, equal one process holding all N·b images —
+/// the loss, every layer's batch statistics, and the gradient summed over ranks. Every rank also computes the whole
+/// batch alone (no communication) as the reference. fp32 sums in another order: the statistics agree to ~1e-6
+/// relative and the gradients (through 8 normalisations) to ~1e-5; tolerance 1e-4·(1 + |value|). Without the
+/// reducer the per-rank statistics must differ from the reference (the check can fail).
+func syncBatchNormEquivalence() {
+    let perRank = 3, rows = perRank * world
+    func model() -> (ResNet, FloatBuffer) {
+        let m = ResNet(imageChannels: 1, imageSide: 8, classes: 4, depth: 1, width: 4)
+        let p = FloatBuffer(count: m.table.count)
+        m.initializeParameters(p.buffer, seed: 41)
+        return (m, p)
+    }
+    var rng = SplitMix64(seed: 42)
+    let features = (0..<(rows * 64)).map { _ in rng.uniform(-1, 1) }
+    let targets = (0..<rows).map { Int32($0 % 4) }
+    func run(_ m: ResNet, _ p: FloatBuffer, first: Int, count: Int) -> (BatchResult, FloatBuffer) {
+        let grads = FloatBuffer(count: m.table.count)
+        let result = features.withUnsafeBufferPointer { f in targets.withUnsafeBufferPointer { t in
+            m.forwardBackward(params: p.pointer, grads: grads.pointer,
+                              batch: ModelBatch(features: f.baseAddress! + first * 64, targets: t.baseAddress! + first, rows: count),
+                              lossScale: 1 / Float(rows))
+        } }
+        return (result, grads)
+    }
+    let (whole, wholeParams) = model()
+    let (reference, referenceGrads) = run(whole, wholeParams, first: 0, count: rows)
+    let (synced, syncedParams) = model()
+    let reducer = CommunicatorStatisticsReducer(comm: comm)
+    synced.statisticsReducer = reducer
+    var (local, grads) = run(synced, syncedParams, first: rank * perRank, count: perRank)
+    func close(_ a: Float, _ b: Float) -> Bool { abs(a - b) <= 1e-4 * (1 + abs(b)) }
+    var statsAgree = true
+    for (s, r) in zip(synced.batchNormStates, whole.batchNormStates) {
+        for c in 0..<s.channels where !close(s.mean[c], r.mean[c]) || !close(s.rstd[c], r.rstd[c]) { statsAgree = false }
+    }
+    check("sync batch norm: statistics of \(world)×\(perRank) images equal one process's \(rows)", statsAgree)
+    check("sync batch norm: two all-reduces per batch-norm layer", reducer.calls == 2 * synced.batchNormStates.count, "\(reducer.calls)")
+    let lossSum = (try? comm.allReduce(local.lossSum, op: .sum)) ?? .nan
+    check("sync batch norm: loss sum over ranks", abs(lossSum - reference.lossSum) <= 1e-4 * abs(reference.lossSum),
+          "\(lossSum) vs \(reference.lossSum)")
+    do { try comm.allReduce(grads.buffer, op: .sum) } catch { check("sync batch norm: gradient all-reduce", false, "\(error)") }
+    let mismatch = (0..<grads.count).first { !close(grads[$0], referenceGrads[$0]) }
+    check("sync batch norm: gradient summed over ranks equals one process's",
+          mismatch == nil, mismatch.map { "element \($0): \(grads[$0]) vs \(referenceGrads[$0])" } ?? "")
+    if world > 1 {
+        let (alone, aloneParams) = model()
+        (local, grads) = run(alone, aloneParams, first: rank * perRank, count: perRank)
+        let differs = zip(alone.batchNormStates, whole.batchNormStates).contains { s, r in
+            (0..<s.channels).contains { !close(s.mean[$0], r.mean[$0]) }
+        }
+        check("batch norm without sync: per-rank statistics differ from the whole batch's", differs)
+    }
 }
 
 /// OpenAI-ES with its one loss all-reduce per generation over these ranks equals the same run in one process bit for

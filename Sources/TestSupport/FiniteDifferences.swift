@@ -33,6 +33,17 @@ public struct FiniteDifferenceCheck {
         public var largestGradient: [String: Double] = [:]
     }
 
+    /// (f(θ + h·eᵢ) − f(θ − h·eᵢ)) / 2h for element `element` of `params` (restored afterwards).
+    public static func derivative(params: FloatBuffer, element i: Int, step: Float, loss: () -> Double) -> Double {
+        let original = params[i]
+        params[i] = original + step
+        let up = loss()
+        params[i] = original - step
+        let down = loss()
+        params[i] = original
+        return (up - down) / Double(2 * step)
+    }
+
     /// Compares `grads` (analytic, same layout as `params`) with finite differences of `loss` over every tensor of
     /// `table`. `params` is perturbed in place and restored element by element.
     public func run(table: ParameterTable, params: FloatBuffer, grads: FloatBuffer, loss: () -> Double) -> Result {
@@ -40,13 +51,7 @@ public struct FiniteDifferenceCheck {
         for entry in table.entries {
             var largest = 0.0
             for i in entry.range {
-                let original = params[i]
-                params[i] = original + step
-                let up = loss()
-                params[i] = original - step
-                let down = loss()
-                params[i] = original
-                let numeric = (up - down) / Double(2 * step)
+                let numeric = Self.derivative(params: params, element: i, step: step, loss: loss)
                 let analytic = Double(grads[i])
                 largest = max(largest, abs(analytic))
                 if !(abs(analytic - numeric) <= absolute + relative * abs(numeric)) {

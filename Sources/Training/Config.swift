@@ -258,6 +258,10 @@ public struct TrainConfig: Sendable {
     public var gpt: GPTConfig
     public var dataset: String
     public var dataPath: String
+    /// `model.depth`, `model.channels`, `model.sync_batchnorm` (ResNet).
+    public var resnetDepth: Int
+    public var resnetChannels: Int
+    public var syncBatchNorm: Bool
     public var evalSequences: Int
     public var stopAt: Int
     public var checkpointEvery: Int
@@ -309,6 +313,9 @@ public struct TrainConfig: Sendable {
         measureNoiseScale = c.bool("train.noise_scale")
         noiseScaleDecay = c.double("train.noise_scale_ema")
         modelKind = c.string("model.kind")
+        resnetDepth = c.int("model.depth")
+        resnetChannels = c.int("model.channels")
+        syncBatchNorm = c.bool("model.sync_batchnorm")
         gpt = GPTConfig(vocabulary: c.int("data.vocabulary"), context: c.int("model.context"), layers: c.int("model.layers"),
                         heads: c.int("model.heads"), width: c.int("model.width"), tiedHead: c.bool("model.tied_head"))
         dataset = c.string("data.dataset")
@@ -339,7 +346,7 @@ public struct TrainConfig: Sendable {
         }
         if (modelKind == "gpt") != (dataset == "text") {
             throw ConfigError("model.kind = \(modelKind) does not fit data.dataset = \(dataset): use model.kind gpt with data.dataset text, " +
-                              "and model.kind mlp with data.dataset fashion-mnist or arrays")
+                              "and model.kind mlp or resnet with data.dataset fashion-mnist or arrays")
         }
         if modelKind == "gpt", let problem = gpt.invalidReason {
             throw ConfigError("model: \(problem)")
@@ -450,6 +457,13 @@ public struct TrainConfig: Sendable {
         default:
             let (train, test) = try classificationData()
             _ = try totalSteps(datasetSize: train.count)  // a global batch larger than the data set is a config error
+            if modelKind == "resnet" {
+                let side = Int(Double(train.featureCount).squareRoot().rounded())
+                guard side * side == train.featureCount, side >= 4 else {
+                    throw ConfigError("model.kind = resnet needs square single-channel images of at least 4×4, but " +
+                                      "\(dataset) has \(train.featureCount) features per example: use model.kind mlp")
+                }
+            }
             return imageTask(train: train, test: test)
         }
     }

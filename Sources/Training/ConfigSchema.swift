@@ -58,12 +58,18 @@ public enum ConfigSchema {
     public static let keys: [ConfigKey] = baseKeys + OptimizerCatalog.configKeys + scheduleAndRunKeys + groupKeys + methodKeys
 
     static let baseKeys: [ConfigKey] = [
-        ConfigKey(path: "model.kind", kind: .string(allowed: ["mlp", "gpt"]), defaultValue: .string("mlp"),
-                  doc: "Model family. `mlp`: multilayer perceptron classifier on flattened images (with `data.dataset: fashion-mnist`); `gpt`: decoder-only transformer language model (with `data.dataset: text`)."),
+        ConfigKey(path: "model.kind", kind: .string(allowed: ["mlp", "resnet", "gpt"]), defaultValue: .string("mlp"),
+                  doc: "Model family. `mlp`: multilayer perceptron classifier on flattened images (with `data.dataset: fashion-mnist`); `resnet`: residual convolutional network on square single-channel images (fashion-mnist or arrays; docs/models.md); `gpt`: decoder-only transformer language model (with `data.dataset: text`)."),
         ConfigKey(path: "model.hidden", kind: .intList(element: 1...65_536, minCount: 0), defaultValue: .intList([1024, 1024]),
                   doc: "Hidden layer widths of the MLP, input to output (e.g. `[1024, 1024]` gives 784-1024-1024-10)."),
         ConfigKey(path: "model.activation", kind: .string(allowed: ["relu", "gelu"]), defaultValue: .string("relu"),
                   doc: "Activation between MLP layers: `relu`, or `gelu` (tanh approximation)."),
+        ConfigKey(path: "model.depth", kind: .int(1...64), defaultValue: .int(1),
+                  doc: "ResNet: residual blocks in each of the three stages (depth 1: 3 blocks, 8 convolutions with the stem)."),
+        ConfigKey(path: "model.channels", kind: .int(1...1024), defaultValue: .int(16),
+                  doc: "ResNet: channels of the stem and the first stage; the second and third stages have 2× and 4×."),
+        ConfigKey(path: "model.sync_batchnorm", kind: .bool, defaultValue: .bool(false),
+                  doc: "ResNet: batch-norm statistics over the whole global micro-batch (all ranks, two small all-reduces per batch-norm layer per micro-batch) instead of each rank's own rows."),
         ConfigKey(path: "model.layers", kind: .int(1...256), defaultValue: .int(4),
                   doc: "GPT: transformer blocks."),
         ConfigKey(path: "model.heads", kind: .int(1...256), defaultValue: .int(4),

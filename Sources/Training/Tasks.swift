@@ -69,10 +69,16 @@ func passWithoutData(_ model: Model, _ params: ParameterSource) {
     }
 }
 
-/// Image classification (Fashion-MNIST, or `.npy` arrays) with the MLP.
+/// Image classification (Fashion-MNIST, or `.npy` arrays) with the MLP or the ResNet.
 public final class ImageClassificationTask: TrainingTask {
-    public let mlp: MLP
-    public var model: Model { mlp }
+    public let model: Model
+    /// The model as an MLP (adversarial attacks and population methods; configuration allows them only for
+    /// model.kind mlp).
+    public var mlp: MLP {
+        guard let mlp = model as? MLP else { preconditionFailure("this task's model is \(modelDescription), not an MLP") }
+        return mlp
+    }
+    public let modelDescription: String
     public let train: any LabelledExamples
     public let test: any LabelledExamples
     private var sampler: BatchSampler
@@ -80,11 +86,21 @@ public final class ImageClassificationTask: TrainingTask {
     private let labels: UnsafeMutablePointer<Int32>
     private var indices: [Int32] = []
 
-    public init(train: any LabelledExamples, test: any LabelledExamples, hidden: [Int], activation: Activation, globalBatch: Int,
+    public convenience init(train: any LabelledExamples, test: any LabelledExamples, hidden: [Int], activation: Activation,
+                            globalBatch: Int, microBatch: Int, seed: UInt64) {
+        let mlp = MLP(widths: [train.featureCount] + hidden + [train.classes], activation: activation)
+        self.init(train: train, test: test, model: mlp,
+                  description: "MLP \(mlp.widths.map(String.init).joined(separator: "-")) (\(mlp.activation.rawValue))",
+                  globalBatch: globalBatch, microBatch: microBatch, seed: seed)
+    }
+
+    /// Any classifier of `train`'s features (rows [featureCount], one class per row).
+    public init(train: any LabelledExamples, test: any LabelledExamples, model: Model, description: String, globalBatch: Int,
                 microBatch: Int, seed: UInt64) {
         self.train = train
         self.test = test
-        mlp = MLP(widths: [train.featureCount] + hidden + [train.classes], activation: activation)
+        self.model = model
+        modelDescription = description
         sampler = BatchSampler(datasetSize: train.count, globalBatch: globalBatch, seed: seed)
         features = FloatBuffer(count: max(microBatch, 1000) * train.featureCount)
         labels = .allocate(capacity: max(microBatch, 1000))
@@ -92,9 +108,6 @@ public final class ImageClassificationTask: TrainingTask {
 
     deinit { labels.deallocate() }
 
-    public var modelDescription: String {
-        "MLP \(mlp.widths.map(String.init).joined(separator: "-")) (\(mlp.activation.rawValue))"
-    }
     public var rowsPerEpoch: Int { train.count }
 
     public func trainBatch(step: Int, firstRow: Int, rows: Int, globalBatch: Int) -> ModelBatch {
@@ -117,9 +130,9 @@ public final class ImageClassificationTask: TrainingTask {
         let shares = EvaluationShares(count: test.count, world: world, batchRows: 1000)
         var total = BatchResult()
         for batch in 0..<shares.batchesPerRank {
-            guard let rows = shares.rows(rank: rank, batch: batch) else { passWithoutData(mlp, params); continue }
+            guard let rows = shares.rows(rank: rank, batch: batch) else { passWithoutData(model, params); continue }
             indices = (Int32(rows.lowerBound)..<Int32(rows.upperBound)).map { $0 }
-            total += mlp.forward(params: params, batch: fill(from: test, rows: rows.count))
+            total += model.forward(params: params, batch: fill(from: test, rows: rows.count))
         }
         return total
     }

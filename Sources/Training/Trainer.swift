@@ -171,6 +171,10 @@ public final class Trainer {
         if let limit = config.memoryLimitBytes { try Self.checkMemory(engine, limit: limit, stage: config.zeroStage) }
         engine.initializeParameters { model.initializeParameters($0, seed: config.seed) }
         model.precision = config.precision
+        // Synchronised batch norm: the model's statistics all-reduce is the engine's (only Distributed communicates).
+        if let statistics = model as? BatchStatisticsModel {
+            statistics.statisticsReducer = config.syncBatchNorm ? engine.makeStatisticsReducer() : nil
+        }
         schedule = config.schedule(totalSteps: totalSteps)
         noiseScale = GradientNoiseScale(decay: config.noiseScaleDecay)
         engine.measuresNoiseScale = config.measureNoiseScale

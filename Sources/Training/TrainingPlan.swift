@@ -1,5 +1,6 @@
 import Datasets
 import Distributed
+import Models
 
 /// Everything a run needs, resolved and validated once, before MPI starts: the typed configuration for the world
 /// size, the task (data loaded, model built), the step count and the optimizer groups. A bad flag, a missing data
@@ -31,8 +32,16 @@ extension TrainConfig {
     /// The image-classification task of this configuration over loaded data (the one place it is built).
     public func imageTask(train: any LabelledExamples, test: any LabelledExamples) -> ImageClassificationTask {
         // Population methods score the whole global batch on every rank, so the batch buffer must hold all of it.
-        ImageClassificationTask(train: train, test: test, hidden: hidden, activation: activation,
-                                globalBatch: globalBatch, microBatch: population == nil ? microBatch : globalBatch, seed: seed)
+        let rows = population == nil ? microBatch : globalBatch
+        guard modelKind == "resnet" else {
+            return ImageClassificationTask(train: train, test: test, hidden: hidden, activation: activation,
+                                           globalBatch: globalBatch, microBatch: rows, seed: seed)
+        }
+        // makeTask checked that the features form a square image.
+        let side = Int(Double(train.featureCount).squareRoot().rounded())
+        let resnet = ResNet(imageChannels: 1, imageSide: side, classes: train.classes, depth: resnetDepth, width: resnetChannels)
+        return ImageClassificationTask(train: train, test: test, model: resnet, description: resnet.summary,
+                                       globalBatch: globalBatch, microBatch: rows, seed: seed)
     }
 
     /// The classification data of `data.dataset`: Fashion-MNIST from `data.dir`, or `.npy` arrays (`arrays`).

@@ -16,7 +16,7 @@ final class ModuleMapTests: XCTestCase {
         where file.pathExtension == "swift" {
             for line in try String(contentsOf: file, encoding: .utf8).split(separator: "\n") {
                 let words = line.split(separator: " ")
-                if let i = words.firstIndex(of: "import"), i + 1 < words.count, i == 0 || words[0] == "@testable" {
+                if let i = words.firstIndex(of: "import"), i + 1 < words.count, i == 0 || words[0] == "@testable" || words[0] == "@_exported" {
                     found.insert(String(words[i + 1]))
                 }
             }
