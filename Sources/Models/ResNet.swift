@@ -135,6 +135,9 @@ public final class ResNet: BatchStatisticsModel {
     public var tensorGroups: [[String]] {
         [stem.names] + blocks.map { $0.units.flatMap(\.names) } + [["head.weight", "head.bias"]]
     }
+    /// Layers (the units ZeRO stage 3 gathers): 0 the stem, 1…blocks the residual blocks, then the head.
+    public var layers: [[String]] { tensorGroups }
+    private var headLayer: Int { blocks.count + 1 }
 
     public func adopt(layout: ParameterTable) {
         precondition(layout.sameTensors(as: table), "layout does not hold this ResNet's tensors")
@@ -196,9 +199,8 @@ public final class ResNet: BatchStatisticsModel {
 
     // MARK: Forward
 
-    private func unitForward(_ unit: Unit, _ x: UnsafePointer<Float>, _ p: UnsafePointer<Float>, rows: Int, training: Bool) {
-        let w = p + table.entries[unit.weight].offset, g = p + table.entries[unit.gamma].offset
-        let b = p + table.entries[unit.beta].offset
+    private func unitForward(_ unit: Unit, _ x: UnsafePointer<Float>, _ p: ParameterSource, rows: Int, training: Bool) {
+        let w = p.tensor(unit.weight), g = p.tensor(unit.gamma), b = p.tensor(unit.beta)
         conv2dForward(unit.conv.pointer, x, w, nil, cols: cols.pointer, images: rows, unit.shape, precision: precision)
         if training {
             unit.bn.forwardTraining(unit.out.pointer, unit.conv.pointer, g, b, images: rows, pixels: unit.pixels,
@@ -208,13 +210,19 @@ public final class ResNet: BatchStatisticsModel {
         }
     }
 
-    /// Forward over `rows` images from `x`; leaves probabilities in `probs` and returns the batch's loss sums.
-    private func runForward(_ p: UnsafePointer<Float>, _ x: UnsafePointer<Float>, targets: UnsafePointer<Int32>, rows: Int,
-                            training: Bool) -> BatchResult {
+    /// Forward over `rows` images from `x`; leaves probabilities in `probs` and returns the batch's loss sums. Each
+    /// layer is acquired from `p` around its kernels (when `acquires`; evaluation acquires the whole model once
+    /// around its chunks), and the head stays acquired when `keepHead` (backward reads it first).
+    private func runForward(_ p: ParameterSource, _ x: UnsafePointer<Float>, targets: UnsafePointer<Int32>, rows: Int,
+                            training: Bool, acquires: Bool = true, keepHead: Bool = false) -> BatchResult {
+        if acquires { p.acquire(0, pass: .forward) }
         unitForward(stem, x, p, rows: rows, training: training)
+        if acquires { p.release(0, pass: .forward) }
         reluForward(stemOut.pointer, stem.out.pointer, count: rows * stem.shape.outputCount)
         var input = UnsafePointer(stemOut.pointer)
-        for block in blocks {
+        for (i, block) in blocks.enumerated() {
+            if acquires { p.acquire(i + 1, pass: .forward) }
+            defer { if acquires { p.release(i + 1, pass: .forward) } }
             unitForward(block.conv1, input, p, rows: rows, training: training)
             reluForward(block.hidden.pointer, block.conv1.out.pointer, count: rows * block.conv1.shape.outputCount)
             unitForward(block.conv2, block.hidden.pointer, p, rows: rows, training: training)
@@ -232,9 +240,10 @@ public final class ResNet: BatchStatisticsModel {
             input = UnsafePointer(block.out.pointer)
         }
         globalAveragePoolForward(pooled.pointer, input, images: rows, channels: featureWidth, pixels: lastPixels)
-        linearForward(logits.pointer, pooled.pointer, p + table.entries[headEntry.weight].offset,
-                      p + table.entries[headEntry.bias].offset, batch: rows, inFeatures: featureWidth, outFeatures: classes,
-                      precision: precision)
+        if acquires { p.acquire(headLayer, pass: .forward) }
+        linearForward(logits.pointer, pooled.pointer, p.tensor(headEntry.weight), p.tensor(headEntry.bias), batch: rows,
+                      inFeatures: featureWidth, outFeatures: classes, precision: precision)
+        if acquires && !keepHead { p.release(headLayer, pass: .forward) }
         var correct = 0
         let loss = softmaxCrossEntropyForward(probs.pointer, logits.pointer, targets: targets, batch: rows, classes: classes,
                                               correct: &correct)
@@ -248,6 +257,15 @@ public final class ResNet: BatchStatisticsModel {
 
     /// Evaluation: running batch-norm statistics, in chunks of the workspace's size.
     public func forward(params: UnsafePointer<Float>, batch: ModelBatch) -> BatchResult {
+        forward(params: FlatParameters(base: params, table: table), batch: batch)
+    }
+
+    /// Evaluation acquires every layer once, in forward order, around all its chunks (the chunk count depends on
+    /// the batch, so per-chunk gathers would not match between ranks at stage 3; the gathers a pass issues, and their
+    /// order, are those of one forward).
+    public func forward(params: ParameterSource, batch: ModelBatch) -> BatchResult {
+        for l in layers.indices { params.acquire(l, pass: .forward) }
+        defer { for l in layers.indices { params.release(l, pass: .forward) } }
         let x = features(batch)
         reserve(rows: capacity > 0 ? 1 : min(batch.rows, 128))
         var total = BatchResult()
@@ -255,7 +273,7 @@ public final class ResNet: BatchStatisticsModel {
         while start < batch.rows {
             let rows = min(capacity, batch.rows - start)
             total += runForward(params, x + start * stem.shape.inputCount, targets: batch.targets + start, rows: rows,
-                                training: false)
+                                training: false, acquires: false)
             start += rows
         }
         return total
@@ -265,7 +283,8 @@ public final class ResNet: BatchStatisticsModel {
     /// backward: the loss finite-difference checks differentiate.
     public func forwardTraining(params: UnsafePointer<Float>, batch: ModelBatch) -> BatchResult {
         reserve(rows: batch.rows)
-        return runForward(params, features(batch), targets: batch.targets, rows: batch.rows, training: true)
+        return runForward(FlatParameters(base: params, table: table), features(batch), targets: batch.targets,
+                          rows: batch.rows, training: true)
     }
 
     // MARK: Backward
@@ -282,28 +301,33 @@ public final class ResNet: BatchStatisticsModel {
 
     /// Backward through batch norm and the convolution of `unit`: dOut is d(unit.out); dx += d(unit input) when given.
     private func unitBackward(_ unit: Unit, dOut: UnsafePointer<Float>, x: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?,
-                              _ p: UnsafePointer<Float>, sink: GradientSink, rows: Int, scratch: UnsafeMutablePointer<Float>) {
+                              _ p: ParameterSource, sink: GradientSink, rows: Int, scratch: UnsafeMutablePointer<Float>) {
         let n = rows * unit.shape.outputCount
         let dConv = scratch
         dConv.update(repeating: 0, count: n)
         let gammaEntry = table.entries[unit.gamma], betaEntry = table.entries[unit.beta]
         let dGamma = tensorGradient.pointer, dBeta = tensorGradient.pointer + gammaEntry.count
         dGamma.update(repeating: 0, count: gammaEntry.count + betaEntry.count)
-        unit.bn.backward(dConv, dGamma, dBeta, dOut, unit.conv.pointer, p + gammaEntry.offset, images: rows, pixels: unit.pixels,
+        unit.bn.backward(dConv, dGamma, dBeta, dOut, unit.conv.pointer, p.tensor(unit.gamma), images: rows, pixels: unit.pixels,
                          reducer: statisticsReducer)
         deliver(unit.gamma, dGamma, sink: sink)
         deliver(unit.beta, dBeta, sink: sink)
         let weightEntry = table.entries[unit.weight]
         tensorGradient.pointer.update(repeating: 0, count: weightEntry.count)
-        conv2dBackward(dx, tensorGradient.pointer, nil, dConv, x, p + weightEntry.offset, cols: cols.pointer, dcols: dcols.pointer,
+        conv2dBackward(dx, tensorGradient.pointer, nil, dConv, x, p.tensor(unit.weight), cols: cols.pointer, dcols: dcols.pointer,
                        images: rows, unit.shape, precision: precision)
         deliver(unit.weight, tensorGradient.pointer, sink: sink)
     }
 
     public func forwardBackward(params: UnsafePointer<Float>, sink: GradientSink, batch: ModelBatch, lossScale: Float) -> BatchResult {
+        forwardBackward(params: FlatParameters(base: params, table: table), sink: sink, batch: batch, lossScale: lossScale)
+    }
+
+    public func forwardBackward(params: ParameterSource, sink: GradientSink, batch: ModelBatch, lossScale: Float) -> BatchResult {
         let rows = batch.rows, x = features(batch), p = params
         reserve(rows: rows)
-        let result = runForward(p, x, targets: batch.targets, rows: rows, training: true)
+        let result = runForward(p, x, targets: batch.targets, rows: rows, training: true, keepHead: true)
+        p.acquire(headLayer, pass: .backward)  // still held from forward
         // Phase 1: the head and the pooling. gradA holds d(current activation) as backward walks down the blocks.
         dLogits.pointer.update(repeating: 0, count: rows * classes)
         softmaxCrossEntropyBackward(dLogits.pointer, probs.pointer, targets: batch.targets, batch: rows, classes: classes,
@@ -312,8 +336,9 @@ public final class ResNet: BatchStatisticsModel {
         dPooled.pointer.update(repeating: 0, count: rows * featureWidth)
         let dW = tensorGradient.pointer, dB = tensorGradient.pointer + headW.count
         dW.update(repeating: 0, count: headW.count + headB.count)
-        linearBackward(dPooled.pointer, dW, dB, dLogits.pointer, pooled.pointer, p + headW.offset, batch: rows,
+        linearBackward(dPooled.pointer, dW, dB, dLogits.pointer, pooled.pointer, p.tensor(headEntry.weight), batch: rows,
                        inFeatures: featureWidth, outFeatures: classes, precision: precision)
+        p.release(headLayer, pass: .backward)
         deliver(headEntry.weight, dW, sink: sink)
         deliver(headEntry.bias, dB, sink: sink)
         var dOut = gradA.pointer, dSpare = gradB.pointer
@@ -322,6 +347,8 @@ public final class ResNet: BatchStatisticsModel {
         // Phase 2: the blocks, last first. dOut = d(block.out) → dSpare = d(block input).
         for i in stride(from: blocks.count - 1, through: 0, by: -1) {
             let block = blocks[i]
+            p.acquire(i + 1, pass: .backward)
+            defer { p.release(i + 1, pass: .backward) }
             let input = i > 0 ? UnsafePointer(blocks[i - 1].out.pointer) : UnsafePointer(stemOut.pointer)
             let n = rows * block.conv2.shape.outputCount
             let dSum = gradC.pointer
@@ -351,7 +378,9 @@ public final class ResNet: BatchStatisticsModel {
         let dPre = gradC.pointer
         dPre.update(repeating: 0, count: n)
         reluBackward(dPre, dOut, stem.out.pointer, count: n)
+        p.acquire(0, pass: .backward)
         unitBackward(stem, dOut: dPre, x: x, dx: nil, p, sink: sink, rows: rows, scratch: dSpare)
+        p.release(0, pass: .backward)
         return result
     }
 }

@@ -49,6 +49,34 @@ final class ResNetTrainingTests: XCTestCase {
         XCTAssertNotEqual(alone[0].0, alone[1].0, "each rank's own rows give other statistics")
     }
 
+    /// The ResNet reads its parameters layer by layer (stem, blocks, head), so it trains at ZeRO stage 3 too: with
+    /// synchronised batch norm on 2 ranks, stages 1–3 end within the stage-equivalence tolerance (1e-5 relative:
+    /// summation order only) of stage 0, and evaluation (which acquires the whole model once) agrees.
+    func testStagesAgreeIncludingStageThree() throws {
+        let (train, test) = (images(32, seed: 1), images(12, seed: 2))
+        var results: [(params: [Float], eval: Double)] = []
+        for stage in 0...3 {
+            var resolved = try ResolvedConfig(name: "resnet", overrides: [
+                "model.kind=resnet", "model.depth=1", "model.channels=2", "model.sync_batchnorm=true",
+                "train.global_batch=8", "train.steps=3", "train.log_every=10", "schedule.warmup_steps=1",
+                "zero.bucket_mb=0.0001", "groups.matrix.optimizer=muon", "groups.matrix.lr=0.02"])
+            try resolved.override("zero.stage=\(stage)")
+            let c = try TrainConfig(resolved, worldSize: 2)
+            let runs = try SimulatedWorld.run(size: 2) { comm -> ([Float], Double) in
+                let trainer = try Trainer(config: c, comm: comm, task: c.imageTask(train: train, test: test))
+                let summary = try trainer.run()
+                return (try trainer.engine.masterParameters().array, summary.evalLoss)
+            }
+            XCTAssertEqual(runs[0].0, runs[1].0, "stage \(stage): ranks differ")
+            results.append((runs[0].0, runs[0].1))
+        }
+        for stage in 1...3 {
+            let worst = zip(results[stage].params, results[0].params).map { abs($0 - $1) / max(1, abs($1)) }.max()!
+            XCTAssertLessThanOrEqual(worst, 1e-5, "stage \(stage) vs 0")
+            XCTAssertEqual(results[stage].eval, results[0].eval, accuracy: 1e-5 * max(1, abs(results[0].eval)))
+        }
+    }
+
     func testTaskDescribesTheResNetFromTheKeys() throws {
         let task = try config(sync: false).imageTask(train: images(8, seed: 3), test: images(4, seed: 4))
         XCTAssertTrue(task.modelDescription.hasPrefix("ResNet 1×8×8 depth 1 width 2 (3 blocks"), task.modelDescription)
