@@ -225,6 +225,7 @@ public final class Trainer {
         precondition(startStep < totalSteps, "resumed at step \(startStep) of a \(totalSteps)-step run")
         for step in startStep..<totalSteps {
             let stepStart = Date()
+            Watchdog.setStep(step)
             let lr = schedule.lr(base: config.lr, step: step + 1)
             var local = BatchResult()
             for m in 0..<config.gradAccum {
