@@ -144,13 +144,25 @@ public enum Watchdog {
             beat += 1
             if let directory = now.directory {
                 let line = "\(beat) \(now.started) \(now.step) \(now.inWait ? now.call : "-")\n"
-                try? line.write(toFile: "\(directory)/rank-\(now.rank)", atomically: true, encoding: .utf8)
+                writeHeartbeat(line, directory: directory, rank: now.rank)
             }
             if now.inWait && monotonicSeconds() - now.since > now.timeout {
                 fire(now, pause: pause)
             }
             Thread.sleep(forTimeInterval: pause)
         }
+    }
+
+    /// Writes to a temporary name, then renames over the previous beat: a reader sees the old line or the new one,
+    /// never none (so a rank stopped in the middle of a write still has its last beat on file).
+    private static func writeHeartbeat(_ line: String, directory: String, rank: Int) {
+        let path = "\(directory)/rank-\(rank)", temporary = "\(directory)/.rank-\(rank).tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { return }
+        let bytes = Array(line.utf8)
+        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        if written == bytes.count { rename(temporary, path) }
     }
 
     /// A peer's heartbeat: beat counter, collectives started, step, call ("-": not waiting).
