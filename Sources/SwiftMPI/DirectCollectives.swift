@@ -222,7 +222,9 @@ final class DirectRequest: CollectiveRequest {
     }
 
     func wait() throws {
-        while !done { try communicator.progressDirectRequests() }
+        try Watchdog.waiting("\(call) (direct)") {
+            while !done { try communicator.progressDirectRequests() }
+        }
     }
 
     /// Tests the current phase's messages and, when they are all complete, runs the phase's completion (which may
@@ -252,7 +254,9 @@ final class DirectRequest: CollectiveRequest {
         // Dropped before completion: MPI may still write into the buffers; finish the messages first.
         if !handles.isEmpty {
             let n = Int32(handles.count)
-            handles.withUnsafeMutableBufferPointer { _ = MPI_Waitall(n, $0.baseAddress, swt_statuses_ignore()) }
+            Watchdog.waiting("MPI_Waitall(\(call))") {
+                handles.withUnsafeMutableBufferPointer { _ = MPI_Waitall(n, $0.baseAddress, swt_statuses_ignore()) }
+            }
         }
         releaseScratch()
     }

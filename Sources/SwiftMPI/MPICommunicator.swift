@@ -12,7 +12,9 @@ public enum MPIRuntime {
         if flag != 0 { return }
         applyCollectiveTuning()
         var provided: Int32 = 0
-        try check(MPI_Init_thread(nil, nil, swt_thread_funneled(), &provided), "MPI_Init_thread")
+        try Watchdog.waiting("MPI_Init") {
+            try check(MPI_Init_thread(nil, nil, swt_thread_funneled(), &provided), "MPI_Init_thread")
+        }
         try check(MPI_Comm_set_errhandler(swt_comm_world(), swt_errors_return()), "MPI_Comm_set_errhandler")
     }
 
@@ -133,43 +135,54 @@ public final class MPICommunicator: Communicator {
 
     public func allReduce<T: CollectiveScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws {
         let n = try int32Count(buffer.count, "MPI_Allreduce")
-        try MPIRuntime.check(MPI_Allreduce(swt_in_place(), buffer.baseAddress, n, Self.datatype(T.scalarKind),
-                                           Self.mpiOp(op), comm), "MPI_Allreduce")
+        try Watchdog.collective("MPI_Allreduce") {
+            try MPIRuntime.check(MPI_Allreduce(swt_in_place(), buffer.baseAddress, n, Self.datatype(T.scalarKind),
+                                               Self.mpiOp(op), comm), "MPI_Allreduce")
+        }
     }
 
     public func reduceScatter<T: CollectiveScalar>(_ send: UnsafeBufferPointer<T>, into receive: UnsafeMutableBufferPointer<T>,
                                                    counts: [Int], op: ReduceOp) throws {
         let c = try reduceScatterCounts(send: send.count, receive: receive.count, counts: counts)
-        try MPIRuntime.check(MPI_Reduce_scatter(send.baseAddress, receive.baseAddress, c, Self.datatype(T.scalarKind),
-                                                Self.mpiOp(op), comm), "MPI_Reduce_scatter")
+        try Watchdog.collective("MPI_Reduce_scatter") {
+            try MPIRuntime.check(MPI_Reduce_scatter(send.baseAddress, receive.baseAddress, c, Self.datatype(T.scalarKind),
+                                                    Self.mpiOp(op), comm), "MPI_Reduce_scatter")
+        }
     }
 
     public func allGather<T: CollectiveScalar>(_ send: UnsafeBufferPointer<T>, into receive: UnsafeMutableBufferPointer<T>,
                                                counts: [Int]) throws {
         let (c, d) = try gatherLayout(counts: counts, total: receive.count, mine: send.count, call: "MPI_Allgatherv")
-        try MPIRuntime.check(MPI_Allgatherv(send.baseAddress, c[rank], Self.datatype(T.scalarKind), receive.baseAddress,
-                                            c, d, Self.datatype(T.scalarKind), comm), "MPI_Allgatherv")
+        try Watchdog.collective("MPI_Allgatherv") {
+            try MPIRuntime.check(MPI_Allgatherv(send.baseAddress, c[rank], Self.datatype(T.scalarKind), receive.baseAddress,
+                                                c, d, Self.datatype(T.scalarKind), comm), "MPI_Allgatherv")
+        }
     }
 
     public func allGatherInPlace<T: CollectiveScalar>(_ buffer: UnsafeMutableBufferPointer<T>, counts: [Int]) throws {
         let (c, d) = try gatherLayout(counts: counts, total: buffer.count, mine: counts[safe: rank] ?? -1,
                                       call: "MPI_Allgatherv")
-        try MPIRuntime.check(MPI_Allgatherv(swt_in_place(), 0, Self.datatype(T.scalarKind), buffer.baseAddress,
-                                            c, d, Self.datatype(T.scalarKind), comm), "MPI_Allgatherv")
+        try Watchdog.collective("MPI_Allgatherv") {
+            try MPIRuntime.check(MPI_Allgatherv(swt_in_place(), 0, Self.datatype(T.scalarKind), buffer.baseAddress,
+                                                c, d, Self.datatype(T.scalarKind), comm), "MPI_Allgatherv")
+        }
     }
 
     public func broadcast<T: CollectiveScalar>(_ buffer: UnsafeMutableBufferPointer<T>, root: Int) throws {
         let n = try int32Count(buffer.count, "MPI_Bcast")
-        try MPIRuntime.check(MPI_Bcast(buffer.baseAddress, n, Self.datatype(T.scalarKind), Int32(root), comm), "MPI_Bcast")
+        try Watchdog.collective("MPI_Bcast") {
+            try MPIRuntime.check(MPI_Bcast(buffer.baseAddress, n, Self.datatype(T.scalarKind), Int32(root), comm), "MPI_Bcast")
+        }
     }
 
     public func barrier() throws {
-        try MPIRuntime.check(MPI_Barrier(comm), "MPI_Barrier")
+        try Watchdog.collective("MPI_Barrier") { try MPIRuntime.check(MPI_Barrier(comm), "MPI_Barrier") }
     }
 
     public func iAllReduce<T: CollectiveScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws -> CollectiveRequest {
         let n = try int32Count(buffer.count, "MPI_Iallreduce")
         let request = MPIRequest(call: "MPI_Iallreduce")
+        Watchdog.started()
         try MPIRuntime.check(MPI_Iallreduce(swt_in_place(), buffer.baseAddress, n, Self.datatype(T.scalarKind),
                                             Self.mpiOp(op), comm, &request.handle), "MPI_Iallreduce")
         return request
@@ -178,6 +191,7 @@ public final class MPICommunicator: Communicator {
     public func iReduceScatter<T: CollectiveScalar>(_ send: UnsafeBufferPointer<T>, into receive: UnsafeMutableBufferPointer<T>,
                                                     counts: [Int], op: ReduceOp) throws -> CollectiveRequest {
         let request = MPIRequest(call: "MPI_Ireduce_scatter")
+        Watchdog.started()
         request.counts = try reduceScatterCounts(send: send.count, receive: receive.count, counts: counts)
         try MPIRuntime.check(MPI_Ireduce_scatter(send.baseAddress, receive.baseAddress, request.counts,
                                                  Self.datatype(T.scalarKind), Self.mpiOp(op), comm, &request.handle),
@@ -187,6 +201,7 @@ public final class MPICommunicator: Communicator {
 
     public func iAllGatherInPlace<T: CollectiveScalar>(_ buffer: UnsafeMutableBufferPointer<T>, counts: [Int]) throws -> CollectiveRequest {
         let request = MPIRequest(call: "MPI_Iallgatherv")
+        Watchdog.started()
         (request.counts, request.displacements) = try gatherLayout(counts: counts, total: buffer.count,
                                                                    mine: counts[safe: rank] ?? -1, call: "MPI_Iallgatherv")
         try MPIRuntime.check(MPI_Iallgatherv(swt_in_place(), 0, Self.datatype(T.scalarKind), buffer.baseAddress,
@@ -226,6 +241,7 @@ public final class MPICommunicator: Communicator {
 
     /// Keeps a direct collective in the progress list until it completes.
     func register(_ request: DirectRequest) {
+        Watchdog.started()
         if !request.isComplete { activeDirect.append(request) }
     }
 
@@ -275,7 +291,9 @@ final class MPIRequest: CollectiveRequest {
 
     func wait() throws {
         if done { return }
-        try MPIRuntime.check(MPI_Wait(&handle, swt_status_ignore()), "MPI_Wait(\(call))")
+        try Watchdog.waiting("MPI_Wait(\(call))") {
+            try MPIRuntime.check(MPI_Wait(&handle, swt_status_ignore()), "MPI_Wait(\(call))")
+        }
         done = true
     }
 
@@ -289,7 +307,7 @@ final class MPIRequest: CollectiveRequest {
 
     deinit {
         // A request dropped without completion would leave MPI writing into freed memory; complete it here.
-        if !done { MPI_Wait(&handle, swt_status_ignore()) }
+        if !done { Watchdog.waiting("MPI_Wait(\(call))") { _ = MPI_Wait(&handle, swt_status_ignore()) } }
     }
 }
 

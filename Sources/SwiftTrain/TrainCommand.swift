@@ -29,6 +29,7 @@ struct Train: ParsableCommand {
 
         // Phase 2: MPI.
         do {
+            MPISession.startWatchdog(timeout: prepared?.plan.config.hangTimeout, launch: launch)
             let comm = try MPISession.start(expecting: launch)
             // Building the trainer restores the checkpoint, locally and without communicating: a checkpoint that
             // cannot be restored (another optimizer, a missing state) is still an input error.
@@ -58,6 +59,7 @@ struct Train: ParsableCommand {
             // The default run directory name has rank 0's clock in it: every rank takes rank 0's.
             let runPath = try MPISession.broadcast(runDirectory?.path ?? "", comm: comm)
             StopRequest.install()
+            MPISession.publishHeartbeats(runDirectory: runPath)
             let console = isRoot ? Console() : nil
             if let runDirectory, let console {
                 let header = """

@@ -264,6 +264,11 @@ public struct TrainConfig: Sendable {
     public var syncBatchNorm: Bool
     public var evalSequences: Int
     public var stopAt: Int
+    /// `train.hang_timeout_s` by default: five minutes. Far above any wait a healthy run has (a step's slowest
+    /// rank, rank 0 writing a checkpoint, evaluation), far below the forever of a hang.
+    public static let defaultHangTimeout = 300.0
+    /// `train.hang_timeout_s`: the watchdog's limit on one wait in a collective; 0: off.
+    public var hangTimeout: Double
     public var checkpointEvery: Int
     public var checkpointFinal: Bool
     public var checkpointKeep: Int
@@ -322,6 +327,7 @@ public struct TrainConfig: Sendable {
         dataPath = c.string("data.path")
         evalSequences = c.int("train.eval_sequences")
         stopAt = c.int("train.stop_at")
+        hangTimeout = c.double("train.hang_timeout_s")
         checkpointEvery = c.int("checkpoint.every")
         checkpointFinal = c.bool("checkpoint.final")
         checkpointKeep = c.int("checkpoint.keep")

@@ -177,6 +177,8 @@ public enum ConfigSchema {
                   doc: "With `train.batch_schedule` steps or noise_scale: how the peak lr follows the step's batch B from `train.global_batch` B₀: `linear` γ·B/B₀, `sqrt` γ·√(B/B₀), `none` γ."),
         ConfigKey(path: "train.stop_at", kind: .int(0...Int.max), defaultValue: .int(0),
                   doc: "Pause after this step: write a checkpoint and exit 0, keeping the schedule of the full run (for time-limited jobs; continue with --resume). 0: off; ignored when resuming past it."),
+        ConfigKey(path: "train.hang_timeout_s", kind: .double(0...86_400), defaultValue: .double(TrainConfig.defaultHangTimeout),
+                  doc: "Watchdog: a rank waiting longer than this many seconds in one collective ends the whole job (exit status 4) with a message naming the rank(s) that stopped progressing, the call and the step, instead of hanging forever (docs/checkpoints.md). 0: off."),
         ConfigKey(path: "checkpoint.every", kind: .int(0...Int.max), defaultValue: .int(500),
                   doc: "Steps between checkpoints (in `<run>/checkpoints/step-N/`); 0: none except the final one."),
         ConfigKey(path: "checkpoint.final", kind: .bool, defaultValue: .bool(true),

@@ -82,7 +82,24 @@ public enum MPISession {
     }
 
     public static var libraryVersion: String { MPIRuntime.libraryVersion }
-    public static func finalize() { MPIRuntime.finalize() }
+    /// Starts this rank's watchdog (`train.hang_timeout_s`; SwiftMPI's `Watchdog`) before MPI starts, so a rank that
+    /// never arrives ends the job too. `timeout` is the validated configuration's, or the default when the input
+    /// was bad (the ranks are then about to agree on stopping).
+    public static func startWatchdog(timeout: Double?, launch: LaunchEnvironment) {
+        Watchdog.start(timeout: timeout ?? TrainConfig.defaultHangTimeout, rank: launch.rank, size: launch.worldSize)
+    }
+
+    /// Once the run directory is known: the ranks' heartbeats go to `<run>/.watchdog`, where every rank can read
+    /// the others' (across nodes only on a shared filesystem), so a timeout names the rank that stopped.
+    public static func publishHeartbeats(runDirectory: String) {
+        guard !runDirectory.isEmpty else { return }
+        Watchdog.publishHeartbeats(in: runDirectory + "/.watchdog")
+    }
+
+    public static func finalize() {
+        Watchdog.stop()
+        MPIRuntime.finalize()
+    }
     public static func abort(code: Int32) -> Never { MPIRuntime.abort(code: code) }
 }
 

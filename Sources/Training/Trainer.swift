@@ -250,6 +250,7 @@ public final class Trainer {
         var step = startStep
         while true {
             let stepStart = Date()
+            Watchdog.setStep(step)
             // Phase 1: the step's batch (the noise scale measured up to the last step), its split and data position.
             let globalBatch = batchSchedule.batch(forStep: step, noiseScale: noiseScale.value)
             let split = config.split(globalBatch: globalBatch)
