@@ -59,6 +59,10 @@ public enum Watchdog {
         state.lock.lock()
         state.directory = directory
         state.lock.unlock()
+        // The first beat now, not at the monitor's next one: a rank stopped early in training still leaves a
+        // heartbeat behind that names it.
+        let now = snapshot()
+        if now.running { heartbeat(now, beat: 0) }
     }
 
     /// Stops the monitor at its next beat and removes this rank's heartbeat file.
@@ -142,15 +146,18 @@ public enum Watchdog {
             guard now.running else { return }
             let pause = interval(timeout: now.timeout)
             beat += 1
-            if let directory = now.directory {
-                let line = "\(beat) \(now.started) \(now.step) \(now.inWait ? now.call : "-")\n"
-                writeHeartbeat(line, directory: directory, rank: now.rank)
-            }
+            heartbeat(now, beat: beat)
             if now.inWait && monotonicSeconds() - now.since > now.timeout {
-                fire(now, pause: pause)
+                fire(now, pause: pause, beat: beat)
             }
             Thread.sleep(forTimeInterval: pause)
         }
+    }
+
+    private static func heartbeat(_ now: Snapshot, beat: Int) {
+        guard let directory = now.directory else { return }
+        let line = "\(beat) \(now.started) \(now.step) \(now.inWait ? now.call : "-")\n"
+        writeHeartbeat(line, directory: directory, rank: now.rank)
     }
 
     /// Writes to a temporary name, then renames over the previous beat: a reader sees the old line or the new one,
@@ -176,7 +183,7 @@ public enum Watchdog {
     }
 
     /// Names who stopped progressing, prints it and ends the job.
-    private static func fire(_ me: Snapshot, pause: Double) -> Never {
+    private static func fire(_ me: Snapshot, pause: Double, beat: Int) -> Never {
         let waited = monotonicSeconds() - me.since
         let stepText = me.step >= 0 ? "at step \(me.step + 1)" : "before training"
         var lines = ["swift-train watchdog: rank \(me.rank) waited \(String(format: "%.1f", waited)) s in \(me.call) " +
@@ -189,7 +196,15 @@ public enum Watchdog {
             // A live rank's monitor beats every `pause` whatever its main thread does; 4 beats and at least 2 s
             // leave room for a loaded machine's scheduling delays.
             let watch = max(pause * 4, 2)
-            Thread.sleep(forTimeInterval: watch)
+            // This rank keeps beating while it watches: another waiting rank that times out at the same moment is
+            // watching too, and must not take this rank for a stopped one.
+            var beat = beat
+            let end = monotonicSeconds() + watch
+            while monotonicSeconds() < end {
+                Thread.sleep(forTimeInterval: min(pause, max(0, end - monotonicSeconds())))
+                beat += 1
+                heartbeat(me, beat: beat)
+            }
             let second = (0..<me.size).map { readBeat(directory, $0) }
             var stalled: [String] = [], behind: [String] = [], unseen: [Int] = []
             for r in 0..<me.size where r != me.rank {
