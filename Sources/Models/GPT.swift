@@ -79,6 +79,7 @@ public final class GPT: Model {
     private var blocks: [BlockTensors] = []
     private var wteIndex = 0, wpeIndex = 0, lnfWeight = 0, lnfBias = 0
     private var headIndex: Int?  // nil when tied
+    private var weightOffsets: (offset: [Int?], total: Int) = ([], 0)
 
     public init(_ config: GPTConfig) {
         if let reason = config.invalidReason { preconditionFailure(reason) }
@@ -117,6 +118,8 @@ public final class GPT: Model {
         lnfWeight = index["ln_f.weight"]!
         lnfBias = index["ln_f.bias"]!
         headIndex = config.tiedHead ? nil : index["lm_head.weight"]!
+        weightOffsets = GPT.weightOffsets(layout, tiedWte: config.tiedHead ? wteIndex : nil)
+        workspace = nil  // its bf16 weight copies follow the layout
         blocks = (0..<config.layers).map { l in
             func i(_ suffix: String) -> Int { index["h.\(l).\(suffix)"]! }
             return BlockTensors(ln1Weight: i("ln_1.weight"), ln1Bias: i("ln_1.bias"),
@@ -161,10 +164,22 @@ public final class GPT: Model {
     /// Named pointers into one activation allocation and one gradient-scratch allocation, for `rows` sequences of
     /// Tmax positions (Ncap = rows·Tmax). Per-layer activations are [L, Ncap, …]: layer l's slice starts at l·stride.
     /// A call with fewer rows or positions uses the leading part of each slice.
+    ///
+    /// In bf16 the activations that only feed products — ln1, qkv, atty, ln2, fchGelu, lnf — are kept for backward
+    /// in bf16 only (`*H`, rounded once as they are produced); their fp32 buffers hold one layer, the kernels'
+    /// output before rounding. Each matrix weight is rounded once per forward into `weightsH` and read again by
+    /// backward, and each gradient a product reads twice (input and weight gradient) is rounded once into `dyH`.
     private struct Workspace {
         let rows: Int
+        let precision: GEMMPrecision
         let activations: FloatBuffer
         let scratch: FloatBuffer
+        let halves: BF16Buffer
+        /// Layers held by the fp32 buffers of product-only activations: L in fp32, 1 in bf16.
+        let gemmOnlyLayers: Int
+        var ln1H, qkvH, attyH, ln2H, fchGeluH, lnfH: UnsafeMutablePointer<UInt16>  // as their fp32 twins, all layers
+        var dyH: UnsafeMutablePointer<UInt16>      // (Ncap, max(4C, V)) the gradient being multiplied
+        var weightsH: UnsafeMutablePointer<UInt16> // every matrix weight, at `weightOffsets`
         // Activations (kept from forward for backward).
         var encoded: UnsafeMutablePointer<Float>   // (Ncap, C)
         var ln1: UnsafeMutablePointer<Float>       // (L, Ncap, C)
@@ -201,12 +216,15 @@ public final class GPT: Model {
         var dVector: UnsafeMutablePointer<Float>   // (4C) one vector gradient (bias or LayerNorm parameter)
         var dVector2: UnsafeMutablePointer<Float>  // (4C)
 
-        init(rows: Int, config: GPTConfig) {
+        init(rows: Int, config: GPTConfig, precision: GEMMPrecision, matrixElements: Int) {
             self.rows = rows
+            self.precision = precision
             let L = config.layers, C = config.width, V = config.vocabulary, T = config.context, NH = config.heads
             let N = rows * T
-            let a = Workspace.layout([N * C, L * N * C, L * N, L * N, L * N * 3 * C, L * N * C, L * rows * NH * T * T,
-                            L * N * C, L * N * C, L * N * C, L * N, L * N, L * N * 4 * C, L * N * 4 * C, L * N * C,
+            let bf = precision == .bf16, G = bf ? 1 : L
+            gemmOnlyLayers = G
+            let a = Workspace.layout([N * C, G * N * C, L * N, L * N, G * N * 3 * C, G * N * C, L * rows * NH * T * T,
+                            L * N * C, L * N * C, G * N * C, L * N, L * N, L * N * 4 * C, G * N * 4 * C, L * N * C,
                             L * N * C, N * C, N, N, N * V, N * V])
             let act = FloatBuffer(count: a.total)
             activations = act
@@ -224,6 +242,13 @@ public final class GPT: Model {
             dResidual = q.next()!; dLn = q.next()!; dAtty = q.next()!; dqkv = q.next()!; dFch = q.next()!
             dFchGelu = q.next()!; dLogits = q.next()!; dAtt = q.next()!; dWte = q.next()!; dWpe = q.next()!
             dVector = q.next()!; dVector2 = q.next()!
+            let h = bf ? Workspace.layout([L * N * C, L * N * 3 * C, L * N * C, L * N * C, L * N * 4 * C, N * C,
+                                           N * Swift.max(4 * C, V), matrixElements]) : (offsets: [], total: 0)
+            let hb = BF16Buffer(count: h.total)
+            halves = hb
+            var r = (bf ? h.offsets : Array(repeating: 0, count: 8)).map { hb.pointer + $0 }.makeIterator()
+            ln1H = r.next()!; qkvH = r.next()!; attyH = r.next()!; ln2H = r.next()!; fchGeluH = r.next()!
+            lnfH = r.next()!; dyH = r.next()!; weightsH = r.next()!
         }
 
         /// Offsets of buffers of `sizes` floats carved back to back, each at a 16-float (64-byte) boundary.
@@ -237,14 +262,54 @@ public final class GPT: Model {
     private var workspace: Workspace?
 
     private func reserve(rows: Int) -> Workspace {
-        if let w = workspace, w.rows >= rows { return w }
-        let w = Workspace(rows: rows, config: config)
+        if let w = workspace, w.rows >= rows, w.precision == precision { return w }
+        let w = Workspace(rows: rows, config: config, precision: precision, matrixElements: weightOffsets.total)
         workspace = w
         return w
     }
 
     /// Bytes of workspace held (for memory accounting); 0 before the first batch.
-    public var workspaceBytes: Int { (workspace?.activations.byteCount ?? 0) + (workspace?.scratch.byteCount ?? 0) }
+    public var workspaceBytes: Int {
+        guard let w = workspace else { return 0 }
+        return w.activations.byteCount + w.scratch.byteCount + w.halves.byteCount
+    }
+
+    /// Where each matrix weight (role matrix or head; wte too when it is the tied head) sits in `weightsH`.
+    private static func weightOffsets(_ table: ParameterTable, tiedWte: Int?) -> (offset: [Int?], total: Int) {
+        var offset = [Int?](repeating: nil, count: table.entries.count), total = 0
+        for (i, e) in table.entries.enumerated() where e.role == .matrix || e.role == .head || i == tiedWte {
+            offset[i] = total
+            total += (e.count + 31) / 32 * 32
+        }
+        return (offset, total)
+    }
+
+    /// A matrix weight as a product's operand in forward: rounded now into `weightsH` in bf16 (where backward
+    /// reads it again), the fp32 tensor otherwise.
+    private func roundedWeight(_ w: Workspace, _ i: Int, _ params: ParameterSource) -> GEMMOperand {
+        guard w.precision == .bf16 else { return .fp32(params.tensor(i)) }
+        let target = w.weightsH + weightOffsets.offset[i]!
+        BF16.round(params.tensor(i), into: target, count: table.entries[i].count)
+        return .bf16(target)
+    }
+
+    /// The same weight in backward: its copy rounded in this batch's forward, or the fp32 tensor.
+    private func weight(_ w: Workspace, _ i: Int, _ params: ParameterSource) -> GEMMOperand {
+        w.precision == .bf16 ? .bf16(w.weightsH + weightOffsets.offset[i]!) : .fp32(params.tensor(i))
+    }
+
+    /// A product's operand from an activation: its bf16 copy in bf16, the fp32 values otherwise.
+    private func operand(_ w: Workspace, _ fp32: UnsafePointer<Float>, _ bf16: UnsafePointer<UInt16>) -> GEMMOperand {
+        w.precision == .bf16 ? .bf16(bf16) : .fp32(fp32)
+    }
+
+    /// Rounds `count` values just produced into their bf16 copy (bf16 only) and returns the operand to multiply.
+    private func rounded(_ w: Workspace, _ fp32: UnsafePointer<Float>, into bf16: UnsafeMutablePointer<UInt16>,
+                         count: Int) -> GEMMOperand {
+        guard w.precision == .bf16 else { return .fp32(fp32) }
+        BF16.round(fp32, into: bf16, count: count)
+        return .bf16(bf16)
+    }
 
     // MARK: Forward
 
@@ -279,32 +344,39 @@ public final class GPT: Model {
         for l in 0..<config.layers {
             let t = blocks[l]
             params.acquire(l + 1, pass: .forward)
-            let nc = l * Ncap * C, n = l * Ncap
-            let ln1 = w.ln1 + nc, qkv = w.qkv + 3 * nc, atty = w.atty + nc, attProj = w.attProj + nc
-            let residual2 = w.residual2 + nc, ln2 = w.ln2 + nc, fch = w.fch + 4 * nc, fchGelu = w.fchGelu + 4 * nc
+            // nc: layer l's slice of the per-layer buffers; gc: of the product-only fp32 buffers (0 in bf16).
+            let nc = l * Ncap * C, n = l * Ncap, gc = (w.gemmOnlyLayers == 1 ? 0 : l) * Ncap * C
+            let ln1 = w.ln1 + gc, qkv = w.qkv + 3 * gc, atty = w.atty + gc, attProj = w.attProj + nc
+            let residual2 = w.residual2 + nc, ln2 = w.ln2 + gc, fch = w.fch + 4 * nc, fchGelu = w.fchGelu + 4 * gc
             let fcProj = w.fcProj + nc, residual3 = w.residual3 + nc
             let att = w.att + l * w.rows * NH * config.context * config.context
             layerNormForward(ln1, w.ln1Mean + n, w.ln1Rstd + n, residual, p(t.ln1Weight), p(t.ln1Bias), rows: N, channels: C)
-            linearForward(qkv, ln1, p(t.attnWeight), p(t.attnBias), batch: N, inFeatures: C, outFeatures: 3 * C,
-                          precision: precision)
-            attentionForward(atty, att, qkv, batch: B, time: T, channels: C, heads: NH, precision: precision)
-            linearForward(attProj, atty, p(t.projWeight), p(t.projBias), batch: N, inFeatures: C, outFeatures: C,
-                          precision: precision)
+            let ln1x = rounded(w, ln1, into: w.ln1H + nc, count: N * C)
+            linearForward(qkv, ln1x, roundedWeight(w, t.attnWeight, params), p(t.attnBias), batch: N, inFeatures: C,
+                          outFeatures: 3 * C, precision: precision)
+            let qkvx = rounded(w, qkv, into: w.qkvH + 3 * nc, count: N * 3 * C)
+            attentionForward(atty, att, qkvx, batch: B, time: T, channels: C, heads: NH, precision: precision)
+            let attyx = rounded(w, atty, into: w.attyH + nc, count: N * C)
+            linearForward(attProj, attyx, roundedWeight(w, t.projWeight, params), p(t.projBias), batch: N, inFeatures: C,
+                          outFeatures: C, precision: precision)
             residualForward(residual2, residual, attProj, count: N * C)
             layerNormForward(ln2, w.ln2Mean + n, w.ln2Rstd + n, residual2, p(t.ln2Weight), p(t.ln2Bias), rows: N, channels: C)
-            linearForward(fch, ln2, p(t.fcWeight), p(t.fcBias), batch: N, inFeatures: C, outFeatures: 4 * C,
-                          precision: precision)
+            let ln2x = rounded(w, ln2, into: w.ln2H + nc, count: N * C)
+            linearForward(fch, ln2x, roundedWeight(w, t.fcWeight, params), p(t.fcBias), batch: N, inFeatures: C,
+                          outFeatures: 4 * C, precision: precision)
             geluFastForward(fchGelu, fch, count: N * 4 * C)
-            linearForward(fcProj, fchGelu, p(t.fcProjWeight), p(t.fcProjBias), batch: N, inFeatures: 4 * C, outFeatures: C,
-                          precision: precision)
+            let fchGelux = rounded(w, fchGelu, into: w.fchGeluH + 4 * nc, count: N * 4 * C)
+            linearForward(fcProj, fchGelux, roundedWeight(w, t.fcProjWeight, params), p(t.fcProjBias), batch: N,
+                          inFeatures: 4 * C, outFeatures: C, precision: precision)
             residualForward(residual3, residual2, fcProj, count: N * C)
             residual = UnsafePointer(residual3)
             params.release(l + 1, pass: .forward)
         }
         params.acquire(finalLayer, pass: .forward)
         layerNormForward(w.lnf, w.lnfMean, w.lnfRstd, residual, p(lnfWeight), p(lnfBias), rows: N, channels: C)
-        linearForward(w.logits, w.lnf, p(headIndex ?? wteIndex), nil, batch: N, inFeatures: C, outFeatures: V,
-                      precision: precision)
+        let lnfx = rounded(w, w.lnf, into: w.lnfH, count: N * C)
+        linearForward(w.logits, lnfx, roundedWeight(w, headIndex ?? wteIndex, params), nil, batch: N, inFeatures: C,
+                      outFeatures: V, precision: precision)
         if !keepHead {
             params.release(finalLayer, pass: .forward)
             if config.tiedHead { params.release(0, pass: .forward) }
@@ -362,15 +434,17 @@ public final class GPT: Model {
         // Phase 1: loss and head. dLogits = lossScale · (probs − onehot).
         w.dLogits.update(repeating: 0, count: N * V)
         softmaxCrossEntropyBackward(w.dLogits, w.probs, targets: batch.targets, batch: N, classes: V, scale: lossScale)
-        let head = p(headIndex ?? wteIndex)
+        let head = weight(w, headIndex ?? wteIndex, params), lnfx = operand(w, w.lnf, w.lnfH)
         // dLn[N, C] = dLogits[N, V] · Whead[V, C]
-        gemm(precision, transposeA: false, transposeB: false, m: N, n: C, k: V, alpha: 1, w.dLogits, lda: V, head, ldb: C,
+        var dy = rounded(w, w.dLogits, into: w.dyH, count: N * V)
+        gemm(precision, transposeA: false, transposeB: false, m: N, n: C, k: V, alpha: 1, dy, lda: V, head, ldb: C,
               beta: 0, w.dLn, ldc: C)
         if let headIndex {
-            emitLinear(sink, weight: headIndex, bias: nil, dy: w.dLogits, x: w.lnf, rows: N, inFeatures: C, outFeatures: V)
+            emitLinear(sink, weight: headIndex, bias: nil, dy: w.dLogits, dyOperand: dy, x: lnfx, rows: N, inFeatures: C,
+                       outFeatures: V)
         } else {
             // Tied: the head's share of the wte gradient waits in scratch for the embedding's share (phase 4).
-            gemm(precision, transposeA: true, transposeB: false, m: V, n: C, k: N, alpha: 1, w.dLogits, lda: V, w.lnf, ldb: C,
+            gemm(precision, transposeA: true, transposeB: false, m: V, n: C, k: N, alpha: 1, dy, lda: V, lnfx, ldb: C,
                   beta: 0, w.dWte, ldc: C)
             params.release(0, pass: .backward)  // the embedding backward reads no parameters
         }
@@ -388,37 +462,45 @@ public final class GPT: Model {
             let t = blocks[l]
             let nc = l * Ncap * C, n = l * Ncap
             let input = l == 0 ? UnsafePointer(w.encoded) : UnsafePointer(w.residual3 + (l - 1) * Ncap * C)
-            let ln1 = w.ln1 + nc, qkv = w.qkv + 3 * nc, atty = w.atty + nc
-            let residual2 = w.residual2 + nc, ln2 = w.ln2 + nc, fch = w.fch + 4 * nc, fchGelu = w.fchGelu + 4 * nc
+            // The product-only activations: their bf16 copies in bf16 (all layers kept), fp32 buffers otherwise.
+            let ln1 = operand(w, w.ln1 + nc, w.ln1H + nc), qkv = operand(w, w.qkv + 3 * nc, w.qkvH + 3 * nc)
+            let atty = operand(w, w.atty + nc, w.attyH + nc), ln2 = operand(w, w.ln2 + nc, w.ln2H + nc)
+            let fchGelu = operand(w, w.fchGelu + 4 * nc, w.fchGeluH + 4 * nc)
+            let residual2 = w.residual2 + nc, fch = w.fch + 4 * nc
             let att = w.att + l * w.rows * NH * T * T
             params.acquire(l + 1, pass: .backward)
 
             // MLP: residual3 = residual2 + c_proj(gelu(c_fc(ln_2(residual2)))); d(c_proj output) = dResidual.
-            gemm(precision, transposeA: false, transposeB: false, m: N, n: 4 * C, k: C, alpha: 1, w.dResidual, lda: C,
-                  p(t.fcProjWeight), ldb: 4 * C, beta: 0, w.dFchGelu, ldc: 4 * C)
-            emitLinear(sink, weight: t.fcProjWeight, bias: t.fcProjBias, dy: w.dResidual, x: fchGelu, rows: N,
-                       inFeatures: 4 * C, outFeatures: C)
+            dy = rounded(w, w.dResidual, into: w.dyH, count: N * C)
+            gemm(precision, transposeA: false, transposeB: false, m: N, n: 4 * C, k: C, alpha: 1, dy, lda: C,
+                  weight(w, t.fcProjWeight, params), ldb: 4 * C, beta: 0, w.dFchGelu, ldc: 4 * C)
+            emitLinear(sink, weight: t.fcProjWeight, bias: t.fcProjBias, dy: w.dResidual, dyOperand: dy, x: fchGelu,
+                       rows: N, inFeatures: 4 * C, outFeatures: C)
             w.dFch.update(repeating: 0, count: N * 4 * C)
             geluFastBackward(w.dFch, w.dFchGelu, fch, count: N * 4 * C)
-            gemm(precision, transposeA: false, transposeB: false, m: N, n: C, k: 4 * C, alpha: 1, w.dFch, lda: 4 * C,
-                  p(t.fcWeight), ldb: C, beta: 0, w.dLn, ldc: C)
-            emitLinear(sink, weight: t.fcWeight, bias: t.fcBias, dy: w.dFch, x: ln2, rows: N, inFeatures: C,
-                       outFeatures: 4 * C)
+            dy = rounded(w, w.dFch, into: w.dyH, count: N * 4 * C)
+            gemm(precision, transposeA: false, transposeB: false, m: N, n: C, k: 4 * C, alpha: 1, dy, lda: 4 * C,
+                  weight(w, t.fcWeight, params), ldb: C, beta: 0, w.dLn, ldc: C)
+            emitLinear(sink, weight: t.fcWeight, bias: t.fcBias, dy: w.dFch, dyOperand: dy, x: ln2, rows: N,
+                       inFeatures: C, outFeatures: 4 * C)
             layerNormBackwardEmitting(sink, weight: t.ln2Weight, bias: t.ln2Bias, dx: w.dResidual, dOut: w.dLn,
                                       x: residual2, mean: w.ln2Mean + n, rstd: w.ln2Rstd + n, rows: N, params: params)
 
             // Attention: residual2 = input + c_proj(attn(c_attn(ln_1(input)))); dResidual is now d(residual2).
-            gemm(precision, transposeA: false, transposeB: false, m: N, n: C, k: C, alpha: 1, w.dResidual, lda: C,
-                  p(t.projWeight), ldb: C, beta: 0, w.dAtty, ldc: C)
-            emitLinear(sink, weight: t.projWeight, bias: t.projBias, dy: w.dResidual, x: atty, rows: N, inFeatures: C,
-                       outFeatures: C)
+            dy = rounded(w, w.dResidual, into: w.dyH, count: N * C)
+            gemm(precision, transposeA: false, transposeB: false, m: N, n: C, k: C, alpha: 1, dy, lda: C,
+                  weight(w, t.projWeight, params), ldb: C, beta: 0, w.dAtty, ldc: C)
+            emitLinear(sink, weight: t.projWeight, bias: t.projBias, dy: w.dResidual, dyOperand: dy, x: atty, rows: N,
+                       inFeatures: C, outFeatures: C)
             w.dqkv.update(repeating: 0, count: N * 3 * C)
-            attentionBackward(w.dqkv, w.dAtty, qkv, att, scratch: w.dAtt, batch: B, time: T, channels: C, heads: NH,
+            let dAtty = rounded(w, w.dAtty, into: w.dyH, count: N * C)
+            attentionBackward(w.dqkv, dAtty, qkv, att, scratch: w.dAtt, batch: B, time: T, channels: C, heads: NH,
                               precision: precision)
-            gemm(precision, transposeA: false, transposeB: false, m: N, n: C, k: 3 * C, alpha: 1, w.dqkv, lda: 3 * C,
-                  p(t.attnWeight), ldb: C, beta: 0, w.dLn, ldc: C)
-            emitLinear(sink, weight: t.attnWeight, bias: t.attnBias, dy: w.dqkv, x: ln1, rows: N, inFeatures: C,
-                       outFeatures: 3 * C)
+            dy = rounded(w, w.dqkv, into: w.dyH, count: N * 3 * C)
+            gemm(precision, transposeA: false, transposeB: false, m: N, n: C, k: 3 * C, alpha: 1, dy, lda: 3 * C,
+                  weight(w, t.attnWeight, params), ldb: C, beta: 0, w.dLn, ldc: C)
+            emitLinear(sink, weight: t.attnWeight, bias: t.attnBias, dy: w.dqkv, dyOperand: dy, x: ln1, rows: N,
+                       inFeatures: C, outFeatures: 3 * C)
             layerNormBackwardEmitting(sink, weight: t.ln1Weight, bias: t.ln1Bias, dx: w.dResidual, dOut: w.dLn,
                                       x: input, mean: w.ln1Mean + n, rstd: w.ln1Rstd + n, rows: N, params: params)
             params.release(l + 1, pass: .backward)
@@ -435,18 +517,19 @@ public final class GPT: Model {
 
     /// Weight (and bias) gradients of y[N, O] = x[N, I]·Wᵀ + b, one GEMM per block the sink asks for, each block
     /// reported finished as soon as it is written.
+    /// `dy` (fp32) gives the bias sums, `dyOperand` (dy, or its bf16 copy) and `x` the weight products.
     private func emitLinear(_ sink: GradientSink, weight: Int, bias: Int?, dy: UnsafePointer<Float>,
-                            x: UnsafePointer<Float>, rows: Int, inFeatures: Int, outFeatures: Int) {
+                            dyOperand: GEMMOperand, x: GEMMOperand, rows: Int, inFeatures: Int, outFeatures: Int) {
         if let bias {
             for block in sink.rowBlocks(bias) {
-                linearBackwardParameterRows(nil, sink.gradient(bias, rows: block), dy, x, rows: block, batch: rows,
-                                            inFeatures: inFeatures, outFeatures: outFeatures, precision: precision)
+                linearBackwardBiasRows(sink.gradient(bias, rows: block), dy, rows: block, batch: rows,
+                                       outFeatures: outFeatures)
                 sink.finished(bias, rows: block)
             }
         }
         for block in sink.rowBlocks(weight) {
-            linearBackwardParameterRows(sink.gradient(weight, rows: block), nil, dy, x, rows: block, batch: rows,
-                                        inFeatures: inFeatures, outFeatures: outFeatures, precision: precision)
+            linearBackwardWeightRows(sink.gradient(weight, rows: block), dyOperand, x, rows: block, batch: rows,
+                                     inFeatures: inFeatures, outFeatures: outFeatures, precision: precision)
             sink.finished(weight, rows: block)
         }
     }

@@ -19,21 +19,30 @@ import Darwin
 public func attentionForward(_ out: UnsafeMutablePointer<Float>, _ att: UnsafeMutablePointer<Float>,
                              _ qkv: UnsafePointer<Float>, batch: Int, time: Int, channels: Int, heads: Int,
                              precision: GEMMPrecision = .fp32) {
+    attentionForward(out, att, .fp32(qkv), batch: batch, time: time, channels: channels, heads: heads,
+                     precision: precision)
+}
+
+/// `attentionForward` with qkv as a GEMM operand: Q, K and V are read only by products, so a qkv rounded to bf16
+/// once (with `precision` bf16) serves every head's products without rounding per head.
+public func attentionForward(_ out: UnsafeMutablePointer<Float>, _ att: UnsafeMutablePointer<Float>,
+                             _ qkv: GEMMOperand, batch: Int, time: Int, channels: Int, heads: Int,
+                             precision: GEMMPrecision) {
     let T = time, C = channels, C3 = 3 * channels
     precondition(C % heads == 0, "channels \(C) not divisible by heads \(heads)")
     let HS = C / heads
     let scale = 1 / Float(HS).squareRoot()
     for b in 0..<batch {
-        let base = qkv + b * T * C3
+        let base = qkv.advanced(by: b * T * C3)
         for h in 0..<heads {
-            let q = base + h * HS, k = base + C + h * HS, v = base + 2 * C + h * HS
+            let q = base.advanced(by: h * HS), k = base.advanced(by: C + h * HS), v = base.advanced(by: 2 * C + h * HS)
             let p = att + (b * heads + h) * T * T
             // S[T, T] = scale · Q[T, HS] · K[T, HS]ᵀ
             gemm(precision, transposeA: false, transposeB: true, m: T, n: T, k: HS, alpha: scale, q, lda: C3, k, ldb: C3,
              beta: 0, p, ldc: T)
             causalSoftmaxRows(p, time: T)
             // out_h[T, HS] = P[T, T] · V[T, HS]
-            gemm(precision, transposeA: false, transposeB: false, m: T, n: HS, k: T, alpha: 1, p, lda: T, v, ldb: C3,
+            gemm(precision, transposeA: false, transposeB: false, m: T, n: HS, k: T, alpha: 1, .fp32(p), lda: T, v, ldb: C3,
              beta: 0, out + b * T * C + h * HS, ldc: C)
         }
     }
@@ -65,22 +74,30 @@ public func attentionBackward(_ dqkv: UnsafeMutablePointer<Float>, _ dOut: Unsaf
                               _ qkv: UnsafePointer<Float>, _ att: UnsafePointer<Float>,
                               scratch: UnsafeMutablePointer<Float>,
                               batch: Int, time: Int, channels: Int, heads: Int, precision: GEMMPrecision = .fp32) {
+    attentionBackward(dqkv, .fp32(dOut), .fp32(qkv), att, scratch: scratch, batch: batch, time: time,
+                      channels: channels, heads: heads, precision: precision)
+}
+
+/// `attentionBackward` with dOut and qkv as GEMM operands (read only by products; see the forward).
+public func attentionBackward(_ dqkv: UnsafeMutablePointer<Float>, _ dOut: GEMMOperand, _ qkv: GEMMOperand,
+                              _ att: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>,
+                              batch: Int, time: Int, channels: Int, heads: Int, precision: GEMMPrecision) {
     let T = time, C = channels, C3 = 3 * channels
     let HS = C / heads
     let scale = 1 / Float(HS).squareRoot()
     let dS = scratch
     for b in 0..<batch {
-        let base = qkv + b * T * C3, dBase = dqkv + b * T * C3
+        let base = qkv.advanced(by: b * T * C3), dBase = dqkv + b * T * C3
         for h in 0..<heads {
-            let q = base + h * HS, k = base + C + h * HS, v = base + 2 * C + h * HS
+            let q = base.advanced(by: h * HS), k = base.advanced(by: C + h * HS), v = base.advanced(by: 2 * C + h * HS)
             let dq = dBase + h * HS, dk = dBase + C + h * HS, dv = dBase + 2 * C + h * HS
             let p = att + (b * heads + h) * T * T
-            let dOutH = dOut + b * T * C + h * HS
+            let dOutH = dOut.advanced(by: b * T * C + h * HS)
             // dP[T, T] = dOut_h[T, HS] · V[T, HS]ᵀ
             gemm(precision, transposeA: false, transposeB: true, m: T, n: T, k: HS, alpha: 1, dOutH, lda: C, v, ldb: C3,
              beta: 0, dS, ldc: T)
             // dV[T, HS] += P[T, T]ᵀ · dOut_h[T, HS]
-            gemm(precision, transposeA: true, transposeB: false, m: T, n: HS, k: T, alpha: 1, p, lda: T, dOutH, ldb: C,
+            gemm(precision, transposeA: true, transposeB: false, m: T, n: HS, k: T, alpha: 1, .fp32(p), lda: T, dOutH, ldb: C,
              beta: 1, dv, ldc: C3)
             // Softmax backward, row by row; the scale of S folds in here.
             for t in 0..<T {
@@ -91,9 +108,9 @@ public func attentionBackward(_ dqkv: UnsafeMutablePointer<Float>, _ dOut: Unsaf
                 for j in (t + 1)..<T { dr[j] = 0 }
             }
             // dQ[T, HS] += dS[T, T] · K[T, HS];  dK[T, HS] += dS[T, T]ᵀ · Q[T, HS]
-            gemm(precision, transposeA: false, transposeB: false, m: T, n: HS, k: T, alpha: 1, dS, lda: T, k, ldb: C3,
+            gemm(precision, transposeA: false, transposeB: false, m: T, n: HS, k: T, alpha: 1, .fp32(dS), lda: T, k, ldb: C3,
              beta: 1, dq, ldc: C3)
-            gemm(precision, transposeA: true, transposeB: false, m: T, n: HS, k: T, alpha: 1, dS, lda: T, q, ldb: C3,
+            gemm(precision, transposeA: true, transposeB: false, m: T, n: HS, k: T, alpha: 1, .fp32(dS), lda: T, q, ldb: C3,
              beta: 1, dk, ldc: C3)
         }
     }

@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import CDNNL
 import CKernels
 
@@ -33,4 +38,20 @@ func roundRows(_ src: UnsafePointer<Float>, rows: Int, cols: Int, ld: Int, into 
 func widenRows(_ src: UnsafePointer<UInt16>, rows: Int, cols: Int, ld: Int, into dst: UnsafeMutablePointer<Float>) {
     if ld == cols { swt_bf16_to_f32(dst, src, rows * cols); return }
     for r in 0..<rows { swt_bf16_to_f32(dst + r * cols, src + r * ld, cols) }
+}
+
+/// One contiguous, 64-byte-aligned allocation of bf16 values (UInt16 bit patterns), zero-filled: activations and
+/// weights kept rounded for the products that read them more than once.
+public final class BF16Buffer: @unchecked Sendable {
+    public let count: Int
+    public let pointer: UnsafeMutablePointer<UInt16>
+
+    public init(count: Int) {
+        self.count = count
+        pointer = allocateZeroed(UInt16.self, count: count, zero: 0)
+    }
+
+    deinit { free(pointer) }
+
+    public var byteCount: Int { count * MemoryLayout<UInt16>.stride }
 }

@@ -13,15 +13,8 @@ public final class FloatBuffer: @unchecked Sendable {
 
     /// Allocates `count` floats, zero-filled.
     public init(count: Int) {
-        precondition(count >= 0, "negative buffer size \(count)")
         self.count = count
-        var raw: UnsafeMutableRawPointer?
-        let bytes = Swift.max(count, 1) * MemoryLayout<Float>.stride
-        guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
-            fatalError("out of memory allocating \(bytes) bytes")
-        }
-        pointer = raw.bindMemory(to: Float.self, capacity: Swift.max(count, 1))
-        pointer.initialize(repeating: 0, count: Swift.max(count, 1))
+        pointer = allocateZeroed(Float.self, count: count, zero: 0)
     }
 
     public convenience init(_ values: [Float]) {
@@ -53,4 +46,15 @@ public final class FloatBuffer: @unchecked Sendable {
 
     /// Bytes held (for memory accounting).
     public var byteCount: Int { count * MemoryLayout<Float>.stride }
+}
+
+/// `count` (at least one) elements set to `zero`, at a 64-byte boundary; release with `free`.
+func allocateZeroed<T>(_ type: T.Type, count: Int, zero: T) -> UnsafeMutablePointer<T> {
+    precondition(count >= 0, "negative buffer size \(count)")
+    var raw: UnsafeMutableRawPointer?
+    let bytes = Swift.max(count, 1) * MemoryLayout<T>.stride
+    guard posix_memalign(&raw, 64, bytes) == 0, let raw else { fatalError("out of memory allocating \(bytes) bytes") }
+    let pointer = raw.bindMemory(to: T.self, capacity: Swift.max(count, 1))
+    pointer.initialize(repeating: zero, count: Swift.max(count, 1))
+    return pointer
 }

@@ -49,6 +49,22 @@ public enum GEMMPrecision: String, Sendable, CaseIterable {
     case bf16
 }
 
+/// A matrix operand of `gemm`: fp32 values (rounded to bf16 at the product when the precision is bf16), or values
+/// already rounded to bf16 — an activation, gradient or weight rounded once and read by several products (the GPT's
+/// `x` feeds the forward product and the weight gradient; `dy` the input and the weight gradient).
+public enum GEMMOperand {
+    case fp32(UnsafePointer<Float>)
+    case bf16(UnsafePointer<UInt16>)
+
+    /// The operand `elements` further on (a row or column offset into the same matrix).
+    @inline(__always) public func advanced(by elements: Int) -> GEMMOperand {
+        switch self {
+        case .fp32(let p): return .fp32(p + elements)
+        case .bf16(let p): return .bf16(p + elements)
+        }
+    }
+}
+
 /// The library that multiplies fp32 operands (and bf16 operands widened to fp32 where oneDNN has no bf16 kernel).
 public enum GEMMBackend: String, Sendable, CaseIterable {
     case openBLAS, oneDNN
@@ -115,6 +131,34 @@ public final class GEMMContext: @unchecked Sendable {
             roundRows(b, rows: rowsB, cols: colsB, ld: ldb, into: b16)
             bf16Product(transposeA, transposeB, m, n, k, alpha, a16, colsA, b16, colsB, beta, c, ldc)
         }
+    }
+
+    /// C = alpha·op(A)·op(B) + beta·C on operands that may already be bf16: `.fp32` operands are used as they are
+    /// in fp32 and rounded (into scratch) in bf16; `.bf16` operands need `precision` bf16.
+    public func gemm(_ precision: GEMMPrecision, transposeA: Bool = false, transposeB: Bool = false,
+                     m: Int, n: Int, k: Int, alpha: Float = 1, _ a: GEMMOperand, lda: Int, _ b: GEMMOperand, ldb: Int,
+                     beta: Float = 0, _ c: UnsafeMutablePointer<Float>, ldc: Int) {
+        switch (a, b) {
+        case (.fp32(let a32), .fp32(let b32)):
+            gemm(precision, transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
+                 a32, lda: lda, b32, ldb: ldb, beta: beta, c, ldc: ldc)
+            return
+        default: break
+        }
+        precondition(precision == .bf16, "gemm: a bf16 operand in an fp32 product")
+        guard checkShape(transposeA, transposeB, m, n, k, lda, ldb, ldc, beta, c) else { return }
+        let (rowsA, colsA) = transposeA ? (k, m) : (m, k), (rowsB, colsB) = transposeB ? (n, k) : (k, n)
+        func bf16(_ x: GEMMOperand, _ rows: Int, _ cols: Int, _ ld: Int, _ scratch: GrowBuffer) -> (UnsafePointer<UInt16>, Int) {
+            switch x {
+            case .bf16(let p): return (p, ld)
+            case .fp32(let p):
+                let rounded = scratch.bf16(rows * cols)
+                roundRows(p, rows: rows, cols: cols, ld: ld, into: rounded)
+                return (UnsafePointer(rounded), cols)
+            }
+        }
+        let (a16, lda16) = bf16(a, rowsA, colsA, lda, roundedA), (b16, ldb16) = bf16(b, rowsB, colsB, ldb, roundedB)
+        bf16Product(transposeA, transposeB, m, n, k, alpha, a16, lda16, b16, ldb16, beta, c, ldc)
     }
 
     /// C = alpha·op(A)·op(B) + beta·C with bf16 operands (the caller rounded them, e.g. with `BF16.round`),
@@ -250,4 +294,18 @@ public func gemm(_ precision: GEMMPrecision, transposeA: Bool = false, transpose
         GEMMContext.current.gemm(.bf16, transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
                                  a, lda: lda, b, ldb: ldb, beta: beta, c, ldc: ldc)
     }
+}
+
+/// `gemm` on operands that may already be rounded to bf16 (see `GEMMOperand`), on the calling thread's context;
+/// fp32 operands in an fp32 product go straight to OpenBLAS as above.
+public func gemm(_ precision: GEMMPrecision, transposeA: Bool = false, transposeB: Bool = false, m: Int, n: Int, k: Int,
+                 alpha: Float = 1, _ a: GEMMOperand, lda: Int, _ b: GEMMOperand, ldb: Int,
+                 beta: Float = 0, _ c: UnsafeMutablePointer<Float>, ldc: Int) {
+    if case .fp32(let a32) = a, case .fp32(let b32) = b {
+        gemm(precision, transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a32, lda: lda,
+             b32, ldb: ldb, beta: beta, c, ldc: ldc)
+        return
+    }
+    GEMMContext.current.gemm(precision, transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
+                             a, lda: lda, b, ldb: ldb, beta: beta, c, ldc: ldc)
 }

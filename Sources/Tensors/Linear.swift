@@ -10,6 +10,14 @@ import CKernels
 public func linearForward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
                           _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
                           batch: Int, inFeatures: Int, outFeatures: Int, precision: GEMMPrecision = .fp32) {
+    linearForward(y, .fp32(x), .fp32(weight), bias, batch: batch, inFeatures: inFeatures, outFeatures: outFeatures,
+                  precision: precision)
+}
+
+/// `linearForward` on operands that may already be rounded to bf16 (`GEMMOperand`; bf16 ones need `precision` bf16).
+public func linearForward(_ y: UnsafeMutablePointer<Float>, _ x: GEMMOperand, _ weight: GEMMOperand,
+                          _ bias: UnsafePointer<Float>?, batch: Int, inFeatures: Int, outFeatures: Int,
+                          precision: GEMMPrecision) {
     if let bias {
         for row in 0..<batch { (y + row * outFeatures).update(from: bias, count: outFeatures) }
     }
@@ -41,11 +49,27 @@ public func linearBackward(_ dx: UnsafeMutablePointer<Float>?, _ dWeight: Unsafe
 public func linearBackwardParameterRows(_ dWeightRows: UnsafeMutablePointer<Float>?, _ dBiasRows: UnsafeMutablePointer<Float>?,
                                         _ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, rows: Range<Int>,
                                         batch: Int, inFeatures: Int, outFeatures: Int, precision: GEMMPrecision = .fp32) {
-    if let dWeightRows, !rows.isEmpty {
-        gemm(precision, transposeA: true, m: rows.count, n: inFeatures, k: batch, dy + rows.lowerBound, lda: outFeatures,
-             x, ldb: inFeatures, beta: 1, dWeightRows, ldc: inFeatures)
+    if let dWeightRows {
+        linearBackwardWeightRows(dWeightRows, .fp32(dy), .fp32(x), rows: rows, batch: batch, inFeatures: inFeatures,
+                                 outFeatures: outFeatures, precision: precision)
     }
-    if let dBiasRows { swt_column_sums_add(dBiasRows, dy + rows.lowerBound, batch, rows.count, outFeatures) }
+    if let dBiasRows { linearBackwardBiasRows(dBiasRows, dy, rows: rows, batch: batch, outFeatures: outFeatures) }
+}
+
+/// db[rows] += Σ_B dy[B, rows] (fp32 always).
+public func linearBackwardBiasRows(_ dBiasRows: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>,
+                                   rows: Range<Int>, batch: Int, outFeatures: Int) {
+    swt_column_sums_add(dBiasRows, dy + rows.lowerBound, batch, rows.count, outFeatures)
+}
+
+/// dW[rows, I] += dy[B, rows]ᵀ · x[B, I] on operands that may already be rounded to bf16 (a bf16 dy is rounded
+/// once for all of a weight's blocks and its input gradient).
+public func linearBackwardWeightRows(_ dWeightRows: UnsafeMutablePointer<Float>, _ dy: GEMMOperand, _ x: GEMMOperand,
+                                     rows: Range<Int>, batch: Int, inFeatures: Int, outFeatures: Int,
+                                     precision: GEMMPrecision) {
+    guard !rows.isEmpty else { return }
+    gemm(precision, transposeA: true, m: rows.count, n: inFeatures, k: batch, dy.advanced(by: rows.lowerBound),
+         lda: outFeatures, x, ldb: inFeatures, beta: 1, dWeightRows, ldc: inFeatures)
 }
 
 /// Naive twin of `linearForward` (triple loop, double accumulation) for tests.

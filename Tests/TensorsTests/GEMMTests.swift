@@ -169,6 +169,45 @@ final class GEMMTests: XCTestCase {
         }
     }
 
+    /// `GEMMOperand`: an operand rounded once by the caller (kept with its own leading dimension, as the GPT keeps
+    /// activations) gives the product of rounding it at the call, for either operand and every transpose. The
+    /// rounded values are identical, so only the summation order oneDNN picks for another leading dimension may
+    /// differ: the fp32 accumulation bound, relative to Σ|a||b|.
+    func testPreRoundedOperandsGiveTheProductOfRoundingAtTheCall() {
+        let context = GEMMContext()
+        let (m, n, k) = (19, 23, 67)
+        for ta in [false, true] { for tb in [false, true] { for preRoundA in [false, true] {
+            let (rowsA, colsA) = ta ? (k, m) : (m, k), (rowsB, colsB) = tb ? (n, k) : (k, n)
+            let lda = colsA + 3, ldb = colsB + 1
+            var rng = SplitMix64(seed: 900 + (ta ? 4 : 0) + (tb ? 2 : 0) + (preRoundA ? 1 : 0))
+            let a = (0..<(rowsA * lda)).map { _ in Float(rng.normal()) }, b = (0..<(rowsB * ldb)).map { _ in Float(rng.normal()) }
+            var a16 = [UInt16](repeating: 0, count: a.count), b16 = [UInt16](repeating: 0, count: b.count)
+            BF16.round(a, into: &a16, count: a.count)
+            BF16.round(b, into: &b16, count: b.count)
+            var atCall = [Float](repeating: 0, count: m * n), given = atCall
+            context.gemm(.bf16, transposeA: ta, transposeB: tb, m: m, n: n, k: k, a, lda: lda, b, ldb: ldb, &atCall, ldc: n)
+            a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in
+                a16.withUnsafeBufferPointer { a16p in b16.withUnsafeBufferPointer { b16p in
+                    let opA: GEMMOperand = preRoundA ? .bf16(a16p.baseAddress!) : .fp32(ap.baseAddress!)
+                    let opB: GEMMOperand = preRoundA ? .fp32(bp.baseAddress!) : .bf16(b16p.baseAddress!)
+                    given.withUnsafeMutableBufferPointer { cp in
+                        context.gemm(.bf16, transposeA: ta, transposeB: tb, m: m, n: n, k: k, opA, lda: lda, opB,
+                                     ldb: ldb, cp.baseAddress!, ldc: n)
+                    }
+                } }
+            } }
+            for i in 0..<m { for j in 0..<n {
+                var scale = 0.0
+                for p in 0..<k {
+                    let x = ta ? a[p * lda + i] : a[i * lda + p], y = tb ? b[j * ldb + p] : b[p * ldb + j]
+                    scale += abs(Double(x) * Double(y))
+                }
+                XCTAssertLessThanOrEqual(abs(Double(given[i * n + j]) - Double(atCall[i * n + j])), fp32Bound(k) * scale,
+                                         "ta \(ta) tb \(tb) pre-rounded \(preRoundA ? "A" : "B") at (\(i), \(j))")
+            } }
+        } } }
+    }
+
     /// bf16 products against the fp32 reference on the unrounded operands. Each operand is off by a relative
     /// δ ≤ u = 2⁻⁸ after rounding, so each product by ≤ 2u + u²; with fp32 accumulation on top the error per output
     /// is ≤ (2u + u² + (K + 2)·u₃₂)·Σ|a||b|. The rounding must also show: a worst relative error below u/32 would mean
