@@ -30,6 +30,13 @@ public final class MLP: Model {
     private var preActivations: [FloatBuffer] = []
     private var outputs: [FloatBuffer] = []
     private var dOutputs: [FloatBuffer] = []
+    // bf16 only: what a product reads twice, rounded once — each weight (forward, then the input gradient), each
+    // layer's input (forward, then the weight gradient: inputH is the batch [B, I], outputsH[l] layer l's output)
+    // and the gradient being multiplied (input and weight gradients).
+    private var weightsH: [BF16Buffer] = []
+    private var inputH = BF16Buffer(count: 0)
+    private var outputsH: [BF16Buffer] = []
+    private var dyH = BF16Buffer(count: 0)
     private var logits = FloatBuffer(count: 0)
     private var dLogits = FloatBuffer(count: 0)
     private var probs = FloatBuffer(count: 0)
@@ -72,8 +79,16 @@ public final class MLP: Model {
     }
 
     private func reserve(rows: Int) {
+        let bf = precision == .bf16
+        if bf && weightsH.isEmpty {
+            weightsH = weights.map { BF16Buffer(count: $0.count) }
+            capacity = 0  // the activations' bf16 copies too
+        }
         guard rows > capacity else { return }
         capacity = rows
+        inputH = BF16Buffer(count: bf ? rows * widths[0] : 0)
+        outputsH = (0..<layerCount).map { BF16Buffer(count: bf ? rows * widths[$0 + 1] : 0) }
+        dyH = BF16Buffer(count: bf ? rows * (widths.dropFirst().max() ?? 0) : 0)
         preActivations = (0..<layerCount).map { FloatBuffer(count: rows * widths[$0 + 1]) }
         outputs = (0..<layerCount).map { FloatBuffer(count: rows * widths[$0 + 1]) }
         dOutputs = (0..<layerCount).map { FloatBuffer(count: rows * widths[$0 + 1]) }
@@ -105,9 +120,11 @@ public final class MLP: Model {
         for l in 0..<layerCount {
             let z = preActivations[l].pointer
             params.acquire(l, pass: .forward)
-            linearForwardFeatureMajor(z, input, inputIsBatchMajor: l == 0, params.tensor(weightIndex[l]),
-                                      params.tensor(biasIndex[l]), batch: rows, inFeatures: widths[l], outFeatures: widths[l + 1],
-                                      precision: precision)
+            let x = rounded(input, into: l == 0 ? inputH : outputsH[l - 1], count: rows * widths[l])
+            let weight = rounded(params.tensor(weightIndex[l]), into: weightsH.isEmpty ? nil : weightsH[l],
+                                 count: weights[l].count)
+            linearForwardFeatureMajor(z, x, inputIsBatchMajor: l == 0, weight, params.tensor(biasIndex[l]),
+                                      batch: rows, inFeatures: widths[l], outFeatures: widths[l + 1], precision: precision)
             if l < layerCount - 1 || !keepLastLayer { params.release(l, pass: .forward) }
             if l < layerCount - 1 {
                 let n = rows * widths[l + 1]
@@ -168,18 +185,21 @@ public final class MLP: Model {
         for l in stride(from: layerCount - 1, through: 0, by: -1) {
             // The first layer reads the batch as it arrives, [B, I]; the others their input feature-major, [I, B].
             let input: UnsafePointer<Float> = l == 0 ? batch.features! : UnsafePointer(outputs[l - 1].pointer)
+            let inputOperand = operand(input, l == 0 ? inputH : outputsH[l - 1])
             // d(output of layer l−1) goes to a scratch buffer the GEMM overwrites (β = 0: no zeroing pass); the
             // input layer's gradient is formed only when asked for, batch-major and accumulated.
             let n = rows * widths[l]
             let dInput: UnsafeMutablePointer<Float>? = l > 0 ? scratch(n) : nil
             let w = weightIndex[l], b = biasIndex[l]
             let dy = UnsafePointer(dOutputs[l].pointer), inF = widths[l], outF = widths[l + 1]
+            let dyOperand = rounded(dy, into: dyH, count: rows * outF)
             // Only the input gradient reads the weights (the parameter gradients read activations alone), so training
             // never reads layer 0 in backward (`layersReadInBackward`).
             let readsWeights = dInput != nil || dFeatures != nil
             if readsWeights { params.acquire(l, pass: .backward) }
             if let dInput {
-                linearBackwardInputFeatureMajor(dInput, dy, params.tensor(w), batch: rows, inFeatures: inF,
+                let weight = precision == .bf16 ? GEMMOperand.bf16(weightsH[l].pointer) : .fp32(params.tensor(w))
+                linearBackwardInputFeatureMajor(dInput, dyOperand, weight, batch: rows, inFeatures: inF,
                                                 outFeatures: outF, precision: precision)
             } else if let dFeatures {
                 linearBackwardInputToBatchMajor(dFeatures, dy, params.tensor(w), batch: rows, inFeatures: inF,
@@ -195,9 +215,9 @@ public final class MLP: Model {
                     sink.finished(b, rows: block)
                 }
                 for block in sink.rowBlocks(w) {
-                    linearBackwardParameterRowsFeatureMajor(sink.gradient(w, rows: block), nil, dy, input,
-                                                            inputIsBatchMajor: l == 0, rows: block, batch: rows, inFeatures: inF,
-                                                            precision: precision)
+                    linearBackwardWeightRowsFeatureMajor(sink.gradient(w, rows: block), dyOperand, inputOperand,
+                                                         inputIsBatchMajor: l == 0, rows: block, batch: rows,
+                                                         inFeatures: inF, precision: precision)
                     sink.finished(w, rows: block)
                 }
             }
@@ -212,6 +232,18 @@ public final class MLP: Model {
             }
         }
         return result
+    }
+
+    /// Rounds `count` values into their bf16 copy in bf16 (returning it as the operand); the fp32 values otherwise.
+    private func rounded(_ values: UnsafePointer<Float>, into copy: BF16Buffer?, count: Int) -> GEMMOperand {
+        guard precision == .bf16, let copy else { return .fp32(values) }
+        BF16.round(values, into: copy.pointer, count: count)
+        return .bf16(copy.pointer)
+    }
+
+    /// An operand rounded earlier in this batch (bf16), or the fp32 values.
+    private func operand(_ values: UnsafePointer<Float>, _ copy: BF16Buffer) -> GEMMOperand {
+        precision == .bf16 ? .bf16(copy.pointer) : .fp32(values)
     }
 
     // One scratch buffer for d(activation output), grown to the widest hidden layer × batch.

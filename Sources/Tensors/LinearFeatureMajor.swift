@@ -16,6 +16,14 @@ import CKernels
 public func linearForwardFeatureMajor(_ yT: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, inputIsBatchMajor: Bool,
                                       _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
                                       batch: Int, inFeatures: Int, outFeatures: Int, precision: GEMMPrecision = .fp32) {
+    linearForwardFeatureMajor(yT, .fp32(x), inputIsBatchMajor: inputIsBatchMajor, .fp32(weight), bias, batch: batch,
+                              inFeatures: inFeatures, outFeatures: outFeatures, precision: precision)
+}
+
+/// `linearForwardFeatureMajor` on operands that may already be rounded to bf16 (`GEMMOperand`).
+public func linearForwardFeatureMajor(_ yT: UnsafeMutablePointer<Float>, _ x: GEMMOperand, inputIsBatchMajor: Bool,
+                                      _ weight: GEMMOperand, _ bias: UnsafePointer<Float>?,
+                                      batch: Int, inFeatures: Int, outFeatures: Int, precision: GEMMPrecision) {
     if let bias {
         for o in 0..<outFeatures { (yT + o * batch).update(repeating: bias[o], count: batch) }
     }
@@ -27,6 +35,14 @@ public func linearForwardFeatureMajor(_ yT: UnsafeMutablePointer<Float>, _ x: Un
 public func linearBackwardInputFeatureMajor(_ dxT: UnsafeMutablePointer<Float>, _ dyT: UnsafePointer<Float>,
                                             _ weight: UnsafePointer<Float>, batch: Int, inFeatures: Int, outFeatures: Int,
                                             precision: GEMMPrecision = .fp32) {
+    linearBackwardInputFeatureMajor(dxT, .fp32(dyT), .fp32(weight), batch: batch, inFeatures: inFeatures,
+                                    outFeatures: outFeatures, precision: precision)
+}
+
+/// `linearBackwardInputFeatureMajor` on operands that may already be rounded to bf16 (`GEMMOperand`).
+public func linearBackwardInputFeatureMajor(_ dxT: UnsafeMutablePointer<Float>, _ dyT: GEMMOperand,
+                                            _ weight: GEMMOperand, batch: Int, inFeatures: Int, outFeatures: Int,
+                                            precision: GEMMPrecision) {
     gemm(precision, transposeA: true, m: inFeatures, n: batch, k: outFeatures, weight, lda: inFeatures, dyT, ldb: batch,
          dxT, ldc: batch)
 }
@@ -40,12 +56,22 @@ public func linearBackwardParameterRowsFeatureMajor(_ dWeightRows: UnsafeMutable
                                                     _ dyT: UnsafePointer<Float>, _ x: UnsafePointer<Float>,
                                                     inputIsBatchMajor: Bool, rows: Range<Int>,
                                                     batch: Int, inFeatures: Int, precision: GEMMPrecision = .fp32) {
-    let dyRows = dyT + rows.lowerBound * batch
-    if let dWeightRows, !rows.isEmpty {
-        gemm(precision, transposeB: !inputIsBatchMajor, m: rows.count, n: inFeatures, k: batch, dyRows, lda: batch,
-             x, ldb: inputIsBatchMajor ? inFeatures : batch, beta: 1, dWeightRows, ldc: inFeatures)
+    if let dWeightRows {
+        linearBackwardWeightRowsFeatureMajor(dWeightRows, .fp32(dyT), .fp32(x), inputIsBatchMajor: inputIsBatchMajor,
+                                             rows: rows, batch: batch, inFeatures: inFeatures, precision: precision)
     }
-    if let dBiasRows { swt_row_sums_add(dBiasRows, dyRows, rows.count, batch, batch) }
+    if let dBiasRows { swt_row_sums_add(dBiasRows, dyT + rows.lowerBound * batch, rows.count, batch, batch) }
+}
+
+/// dW[rows, I] += dyᵀ[rows, B] · x[B, I] on operands that may already be rounded to bf16 (x as xᵀ[I, B] or, if
+/// `inputIsBatchMajor`, x[B, I]).
+public func linearBackwardWeightRowsFeatureMajor(_ dWeightRows: UnsafeMutablePointer<Float>, _ dyT: GEMMOperand,
+                                                 _ x: GEMMOperand, inputIsBatchMajor: Bool, rows: Range<Int>,
+                                                 batch: Int, inFeatures: Int, precision: GEMMPrecision) {
+    guard !rows.isEmpty else { return }
+    gemm(precision, transposeB: !inputIsBatchMajor, m: rows.count, n: inFeatures, k: batch,
+         dyT.advanced(by: rows.lowerBound * batch), lda: batch, x, ldb: inputIsBatchMajor ? inFeatures : batch,
+         beta: 1, dWeightRows, ldc: inFeatures)
 }
 
 /// out[C, R] = in[R, C]ᵀ (small matrices: the MLP's logits between layouts).
