@@ -16,19 +16,19 @@ import CDNNL
 //   backward   dx[B×I] = dy[B×O] · W[O×I]           no transpose, beta 1 (accumulates)
 //              dW[O×I] = dy[B×O]ᵀ · x[B×I]          transposeA, beta 1
 //
-// fp32 backend, measured on this machine (AMD EPYC Zen 3, 2 cores, AVX2, one thread; `swift-train bench --gemm`),
-// GFLOP/s M×K×N op(A)op(B), OpenBLAS 0.3.21 cblas_sgemm vs oneDNN 2.6.3 f32 matmul (gemm:jit):
-//   2048×256×768 NT 69.5 vs 73.5 · 2048×768×256 NN 65.9 vs 66.5 · 768×2048×256 TN 65.9 vs 48.6
-//   2048×256×256 NT 69.6 vs 71.4 · 2048×256×256 NN 68.6 vs 75.6 · 256×2048×256 TN 63.8 vs 56.6
-//   2048×256×1024 NT 73.4 vs 78.1 · 2048×1024×256 NN 69.6 vs 68.9 · 1024×2048×256 TN 67.3 vs 31.6
-//   2048×1024×256 NT 68.4 vs 63.4 · 2048×256×1024 NN 72.9 vs 78.7 · 256×2048×1024 TN 76.4 vs 34.9
-//   1024×1024×1024 NN 78.2 vs 72.1
-// oneDNN is at most ~8 % faster on some forward shapes (within this VM's run-to-run noise) and up to 2× slower on the
-// transposed-A weight gradients, so fp32 stays on OpenBLAS (`GEMMContext.fp32Backend`, settable for comparisons).
+// fp32 backend, measured (`swift-train bench --gemm`, one thread, GFLOP/s, OpenBLAS 0.3.21 cblas_sgemm vs oneDNN
+// 2.6.3 f32 matmul) on two machines:
+//   AMD EPYC Zen 3 (AVX2): oneDNN at most ~8 % faster on some forward shapes, up to 2× slower on the transposed-A
+//     weight gradients (1024×2048×256 TN 67.3 vs 31.6, 256×2048×1024 TN 76.4 vs 34.9).
+//   AMD Zen 4 (AVX-512): two sittings disagree — oneDNN 1–13 % faster on 10 of the GPT's 12 shapes in one
+//     (2048×1024×256 NT 92.2 vs 104.6), 30–35 % slower on 1024×2048×256 TN (58.7 vs 41.5) and 2048×256×1024 NN
+//     (79.8 vs 51.4) in the other.
+// No backend wins every shape on both, so fp32 stays on OpenBLAS (`GEMMContext.fp32Backend`, settable for
+// comparisons); on Zen 4 the fp32 path is not what users of speed run — bf16 is, at 170–200 GFLOP/s.
 //
 // bf16: A and B are bf16 (UInt16 bit patterns, the high half of an IEEE float), products and sums fp32, C fp32.
 // oneDNN runs it natively where it has a bf16 kernel (AVX-512 CPUs; fast with AVX512-BF16 or AMX-BF16, see
-// CPUFeatures). Where it has none (this AVX2 machine: dnnl_primitive_desc_create returns dnnl_unimplemented) the
+// CPUFeatures). Where it has none (an AVX2 machine: dnnl_primitive_desc_create returns dnnl_unimplemented) the
 // operands are widened to fp32 (exact) and multiplied by the fp32 backend: the same numbers up to summation order,
 // no faster than fp32 — so configuration should reject bf16 there (CPUFeatures.bf16Unsupported()), while tests of
 // the numerics still run everywhere.
