@@ -119,34 +119,25 @@ public final class GEMMContext: @unchecked Sendable {
     public func gemm(_ precision: GEMMPrecision = .fp32, transposeA: Bool = false, transposeB: Bool = false,
                      m: Int, n: Int, k: Int, alpha: Float = 1, _ a: UnsafePointer<Float>, lda: Int,
                      _ b: UnsafePointer<Float>, ldb: Int, beta: Float = 0, _ c: UnsafeMutablePointer<Float>, ldc: Int) {
-        guard checkShape(transposeA, transposeB, m, n, k, lda, ldb, ldc, beta, c) else { return }
-        switch precision {
-        case .fp32:
-            fp32Product(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-        case .bf16:
-            // op(A) is stored rowsA×colsA with stride lda; the bf16 copy is dense (stride colsA).
-            let (rowsA, colsA) = transposeA ? (k, m) : (m, k), (rowsB, colsB) = transposeB ? (n, k) : (k, n)
-            let a16 = roundedA.bf16(rowsA * colsA), b16 = roundedB.bf16(rowsB * colsB)
-            roundRows(a, rows: rowsA, cols: colsA, ld: lda, into: a16)
-            roundRows(b, rows: rowsB, cols: colsB, ld: ldb, into: b16)
-            bf16Product(transposeA, transposeB, m, n, k, alpha, a16, colsA, b16, colsB, beta, c, ldc)
-        }
+        gemm(precision, transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, .fp32(a),
+             lda: lda, .fp32(b), ldb: ldb, beta: beta, c, ldc: ldc)
     }
 
     /// C = alpha·op(A)·op(B) + beta·C on operands that may already be bf16: `.fp32` operands are used as they are
-    /// in fp32 and rounded (into scratch) in bf16; `.bf16` operands need `precision` bf16.
+    /// in fp32 and rounded (into scratch kept for the next call) in bf16; `.bf16` operands need `precision` bf16.
     public func gemm(_ precision: GEMMPrecision, transposeA: Bool = false, transposeB: Bool = false,
                      m: Int, n: Int, k: Int, alpha: Float = 1, _ a: GEMMOperand, lda: Int, _ b: GEMMOperand, ldb: Int,
                      beta: Float = 0, _ c: UnsafeMutablePointer<Float>, ldc: Int) {
-        switch (a, b) {
-        case (.fp32(let a32), .fp32(let b32)):
-            gemm(precision, transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
-                 a32, lda: lda, b32, ldb: ldb, beta: beta, c, ldc: ldc)
+        if precision == .fp32 {
+            guard case .fp32(let a32) = a, case .fp32(let b32) = b else {
+                preconditionFailure("gemm: a bf16 operand in an fp32 product")
+            }
+            guard checkShape(transposeA, transposeB, m, n, k, lda, ldb, ldc, beta, c) else { return }
+            fp32Product(transposeA, transposeB, m, n, k, alpha, a32, lda, b32, ldb, beta, c, ldc)
             return
-        default: break
         }
-        precondition(precision == .bf16, "gemm: a bf16 operand in an fp32 product")
         guard checkShape(transposeA, transposeB, m, n, k, lda, ldb, ldc, beta, c) else { return }
+        // op(A) is stored rowsA×colsA with stride lda; a copy rounded here is dense (stride colsA).
         let (rowsA, colsA) = transposeA ? (k, m) : (m, k), (rowsB, colsB) = transposeB ? (n, k) : (k, n)
         func bf16(_ x: GEMMOperand, _ rows: Int, _ cols: Int, _ ld: Int, _ scratch: GrowBuffer) -> (UnsafePointer<UInt16>, Int) {
             switch x {
