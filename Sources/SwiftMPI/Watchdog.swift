@@ -32,6 +32,10 @@ public enum Watchdog {
         var rank = 0
         var size = 1
         var directory: String?
+        /// Serialises heartbeat writes (the monitor's and `publishHeartbeats`'s first one share the temporary file)
+        /// and guards `beats`, so the counter on file only ever increases.
+        let writeLock = NSLock()
+        var beats = 0
     }
     private static let state = State()
 
@@ -62,7 +66,7 @@ public enum Watchdog {
         // The first beat now, not at the monitor's next one: a rank stopped early in training still leaves a
         // heartbeat behind that names it.
         let now = snapshot()
-        if now.running { heartbeat(now, beat: 0) }
+        if now.running { heartbeat(now) }
     }
 
     /// Stops the monitor at its next beat and removes this rank's heartbeat file.
@@ -140,23 +144,25 @@ public enum Watchdog {
     static func interval(timeout: Double) -> Double { min(1.0, max(0.05, timeout / 10)) }
 
     private static func monitor() {
-        var beat = 0
         while true {
             let now = snapshot()
             guard now.running else { return }
             let pause = interval(timeout: now.timeout)
-            beat += 1
-            heartbeat(now, beat: beat)
+            heartbeat(now)
             if now.inWait && monotonicSeconds() - now.since > now.timeout {
-                fire(now, pause: pause, beat: beat)
+                fire(now, pause: pause)
             }
             Thread.sleep(forTimeInterval: pause)
         }
     }
 
-    private static func heartbeat(_ now: Snapshot, beat: Int) {
+    private static func heartbeat(_ now: Snapshot) {
         guard let directory = now.directory else { return }
-        let line = "\(beat) \(now.started) \(now.step) \(now.inWait ? now.call : "-")\n"
+        let s = state
+        s.writeLock.lock()
+        defer { s.writeLock.unlock() }
+        s.beats += 1
+        let line = "\(s.beats) \(now.started) \(now.step) \(now.inWait ? now.call : "-")\n"
         writeHeartbeat(line, directory: directory, rank: now.rank)
     }
 
@@ -183,7 +189,7 @@ public enum Watchdog {
     }
 
     /// Names who stopped progressing, prints it and ends the job.
-    private static func fire(_ me: Snapshot, pause: Double, beat: Int) -> Never {
+    private static func fire(_ me: Snapshot, pause: Double) -> Never {
         let waited = monotonicSeconds() - me.since
         let stepText = me.step >= 0 ? "at step \(me.step + 1)" : "before training"
         var lines = ["swift-train watchdog: rank \(me.rank) waited \(String(format: "%.1f", waited)) s in \(me.call) " +
@@ -198,12 +204,10 @@ public enum Watchdog {
             let watch = max(pause * 4, 2)
             // This rank keeps beating while it watches: another waiting rank that times out at the same moment is
             // watching too, and must not take this rank for a stopped one.
-            var beat = beat
             let end = monotonicSeconds() + watch
             while monotonicSeconds() < end {
                 Thread.sleep(forTimeInterval: min(pause, max(0, end - monotonicSeconds())))
-                beat += 1
-                heartbeat(me, beat: beat)
+                heartbeat(me)
             }
             let second = (0..<me.size).map { readBeat(directory, $0) }
             var stalled: [String] = [], behind: [String] = [], unseen: [Int] = []
