@@ -22,6 +22,8 @@ extension ShardedDataParallel {
     public func sumOverRanks(_ values: inout [Int64]) throws { try comm.allReduce(&values, op: .sum) }
     /// The largest of every rank's `value` (a signal on any rank stops all of them after the same step).
     public func maxOverRanks(_ value: Int32) throws -> Int32 { try comm.allReduce(value, op: .max) }
+    /// Each entry's largest value over ranks, in one all-reduce (flags that any rank may raise).
+    public func maxOverRanks(_ values: inout [Int32]) throws { try comm.allReduce(&values, op: .max) }
     /// Every rank waits for every other (before a checkpoint directory is used, before exiting on a stop).
     public func synchronize() throws { try comm.barrier() }
     /// One value per rank, in rank order, on every rank (each rank contributes its own; one all-reduce).

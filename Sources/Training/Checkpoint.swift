@@ -121,24 +121,39 @@ public enum Checkpoint {
 
     // MARK: Record files
 
-    /// Encodes records as: magic "STRNRECS", UInt32 version, UInt64 index length, JSON index
+    /// A record file is: magic "STRNRECS", UInt32 version, UInt64 index length, JSON index
     /// [{state, tensor, offset, count}], then the float32 values of every record back to back (little-endian).
-    static func encode(_ records: [TensorState]) -> Foundation.Data {
-        struct IndexEntry: Codable { var state: String; var tensor: String; var offset: Int; var count: Int }
-        let index = records.map { IndexEntry(state: $0.stateName, tensor: $0.tensorName, offset: $0.offset, count: $0.values.count) }
-        let indexData = try! JSONEncoder().encode(index)
-        var data = Foundation.Data(recordMagic)
+    struct IndexEntry: Codable { var state: String; var tensor: String; var offset: Int; var count: Int }
+
+    /// Writes a record file durably (temporary name, fsync, rename) with `values` emitting each record's values in
+    /// index order straight from where they are (no copy of the whole file in memory); returns its size and CRC-32.
+    static func writeRecords(_ index: [IndexEntry], to path: String,
+                             values: (_ emit: (UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws -> FileSum {
+        // Sorted keys: the same records give the same bytes (an encoder's key order is not otherwise fixed).
+        let indexEncoder = JSONEncoder()
+        indexEncoder.outputFormatting = .sortedKeys
+        let indexData = try indexEncoder.encode(index)
+        var head = Foundation.Data(recordMagic)
         var version = UInt32(Checkpoint.version).littleEndian
-        withUnsafeBytes(of: &version) { data.append(contentsOf: $0) }
+        withUnsafeBytes(of: &version) { head.append(contentsOf: $0) }
         var length = UInt64(indexData.count).littleEndian
-        withUnsafeBytes(of: &length) { data.append(contentsOf: $0) }
-        data.append(indexData)
-        for r in records { r.values.withUnsafeBytes { data.append(contentsOf: $0) } }
-        return data
+        withUnsafeBytes(of: &length) { head.append(contentsOf: $0) }
+        head.append(indexData)
+        var written = FileSum()
+        try writeAtomically(to: path) { fd in
+            func emit(_ bytes: UnsafeRawBufferPointer) throws {
+                try writeAll(fd, bytes, path: path)
+                written.crc32 = crc32(bytes, initial: written.crc32)
+                written.bytes += bytes.count
+            }
+            try head.withUnsafeBytes(emit)
+            try values(emit)
+        }
+        precondition(written.bytes == head.count + 4 * index.reduce(0) { $0 + $1.count }, "record values do not match the index")
+        return written
     }
 
     static func decode(_ data: Foundation.Data, file: String) throws -> [TensorState] {
-        struct IndexEntry: Codable { var state: String; var tensor: String; var offset: Int; var count: Int }
         func bad(_ why: String) -> CheckpointError { CheckpointError("\(file): \(why)") }
         guard data.count >= 20, Array(data.prefix(8)) == recordMagic else { throw bad("not a swift-train checkpoint file (bad magic)") }
         let version = data.subdata(in: 8..<12).withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }.littleEndian
@@ -187,71 +202,137 @@ public enum Checkpoint {
         }
     }
 
-    /// Writes a checkpoint of `engine` after `run.step` completed steps into `runDirectory/checkpoints`.
-    /// Collective: every rank calls it at the same step; the engine issues every collective. Returns the directory.
+    /// Writes a checkpoint of `engine` after `run.step` completed steps into `runDirectory/checkpoints` and returns
+    /// its directory once every rank knows it is complete. Collective: every rank calls it at the same step; the
+    /// engine issues every collective. The three phases below can also be run apart (`checkpoint.async`:
+    /// `BackgroundCheckpoint` writes in a thread while training goes on).
     @discardableResult
     public static func save(_ engine: ShardedDataParallel, run: RunState, runDirectory: String, keep: Int) throws -> String {
-        let rank = engine.rank, world = engine.worldSize, step = run.step
-        let root = "\(runDirectory)/checkpoints"
-        let name = String(format: "step-%08d", step)
-        let final = "\(root)/\(name)", temporary = "\(root)/.\(name).partial"
-        let fm = FileManager.default
-        // Phase 1: rank 0 creates the temporary directory; everyone waits for it.
+        let taken = try snapshot(engine, run: run, runDirectory: runDirectory, keep: keep)
+        let path = try commit(taken, Result { try write(taken) }, engine: engine)
+        try engine.synchronize()
+        return path
+    }
+
+    /// A checkpoint taken at a step boundary and not yet on disk. It holds copies of everything it will write, so the
+    /// engine's buffers may change (training goes on) while a thread writes it.
+    public struct Snapshot: Sendable {
+        public let step: Int
+        let rank: Int, worldSize: Int, keep: Int
+        let root: String, name: String
+        /// This rank's optimizer-state records (the engine's export copies them).
+        let records: [TensorState]
+        /// Rank 0: a copy of the fp32 masters at the snapshot, written as `params.bin`; nil on other ranks.
+        let masters: [Float]?
+        /// Rank 0: the manifest as of the snapshot, before its file list, checksum and creation time.
+        let manifest: Manifest?
+        var temporary: String { "\(root)/.\(name).partial" }
+        public var directory: String { "\(root)/\(name)" }
+    }
+
+    /// A written file's size and CRC-32 (what the manifest lists).
+    struct FileSum: Sendable {
+        var bytes = 0
+        var crc32: UInt32 = 0
+    }
+
+    /// What one rank wrote of a snapshot: its state file (0 bytes when it owns no state), and on rank 0 `params.bin`.
+    public struct Written: Sendable {
+        var state = FileSum()
+        var params: FileSum?
+    }
+
+    /// Phase 1 (collective): rank 0 creates the temporary directory and every rank waits for it; then each rank
+    /// copies what it will write: its optimizer state, and on rank 0 the fp32 masters (in bf16 at stages 1–2, and at
+    /// stage 3, gathered from their owners on every rank first).
+    public static func snapshot(_ engine: ShardedDataParallel, run: RunState, runDirectory: String,
+                                keep: Int) throws -> Snapshot {
+        let rank = engine.rank, root = "\(runDirectory)/checkpoints"
+        let name = String(format: "step-%08d", run.step)
         if rank == 0 {
-            try? fm.removeItem(atPath: temporary)
+            let temporary = "\(root)/.\(name).partial"
+            try? FileManager.default.removeItem(atPath: temporary)
             try createFolders(temporary, what: "checkpoint folder")
         }
         try engine.synchronize()
-
-        // Phase 2: every rank writes what it owns, then the sizes and checksums meet on every rank.
-        var myBytes = 0, myCRC: UInt32 = 0
         let records = engine.exportOptimizerState()
-        if !records.isEmpty {
-            let data = encode(records)
-            try writeDurably(data, to: "\(temporary)/\(stateFile(rank))")
-            myBytes = data.count
-            myCRC = data.withUnsafeBytes { crc32($0) }
-        }
-        let sizes = try engine.gatherPerRank(Int64(myBytes)), checksums = try engine.gatherPerRank(Int64(myCRC))
-
-        // Phase 3: rank 0 writes the (fp32 master) parameters and the manifest last, then renames the directory
-        // into place. In bf16 working precision at stages 1–2, and at stage 3, the owners' masters are gathered first,
-        // on every rank.
         let masters = try engine.masterParameters()
+        var masterCopy: [Float]?, manifest: Manifest?
         if rank == 0 {
-            let params = encode(run.table.entries.map {
-                TensorState(stateName: "param", tensorName: $0.name, offset: 0, values: Array(masters.slice($0.range)))
-            })
-            try writeDurably(params, to: "\(temporary)/params.bin")
-            var files = [FileEntry(name: "params.bin", bytes: params.count, crc32: params.withUnsafeBytes { crc32($0) })]
-            for r in 0..<world where sizes[r] > 0 {
-                files.append(FileEntry(name: stateFile(r), bytes: Int(sizes[r]), crc32: UInt32(checksums[r])))
-            }
-            var manifest = Manifest(
-                format: format, version: version, step: step, worldSize: world, zeroStage: engine.stage.rawValue,
-                model: run.model, table: run.table.entries,
+            masterCopy = Array(masters.slice(0..<masters.count))
+            manifest = Manifest(
+                format: format, version: version, step: run.step, worldSize: engine.worldSize,
+                zeroStage: engine.stage.rawValue, model: run.model, table: run.table.entries,
                 groups: engine.groupStates.map { g in
                     GroupEntry(name: g.layout.name, sharding: g.layout.sharding.rawValue,
                                range: [g.layout.range.lowerBound, g.layout.range.upperBound], counts: g.layout.counts,
                                owners: g.layout.owners, stateNames: g.stateNames, stepCount: g.stepCount)
                 },
-                dataSeed: run.dataSeed, dataStep: step, skippedSteps: run.skippedSteps,
-                consecutiveBadSteps: run.consecutiveBadSteps, config: run.config, files: files,
-                batchSchedule: run.batchSchedule, created: ISO8601DateFormatter().string(from: Date()))
-            let unsigned = try manifest.encodedForChecksum()
-            manifest.checksum = unsigned.withUnsafeBytes { crc32($0) }
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try writeDurably(try encoder.encode(manifest), to: "\(temporary)/manifest.json")
-            try? fm.removeItem(atPath: final)  // only a leftover of an interrupted save of this same step
-            guard rename(temporary, final) == 0 else {
-                throw CheckpointError("cannot rename \(temporary) to \(final): \(String(cString: strerror(errno)))")
-            }
-            fsyncDirectory(root)
-            try writeAtomically(Foundation.Data((name + "\n").utf8), to: "\(root)/latest")
-            prune(root: root, keep: keep)
+                dataSeed: run.dataSeed, dataStep: run.step, skippedSteps: run.skippedSteps,
+                consecutiveBadSteps: run.consecutiveBadSteps, config: run.config, files: [],
+                batchSchedule: run.batchSchedule, created: "")
         }
-        try engine.synchronize()
+        return Snapshot(step: run.step, rank: rank, worldSize: engine.worldSize, keep: keep, root: root, name: name,
+                        records: records, masters: masterCopy, manifest: manifest)
+    }
+
+    /// Phase 2 (local: no MPI, any thread): writes this rank's files of `snapshot` into the temporary directory,
+    /// each durably (written, fsynced, renamed into its name).
+    public static func write(_ snapshot: Snapshot) throws -> Written {
+        var written = Written()
+        if !snapshot.records.isEmpty {
+            let index = snapshot.records.map {
+                IndexEntry(state: $0.stateName, tensor: $0.tensorName, offset: $0.offset, count: $0.values.count)
+            }
+            written.state = try writeRecords(index, to: "\(snapshot.temporary)/\(stateFile(snapshot.rank))") { emit in
+                for r in snapshot.records { try r.values.withUnsafeBytes(emit) }
+            }
+        }
+        if let masters = snapshot.masters, let table = snapshot.manifest?.table {
+            let index = table.map { IndexEntry(state: "param", tensor: $0.name, offset: 0, count: $0.range.count) }
+            written.params = try writeRecords(index, to: "\(snapshot.temporary)/params.bin") { emit in
+                try masters.withUnsafeBytes { all in
+                    for e in table { try emit(UnsafeRawBufferPointer(rebasing: all[(4 * e.range.lowerBound)..<(4 * e.range.upperBound)])) }
+                }
+            }
+        }
+        return written
+    }
+
+    /// Phase 3 (collective): the sizes and checksums meet on every rank (a rank whose write failed sends −1, and
+    /// every rank throws naming it); rank 0 writes the manifest last, renames the directory into place, points
+    /// `latest` at it and removes checkpoints beyond `keep`. Returns the checkpoint's directory.
+    public static func commit(_ snapshot: Snapshot, _ written: Result<Written, Error>,
+                              engine: ShardedDataParallel) throws -> String {
+        let mine = (try? written.get()).map { (Int64($0.state.bytes), Int64($0.state.crc32)) } ?? (-1, 0)
+        let sizes = try engine.gatherPerRank(mine.0), checksums = try engine.gatherPerRank(mine.1)
+        if case .failure(let error) = written { throw error }
+        if let failed = sizes.firstIndex(where: { $0 < 0 }) {
+            throw CheckpointError("\(snapshot.directory) was not written: rank \(failed) could not write its part " +
+                                  "(its own message says why); the previous checkpoints are intact")
+        }
+        guard snapshot.rank == 0, var manifest = snapshot.manifest, let params = try written.get().params else {
+            return snapshot.directory
+        }
+        var files = [FileEntry(name: "params.bin", bytes: params.bytes, crc32: params.crc32)]
+        for r in 0..<snapshot.worldSize where sizes[r] > 0 {
+            files.append(FileEntry(name: stateFile(r), bytes: Int(sizes[r]), crc32: UInt32(checksums[r])))
+        }
+        manifest.files = files
+        manifest.created = ISO8601DateFormatter().string(from: Date())
+        let unsigned = try manifest.encodedForChecksum()
+        manifest.checksum = unsigned.withUnsafeBytes { crc32($0) }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try writeDurably(try encoder.encode(manifest), to: "\(snapshot.temporary)/manifest.json")
+        let final = snapshot.directory
+        try? FileManager.default.removeItem(atPath: final)  // only a leftover of an interrupted save of this same step
+        guard rename(snapshot.temporary, final) == 0 else {
+            throw CheckpointError("cannot rename \(snapshot.temporary) to \(final): \(String(cString: strerror(errno)))")
+        }
+        fsyncDirectory(snapshot.root)
+        try writeAtomically(Foundation.Data((snapshot.name + "\n").utf8), to: "\(snapshot.root)/latest")
+        prune(root: snapshot.root, keep: snapshot.keep)
         return final
     }
 
@@ -308,6 +389,12 @@ public enum Checkpoint {
             $0.hasPrefix("step-") && fm.fileExists(atPath: "\(root)/\($0)/manifest.json")
         }.sorted()
         guard let last = complete.last else {
+            let name = URL(fileURLWithPath: argument).lastPathComponent
+            if name.hasPrefix(".step-") && name.hasSuffix(".partial") {
+                throw CheckpointError("\(use) \(argument): an incomplete checkpoint (its write was interrupted before the " +
+                                      "manifest, so nothing in it is verified); resume from the run directory, which takes " +
+                                      "its latest complete checkpoint")
+            }
             let what = fm.fileExists(atPath: argument) ? "no checkpoint there" : "no such file or directory"
             throw CheckpointError("\(use) \(argument): \(what) (expected a checkpoint directory with manifest.json, " +
                                   "or a run directory with checkpoints/)")

@@ -272,6 +272,8 @@ public struct TrainConfig: Sendable {
     public var checkpointEvery: Int
     public var checkpointFinal: Bool
     public var checkpointKeep: Int
+    /// `checkpoint.async`: periodic checkpoints written by a background thread (BackgroundCheckpoint).
+    public var checkpointAsync: Bool
     /// `train.method`: nil for gradient training, else the population method (GradientFree).
     public var population: PopulationSettings?
     /// `train.adversarial.*`: nil for clean training, else the attack each training batch is replaced by.
@@ -331,6 +333,7 @@ public struct TrainConfig: Sendable {
         checkpointEvery = c.int("checkpoint.every")
         checkpointFinal = c.bool("checkpoint.final")
         checkpointKeep = c.int("checkpoint.keep")
+        checkpointAsync = c.bool("checkpoint.async")
         zeroStage = c.int("zero.stage")
         bucketElements = max(1, Int(c.double("zero.bucket_mb") * 1024 * 1024 / 4))
         precision = GEMMPrecision(rawValue: c.string("train.precision"))!

@@ -185,6 +185,8 @@ public enum ConfigSchema {
                   doc: "Write a checkpoint after the last step (and always when stopped by SIGINT/SIGTERM)."),
         ConfigKey(path: "checkpoint.keep", kind: .int(1...1_000_000), defaultValue: .int(3),
                   doc: "Complete checkpoints kept; older ones are removed only after a newer one is complete."),
+        ConfigKey(path: "checkpoint.async", kind: .bool, defaultValue: .bool(false),
+                  doc: "Write periodic checkpoints in a background thread while training goes on: the state is copied at the step boundary and the checkpoint is complete (renamed into place) at the first step boundary after every rank's files are written; the next checkpoint, the final one and a stop wait for it. Costs a second copy of the optimizer state in memory while writing; a crash before completion falls back to the previous checkpoint (docs/checkpoints.md)."),
         ConfigKey(path: "output.dir", kind: .string(allowed: nil), defaultValue: .string(""),
                   doc: "Run directory (also `--out`). Empty: `runs/<config name>-<UTC time>`. An existing run directory is never overwritten."),
         ConfigKey(path: "output.save_model", kind: .bool, defaultValue: .bool(true),

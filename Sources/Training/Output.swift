@@ -73,11 +73,17 @@ func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws
 /// so a crash leaves either the old file or the new one, never a torn one. A failure (a full disk) removes the
 /// temporary file and names the file.
 public func writeAtomically(_ data: Data, to path: String) throws {
+    try writeAtomically(to: path) { fd in try data.withUnsafeBytes { try writeAll(fd, $0, path: path) } }
+}
+
+/// `writeAtomically` for contents that `body` writes to the open file descriptor piece by piece (with `writeAll`),
+/// so nothing has to be assembled in memory first.
+public func writeAtomically(to path: String, _ body: (Int32) throws -> Void) throws {
     let temporary = path + ".tmp-\(getpid())"
     let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
     guard fd >= 0 else { throw fileFailure("create", path) }  // the file the user asked for, not the temporary
     do {
-        try data.withUnsafeBytes { try writeAll(fd, $0, path: path) }
+        try body(fd)
         guard fsync(fd) == 0 else { throw fileFailure("write", path) }
     } catch {
         close(fd); unlink(temporary)

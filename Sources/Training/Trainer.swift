@@ -49,6 +49,12 @@ public struct TrainSummary: Sendable {
     public var communicationWaitSeconds: Double
     /// Gradient payload bytes rank 0 sent per step (`zero.comm_dtype` halves it at stages 1–2).
     public var gradientBytesSentPerStep: Double
+    /// Seconds rank 0's training loop was held up by checkpoints: writing them (synchronous), or taking the snapshot
+    /// and completing them (`checkpoint.async`, which writes in a thread meanwhile). Not part of `trainSeconds`.
+    public var checkpointSeconds: Double = 0
+    /// Seconds from the first step of this run to the end of its last step's checkpoint: steps, logging,
+    /// evaluations and checkpoints (what a checkpoint's overhead is measured against).
+    public var loopSeconds: Double = 0
 
     public func json(config: TrainConfig, mpiLibrary: String) -> JSONObject {
         var o = JSONObject()
@@ -82,6 +88,8 @@ public struct TrainSummary: Sendable {
         o.add("optimizer_seconds_per_step_per_rank", raw: "[" + optimizerSecondsPerStepPerRank.map { "\($0)" }.joined(separator: ",") + "]")
         o.add("communication_wait_seconds", communicationWaitSeconds)
         o.add("gradient_bytes_sent_per_step", gradientBytesSentPerStep)
+        o.add("checkpoint_seconds", checkpointSeconds)
+        o.add("loop_seconds", loopSeconds)
         o.add("mpi_library", mpiLibrary)
         return o
     }
@@ -138,6 +146,10 @@ public final class Trainer {
     /// The newest checkpoint of this run so far (the resumed one until this run writes one): named when training
     /// stops because it blew up, as the place to continue from.
     public private(set) var lastCheckpoint: String?
+    /// `checkpoint.async`: the periodic checkpoint being written in the background, until it is committed.
+    private var pendingCheckpoint: BackgroundCheckpoint?
+    /// Seconds this rank's loop spent in checkpoint calls (summary's `checkpoint_seconds`).
+    private var checkpointSeconds = 0.0
 
     /// - Parameters:
     ///   - output: rank 0's run directory (nil on other ranks, and in tests that write nothing).
@@ -248,6 +260,7 @@ public final class Trainer {
         // The command checked that the run stands before its end (`checkResumable`); an empty range is not a loop.
         precondition(startExamples < totalExamples, "resumed at step \(startStep) (\(startExamples) examples) of a \(totalExamples)-example run")
         var step = startStep
+        let loopStart = Date()
         while true {
             let stepStart = Date()
             Watchdog.setStep(step)
@@ -326,14 +339,26 @@ public final class Trainer {
             }
             // Local work between steps (the rank-group scheduler answers other groups here); no collective.
             try betweenSteps?()
-            // A signal on any rank stops every rank here, after the same step (one tiny all-reduce per step).
-            let signalled = try engine.maxOverRanks(Int32(StopRequest.pending))
+            // A signal on any rank stops every rank here, after the same step (one tiny all-reduce per step). While a
+            // checkpoint is written in the background, the same all-reduce says whether every rank's files are on
+            // disk; the first step where they are, every rank commits it.
+            let signalled: Int32
+            if let pending = pendingCheckpoint {
+                var flags: [Int32] = [Int32(StopRequest.pending), pending.isWritten ? 0 : 1]
+                try engine.maxOverRanks(&flags)
+                signalled = flags[0]
+                if flags[1] == 0 { try commitPendingCheckpoint() }
+            } else {
+                signalled = try engine.maxOverRanks(Int32(StopRequest.pending))
+            }
             let pause = config.stopAt > startStep && done == config.stopAt
             // No periodic checkpoint inside a streak of skipped steps: rotation would otherwise replace the last
             // checkpoint before the streak (the one to resume from) with states that are about to blow up.
             let periodicSave = periodic && consecutiveBadSteps == 0
-            if signalled != 0 || pause || periodicSave || (isLast && config.checkpointFinal) {
-                try saveCheckpoint(after: done)
+            let stopping = signalled != 0 || pause || (isLast && config.checkpointFinal)
+            if stopping || periodicSave {
+                // Only periodic checkpoints go to the background: the ones training stops at must be complete first.
+                try saveCheckpoint(after: done, inBackground: config.checkpointAsync && !stopping)
             }
             if signalled != 0 { try stop(.signal(signalled, step: done)) }
             if pause { try stop(.paused(step: done)) }
@@ -341,6 +366,8 @@ public final class Trainer {
             step += 1
         }
 
+        try commitPendingCheckpoint()
+        let loopSeconds = Date().timeIntervalSince(loopStart)
         // Training's peak memory, before the export gather materialises the whole model (at stage 3).
         let trainingPeakRSS = peakResidentBytes()
         // The fp32 master weights to export (in bf16 at stages 1–2, and at stage 3, gathered from their owners: a
@@ -370,6 +397,8 @@ public final class Trainer {
             gradientBytesSentPerStep: Double(engine.gradientBytesSent) / Double(max(finalStep - startStep, 1)))
         let ranSteps = Double(max(finalStep - startStep, 1))
         summary.gatherBufferBytesPerRank = gatherBytes
+        summary.checkpointSeconds = checkpointSeconds
+        summary.loopSeconds = loopSeconds
         summary.exposedGatherSecondsPerStep = engine.exposedGatherSeconds / ranSteps
         summary.parameterBytesReceivedPerStep = engine.stage == .parameters
             ? Double(engine.layerGatherBytesReceived) / ranSteps : Double(engine.weightBytesReceivedPerStep)
@@ -392,7 +421,10 @@ public final class Trainer {
 
     /// Ends training early on every rank: rank 0 reports why, then all ranks meet once more before any exits, so
     /// mpirun does not tear the job down while the message is still on its way.
-    private func stop(_ reason: TrainingStopped) throws -> Never {
+    private func stop(_ reason: @autoclosure () -> TrainingStopped) throws -> Never {
+        // A checkpoint still being written is completed first, so the reason names it as the last checkpoint.
+        try commitPendingCheckpoint()
+        let reason = reason()
         // On stdout (the console) as well as stderr: after SIGINT, mpirun keeps forwarding stdout only.
         if comm.rank == 0 {
             if let console { console.line("swift-train: \(reason)") } else { printError("swift-train: \(reason)") }
@@ -411,9 +443,14 @@ public final class Trainer {
         try stop(.nonFiniteParameters(step: step, lastCheckpoint: lastCheckpoint))
     }
 
-    /// Writes a checkpoint after `step` completed steps (collective; no-op without a run directory).
-    public func saveCheckpoint(after step: Int) throws {
+    /// Writes a checkpoint after `step` completed steps (collective; no-op without a run directory). In the
+    /// background, the state is copied now and written by a thread; it is complete at a later step boundary
+    /// (`commitPendingCheckpoint`). A pending checkpoint is always committed before the next one starts.
+    public func saveCheckpoint(after step: Int, inBackground: Bool = false) throws {
         guard let root = checkpointRoot else { return }
+        try commitPendingCheckpoint()
+        let began = Date()
+        defer { checkpointSeconds += Date().timeIntervalSince(began) }
         var run = Checkpoint.RunState(step: step, model: task.modelDescription, table: model.table, dataSeed: config.seed,
                                       skippedSteps: skippedSteps, consecutiveBadSteps: consecutiveBadSteps,
                                       config: config.resolved.yaml())
@@ -423,9 +460,26 @@ public final class Trainer {
             schedule.record(noise: noiseScale.state)
             run.batchSchedule = schedule.state
         }
+        if inBackground {
+            pendingCheckpoint = BackgroundCheckpoint(
+                try Checkpoint.snapshot(engine, run: run, runDirectory: root, keep: config.checkpointKeep))
+            return
+        }
         let path = try Checkpoint.save(engine, run: run, runDirectory: root, keep: config.checkpointKeep)
         lastCheckpoint = path
         console?.line("checkpoint: \(path)")
+    }
+
+    /// Completes the checkpoint being written in the background, if any: waits for this rank's writer, then commits
+    /// (collective: every rank has the same pending checkpoint, since they all started it at the same step).
+    private func commitPendingCheckpoint() throws {
+        guard let pending = pendingCheckpoint else { return }
+        pendingCheckpoint = nil
+        let began = Date()
+        defer { checkpointSeconds += Date().timeIntervalSince(began) }
+        let path = try pending.commit(engine: engine)
+        lastCheckpoint = path
+        console?.line("checkpoint: \(path) (written in the background)")
     }
 
     /// Held-out loss and accuracy: each rank evaluates its share, then one all-reduce of the sums.

@@ -166,6 +166,44 @@ check(f"a rank killed with SIGKILL: the job ends (exit {p.returncode}) instead o
 rc, log = run(2, "--resume", d, "--set", "train.steps=" + str(int(open(d + "/checkpoints/latest").read().strip()[5:]) + 10))
 check("resume after the killed rank works", rc == 0 and "resumed from" in log, log[-600:])
 
+# 4b. checkpoint.async: a rank SIGKILLed while a background checkpoint write is in flight (its directory still
+#     .partial). The job ends; resume never takes the half-written checkpoint (named directly it is rejected; the run
+#     directory resumes from the previous complete one) and runs to the end. A wider MLP (~5.6 M parameters, ~45 MB
+#     of optimizer state per checkpoint) makes the write last long enough to be caught; a kill that lands after the
+#     checkpoint completed is retried with a fresh run (up to 5 times), so the check is always of an in-flight write.
+WIDE = ["--set", "model.hidden=[2048, 2048]", "--set", "train.log_every=5", "--set", "train.global_batch=64"]
+caught = None
+for attempt in range(5):
+    d = out(f"async-killed-{attempt}")
+    p = subprocess.Popen([mpirun, "-n", "2", binary, *WIDE, "--set", "train.steps=500000", "--set", "checkpoint.every=5",
+                          "--set", "checkpoint.async=true", "--set", "checkpoint.keep=2", "--out", d],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    root, partial, deadline = d + "/checkpoints", None, time.time() + 120
+    while time.time() < deadline and partial is None and p.poll() is None:
+        # A complete checkpoint first (something to fall back to), then the next one caught half-written.
+        if os.path.exists(root + "/latest"):
+            partial = next((n for n in os.listdir(root) if n.endswith(".partial")), None)
+        time.sleep(0.002)
+    children = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
+    victims = [c for c in children if "swift-train" in open(f"/proc/{c}/cmdline", "rb").read().decode(errors="ignore")]
+    if victims: os.kill(int(victims[-1]), signal.SIGKILL)
+    try: p.communicate(timeout=60)
+    except subprocess.TimeoutExpired: p.kill(); p.communicate()
+    if partial and os.path.isdir(f"{root}/{partial}") and p.returncode != 0:
+        caught = (d, partial); break
+check("checkpoint.async: a rank killed while a checkpoint is written in the background (caught mid-write)", caught is not None,
+      f"no kill landed during a write in 5 attempts (last: {partial})")
+if caught:
+    d, partial = caught
+    latest = open(d + "/checkpoints/latest").read().strip()
+    check(f"the half-written {partial} is newer than latest ({latest})", int(partial[6:14]) > int(latest[5:]), f"{partial} vs {latest}")
+    rc, log = run(2, *WIDE, "--resume", f"{d}/checkpoints/{partial}", "--set", "train.steps=1000")
+    check("resuming from the half-written directory is refused (exit 2: an incomplete checkpoint)",
+          rc == 2 and "an incomplete checkpoint (its write was interrupted" in log, log[-600:])
+    rc, log = run(2, "--resume", d, "--set", "train.steps=" + str(int(latest[5:]) + 5))
+    check(f"resuming the run takes {latest}, the last complete checkpoint, and runs to the end",
+          rc == 0 and f"resumed from {d}/checkpoints/{latest}" in log, log[-600:])
+
 # 5. K consecutive non-finite steps stop the run with a clear error (an absurd learning rate overflows the weights).
 rc, log = run(2, *SMALL, "--set", "optimizer.name=sgd", "--set", "optimizer.lr=1e6", "--set", "train.max_bad_steps=3",
               "--set", "train.steps=200", "--out", out("diverged"))
