@@ -204,14 +204,14 @@ public enum Checkpoint {
 
     /// Writes a checkpoint of `engine` after `run.step` completed steps into `runDirectory/checkpoints` and returns
     /// its directory once every rank knows it is complete. Collective: every rank calls it at the same step; the
-    /// engine issues every collective. The three phases below can also be run apart (`checkpoint.async`:
-    /// `BackgroundCheckpoint` writes in a thread while training goes on).
+    /// engine issues every collective. The four phases below can also be run apart (`checkpoint.async`:
+    /// `BackgroundCheckpoint` writes and finishes in threads while training goes on).
     @discardableResult
     public static func save(_ engine: ShardedDataParallel, run: RunState, runDirectory: String, keep: Int) throws -> String {
         let taken = try snapshot(engine, run: run, runDirectory: runDirectory, keep: keep)
-        let path = try commit(taken, Result { try write(taken) }, engine: engine)
+        if let files = try agree(taken, Result { try write(taken) }, engine: engine) { _ = try finish(taken, files: files) }
         try engine.synchronize()
-        return path
+        return taken.directory
     }
 
     /// A checkpoint taken at a step boundary and not yet on disk. It holds copies of everything it will write, so the
@@ -300,10 +300,9 @@ public enum Checkpoint {
     }
 
     /// Phase 3 (collective): the sizes and checksums meet on every rank (a rank whose write failed sends −1, and
-    /// every rank throws naming it); rank 0 writes the manifest last, renames the directory into place, points
-    /// `latest` at it and removes checkpoints beyond `keep`. Returns the checkpoint's directory.
-    public static func commit(_ snapshot: Snapshot, _ written: Result<Written, Error>,
-                              engine: ShardedDataParallel) throws -> String {
+    /// every rank throws naming it). Returns, on rank 0, the files the manifest lists; nil on other ranks.
+    public static func agree(_ snapshot: Snapshot, _ written: Result<Written, Error>,
+                             engine: ShardedDataParallel) throws -> [FileEntry]? {
         let mine = (try? written.get()).map { (Int64($0.state.bytes), Int64($0.state.crc32)) } ?? (-1, 0)
         let sizes = try engine.gatherPerRank(mine.0), checksums = try engine.gatherPerRank(mine.1)
         if case .failure(let error) = written { throw error }
@@ -311,13 +310,18 @@ public enum Checkpoint {
             throw CheckpointError("\(snapshot.directory) was not written: rank \(failed) could not write its part " +
                                   "(its own message says why); the previous checkpoints are intact")
         }
-        guard snapshot.rank == 0, var manifest = snapshot.manifest, let params = try written.get().params else {
-            return snapshot.directory
-        }
+        guard snapshot.rank == 0, let params = try written.get().params else { return nil }
         var files = [FileEntry(name: "params.bin", bytes: params.bytes, crc32: params.crc32)]
         for r in 0..<snapshot.worldSize where sizes[r] > 0 {
             files.append(FileEntry(name: stateFile(r), bytes: Int(sizes[r]), crc32: UInt32(checksums[r])))
         }
+        return files
+    }
+
+    /// Phase 4 (rank 0, local: any thread): writes the manifest last, renames the directory into place, points
+    /// `latest` at it and removes checkpoints beyond `keep`. Returns the checkpoint's directory.
+    public static func finish(_ snapshot: Snapshot, files: [FileEntry]) throws -> String {
+        guard var manifest = snapshot.manifest else { preconditionFailure("finish runs on rank 0, which holds the manifest") }
         manifest.files = files
         manifest.created = ISO8601DateFormatter().string(from: Date())
         let unsigned = try manifest.encodedForChecksum()

@@ -341,13 +341,13 @@ public final class Trainer {
             try betweenSteps?()
             // A signal on any rank stops every rank here, after the same step (one tiny all-reduce per step). While a
             // checkpoint is written in the background, the same all-reduce says whether every rank's files are on
-            // disk; the first step where they are, every rank commits it.
+            // disk; the first step where they are, every rank agrees on them and rank 0 finishes it in a thread.
             let signalled: Int32
-            if let pending = pendingCheckpoint {
+            if let pending = pendingCheckpoint, !pending.isAgreed {
                 var flags: [Int32] = [Int32(StopRequest.pending), pending.isWritten ? 0 : 1]
                 try engine.maxOverRanks(&flags)
                 signalled = flags[0]
-                if flags[1] == 0 { try commitPendingCheckpoint() }
+                if flags[1] == 0 { try pending.agree(engine: engine) }
             } else {
                 signalled = try engine.maxOverRanks(Int32(StopRequest.pending))
             }
@@ -470,14 +470,14 @@ public final class Trainer {
         console?.line("checkpoint: \(path)")
     }
 
-    /// Completes the checkpoint being written in the background, if any: waits for this rank's writer, then commits
-    /// (collective: every rank has the same pending checkpoint, since they all started it at the same step).
+    /// Completes the checkpoint being written in the background, if any, waiting as needed (collective: every rank
+    /// has the same pending checkpoint in the same phase, since they all started and agreed on it at the same step).
     private func commitPendingCheckpoint() throws {
         guard let pending = pendingCheckpoint else { return }
         pendingCheckpoint = nil
         let began = Date()
         defer { checkpointSeconds += Date().timeIntervalSince(began) }
-        let path = try pending.commit(engine: engine)
+        let path = try pending.complete(engine: engine)
         lastCheckpoint = path
         console?.line("checkpoint: \(path) (written in the background)")
     }

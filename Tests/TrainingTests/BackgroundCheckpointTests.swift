@@ -114,7 +114,7 @@ final class BackgroundCheckpointTests: XCTestCase {
             let written: Result<Checkpoint.Written, Error> = comm.rank == 1
                 ? .failure(CheckpointError("cannot write state-rank-00001.bin: No space left on device"))
                 : Result { try Checkpoint.write(snapshot) }
-            do { _ = try Checkpoint.commit(snapshot, written, engine: trainer.engine); return "committed" } catch { return "\(error)" }
+            do { _ = try Checkpoint.agree(snapshot, written, engine: trainer.engine); return "agreed" } catch { return "\(error)" }
         }
         XCTAssertTrue(outcomes[1].contains("No space left on device"), outcomes[1])
         for r in [0, 2] {
