@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Experiments (b) and (c) of docs/batch-size.md (issue 17). Run from the repository root after a debug build:
 #   bash configs/batch/experiments.sh            # → runs/batch/{fixed-B,adaptive,lr/...}
+#   BIN=.build/release/swift-train bash configs/batch/experiments.sh c     # one part, another build
 # (a) is two commands, in docs/batch-size.md. Total ≈ 6 min on the shared 2-core machine.
 set -euo pipefail
-bin=.build/debug/swift-train
+bin=${BIN:-.build/debug/swift-train}
 run() { nice -n 10 launch/mpirun -n 2 $bin "$@" > /dev/null; }
 part=${1:-all}
 if [[ $part == all || $part == b ]]; then
@@ -16,14 +17,19 @@ if [[ $part == all || $part == b ]]; then
   run --config configs/batch/adaptive.yaml --out runs/batch/adaptive
 fi
 if [[ $part == all || $part == c ]]; then
-  # (c) lr grid at each batch, fixed budget of 1 epoch (60,000 examples), final test loss.
-  for opt in adamw sgd; do
-    if [[ $opt == adamw ]]; then lrs="0.0003 0.001 0.003 0.01 0.03"; extra="--set optimizer.weight_decay=0.01"
-    else lrs="0.01 0.03 0.1 0.3 1.0"; extra="--set optimizer.momentum=0.9 --set optimizer.nesterov=true --set optimizer.weight_decay=0.0005"; fi
+  # (c) lr grid at each batch, fixed budget of 1 epoch (60,000 examples), final test loss. Muon: the hidden matrices
+  # on Muon at the grid's lr, the head and biases on AdamW at 0.001·√(B/64) (its √-scaled lr, as in (b)).
+  for opt in adamw sgd muon; do
+    if [[ $opt == adamw ]]; then lrs="0.0003 0.001 0.003 0.01 0.03"
+    elif [[ $opt == sgd ]]; then lrs="0.01 0.03 0.1 0.3 1.0"
+    else lrs="0.003 0.01 0.03 0.1 0.3"; fi
     for b in 64 256 1024 4096; do
       for lr in $lrs; do
+        if [[ $opt == adamw ]]; then extra="--set optimizer.name=adamw --set optimizer.lr=$lr --set optimizer.weight_decay=0.01"
+        elif [[ $opt == sgd ]]; then extra="--set optimizer.name=sgd --set optimizer.lr=$lr --set optimizer.momentum=0.9 --set optimizer.nesterov=true --set optimizer.weight_decay=0.0005"
+        else extra="--set optimizer.name=adamw --set optimizer.lr=$(python3 -c "print(0.001*($b/64)**0.5)") --set optimizer.weight_decay=0.01 --set groups.matrix.optimizer=muon --set groups.matrix.lr=$lr"; fi
         run --config configs/batch/adaptive.yaml --set train.batch_schedule=fixed --set train.global_batch=$b --set train.epochs=1 \
-            --set optimizer.name=$opt --set optimizer.lr=$lr $extra --set train.eval_every=0 --set train.log_every=1 \
+            $extra --set train.eval_every=0 --set train.log_every=1 \
             --set train.max_bad_steps=3 --out runs/batch/lr/$opt-b$b-lr$lr || true
       done
     done
