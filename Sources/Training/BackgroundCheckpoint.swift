@@ -38,6 +38,10 @@ final class BackgroundCheckpoint: @unchecked Sendable {
         finisher = BackgroundTask(name: "swift-train checkpoint finisher") { try Checkpoint.finish(snapshot, files: files) }
     }
 
+    /// Agreed, and on rank 0 the directory renamed into place (never waits). Completing it from here on needs no
+    /// collective, so a rank may do so whenever this is true.
+    var isComplete: Bool { isAgreed && (finisher?.isDone ?? true) }
+
     /// Collective unless already agreed: the checkpoint complete on disk (rank 0 waits for its finisher). Returns its
     /// directory.
     func complete(engine: ShardedDataParallel) throws -> String {

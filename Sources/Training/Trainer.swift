@@ -351,6 +351,8 @@ public final class Trainer {
             } else {
                 signalled = try engine.maxOverRanks(Int32(StopRequest.pending))
             }
+            // Once complete, a background checkpoint is reported and released (local: no collective after agreeing).
+            if let pending = pendingCheckpoint, pending.isComplete { try commitPendingCheckpoint() }
             let pause = config.stopAt > startStep && done == config.stopAt
             // No periodic checkpoint inside a streak of skipped steps: rotation would otherwise replace the last
             // checkpoint before the streak (the one to resume from) with states that are about to blow up.
