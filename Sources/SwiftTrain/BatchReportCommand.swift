@@ -52,11 +52,16 @@ struct BatchReport: ParsableCommand {
         }
         if let runs {
             let parsed = try runs.split(separator: ",").map { item -> (label: String, path: String, batch: Int) in
-                let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
-                guard parts.count == 2, let colon = parts[1].lastIndex(of: ":"), let b = Int(parts[1][parts[1].index(after: colon)...]) else {
+                // The last "=" ends the label, which may hold one itself ("adaptive (k=1)=runs/adaptive:64").
+                guard let equals = item.lastIndex(of: "="), let colon = item.lastIndex(of: ":"), equals < colon,
+                      let b = Int(item[item.index(after: colon)...]) else {
                     throw ConfigError("--runs '\(item)': give label=dir:batch")
                 }
-                return (parts[0], String(parts[1][..<colon]), b)
+                let path = String(item[item.index(after: equals)..<colon])
+                guard FileManager.default.fileExists(atPath: "\(path)/metrics.jsonl") else {
+                    throw ConfigError("--runs '\(item)': no \(path)/metrics.jsonl (give label=dir:batch with a run directory)")
+                }
+                return (String(item[..<equals]), path, b)
             }
             let plots = BatchPlots.schedulePlots(runs: parsed)
             try plots.batch.write(to: "\(out)/schedule-batch.svg")

@@ -2,10 +2,11 @@
 # Experiments (b) and (c) of docs/batch-size.md (issue 17). Run from the repository root after a debug build:
 #   bash configs/batch/experiments.sh            # → runs/batch/{fixed-B,adaptive,lr/...}
 #   BIN=.build/release/swift-train bash configs/batch/experiments.sh c     # one part, another build
+#   BIN=.build/release/swift-train bash configs/batch/experiments.sh gpt   # (b) on the byte GPT (not in "all")
 # (a) is two commands, in docs/batch-size.md. Total ≈ 6 min on the shared 2-core machine.
 set -euo pipefail
 bin=${BIN:-.build/debug/swift-train}
-run() { nice -n 10 launch/mpirun -n 2 $bin "$@" > /dev/null; }
+run() { nice -n ${NICE:-10} launch/mpirun -n 2 $bin "$@" > /dev/null; }
 part=${1:-all}
 if [[ $part == all || $part == b ]]; then
   # (b) fixed batches, lr 0.001·√(B/64), evaluated every ~1,280 examples; then the adaptive run.
@@ -34,4 +35,13 @@ if [[ $part == all || $part == c ]]; then
       done
     done
   done
+fi
+if [[ $part == gpt ]]; then
+  # (b) on the byte GPT: fixed 8, 16, 32 sequences (lr 0.001·√(B/8), evaluated every ~200 sequences), then adaptive.
+  for b in 8 16 32; do
+    lr=$(python3 -c "print(0.001*($b/8)**0.5)")
+    run --config configs/batch/gpt-adaptive.yaml --set train.batch_schedule=fixed --set train.global_batch=$b \
+        --set optimizer.lr=$lr --set train.steps=$(( 8000 / b )) --set train.eval_every=$(( 200 / b )) --out runs/batch/gpt-fixed-$b
+  done
+  run --config configs/batch/gpt-adaptive.yaml --out runs/batch/gpt-adaptive
 fi
