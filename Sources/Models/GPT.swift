@@ -287,28 +287,17 @@ public final class GPT: Model {
     /// A matrix weight as a product's operand in forward: rounded now into `weightsH` in bf16 (where backward
     /// reads it again), the fp32 tensor otherwise.
     private func roundedWeight(_ w: Workspace, _ i: Int, _ params: ParameterSource) -> GEMMOperand {
-        guard w.precision == .bf16 else { return .fp32(params.tensor(i)) }
-        let target = w.weightsH + weightOffsets.offset[i]!
-        BF16.round(params.tensor(i), into: target, count: table.entries[i].count)
-        return .bf16(target)
+        GEMMOperand.rounding(params.tensor(i), into: weightCopy(w, i), count: table.entries[i].count, in: precision)
     }
 
     /// The same weight in backward: its copy rounded in this batch's forward, or the fp32 tensor.
     private func weight(_ w: Workspace, _ i: Int, _ params: ParameterSource) -> GEMMOperand {
-        w.precision == .bf16 ? .bf16(w.weightsH + weightOffsets.offset[i]!) : .fp32(params.tensor(i))
+        GEMMOperand.stored(params.tensor(i), weightCopy(w, i), in: precision)
     }
 
-    /// A product's operand from an activation: its bf16 copy in bf16, the fp32 values otherwise.
-    private func operand(_ w: Workspace, _ fp32: UnsafePointer<Float>, _ bf16: UnsafePointer<UInt16>) -> GEMMOperand {
-        w.precision == .bf16 ? .bf16(bf16) : .fp32(fp32)
-    }
-
-    /// Rounds `count` values just produced into their bf16 copy (bf16 only) and returns the operand to multiply.
-    private func rounded(_ w: Workspace, _ fp32: UnsafePointer<Float>, into bf16: UnsafeMutablePointer<UInt16>,
-                         count: Int) -> GEMMOperand {
-        guard w.precision == .bf16 else { return .fp32(fp32) }
-        BF16.round(fp32, into: bf16, count: count)
-        return .bf16(bf16)
+    /// Where matrix weight i's bf16 copy lives (nil in fp32, which keeps none).
+    private func weightCopy(_ w: Workspace, _ i: Int) -> UnsafeMutablePointer<UInt16>? {
+        w.precision == .bf16 ? w.weightsH + weightOffsets.offset[i]! : nil
     }
 
     // MARK: Forward
@@ -351,21 +340,22 @@ public final class GPT: Model {
             let fcProj = w.fcProj + nc, residual3 = w.residual3 + nc
             let att = w.att + l * w.rows * NH * config.context * config.context
             layerNormForward(ln1, w.ln1Mean + n, w.ln1Rstd + n, residual, p(t.ln1Weight), p(t.ln1Bias), rows: N, channels: C)
-            let ln1x = rounded(w, ln1, into: w.ln1H + nc, count: N * C)
+            let ln1x = GEMMOperand.rounding(ln1, into: w.ln1H + nc, count: N * C, in: precision)
             linearForward(qkv, ln1x, roundedWeight(w, t.attnWeight, params), p(t.attnBias), batch: N, inFeatures: C,
                           outFeatures: 3 * C, precision: precision)
-            let qkvx = rounded(w, qkv, into: w.qkvH + 3 * nc, count: N * 3 * C)
+            let qkvx = GEMMOperand.rounding(qkv, into: w.qkvH + 3 * nc, count: N * 3 * C, in: precision)
             attentionForward(atty, att, qkvx, batch: B, time: T, channels: C, heads: NH, precision: precision)
-            let attyx = rounded(w, atty, into: w.attyH + nc, count: N * C)
+            let attyx = GEMMOperand.rounding(atty, into: w.attyH + nc, count: N * C, in: precision)
             linearForward(attProj, attyx, roundedWeight(w, t.projWeight, params), p(t.projBias), batch: N, inFeatures: C,
                           outFeatures: C, precision: precision)
             residualForward(residual2, residual, attProj, count: N * C)
             layerNormForward(ln2, w.ln2Mean + n, w.ln2Rstd + n, residual2, p(t.ln2Weight), p(t.ln2Bias), rows: N, channels: C)
-            let ln2x = rounded(w, ln2, into: w.ln2H + nc, count: N * C)
+            let ln2x = GEMMOperand.rounding(ln2, into: w.ln2H + nc, count: N * C, in: precision)
             linearForward(fch, ln2x, roundedWeight(w, t.fcWeight, params), p(t.fcBias), batch: N, inFeatures: C,
                           outFeatures: 4 * C, precision: precision)
             geluFastForward(fchGelu, fch, count: N * 4 * C)
-            let fchGelux = rounded(w, fchGelu, into: w.fchGeluH + 4 * nc, count: N * 4 * C)
+            let fchGelux = GEMMOperand.rounding(fchGelu, into: w.fchGeluH + 4 * nc, count: N * 4 * C,
+                                                in: precision)
             linearForward(fcProj, fchGelux, roundedWeight(w, t.fcProjWeight, params), p(t.fcProjBias), batch: N,
                           inFeatures: 4 * C, outFeatures: C, precision: precision)
             residualForward(residual3, residual2, fcProj, count: N * C)
@@ -374,7 +364,7 @@ public final class GPT: Model {
         }
         params.acquire(finalLayer, pass: .forward)
         layerNormForward(w.lnf, w.lnfMean, w.lnfRstd, residual, p(lnfWeight), p(lnfBias), rows: N, channels: C)
-        let lnfx = rounded(w, w.lnf, into: w.lnfH, count: N * C)
+        let lnfx = GEMMOperand.rounding(w.lnf, into: w.lnfH, count: N * C, in: precision)
         linearForward(w.logits, lnfx, roundedWeight(w, headIndex ?? wteIndex, params), nil, batch: N, inFeatures: C,
                       outFeatures: V, precision: precision)
         if !keepHead {
@@ -434,9 +424,10 @@ public final class GPT: Model {
         // Phase 1: loss and head. dLogits = lossScale · (probs − onehot).
         w.dLogits.update(repeating: 0, count: N * V)
         softmaxCrossEntropyBackward(w.dLogits, w.probs, targets: batch.targets, batch: N, classes: V, scale: lossScale)
-        let head = weight(w, headIndex ?? wteIndex, params), lnfx = operand(w, w.lnf, w.lnfH)
+        let head = weight(w, headIndex ?? wteIndex, params)
+        let lnfx = GEMMOperand.stored(w.lnf, w.lnfH, in: precision)
         // dLn[N, C] = dLogits[N, V] · Whead[V, C]
-        var dy = rounded(w, w.dLogits, into: w.dyH, count: N * V)
+        var dy = GEMMOperand.rounding(w.dLogits, into: w.dyH, count: N * V, in: precision)
         gemm(precision, transposeA: false, transposeB: false, m: N, n: C, k: V, alpha: 1, dy, lda: V, head, ldb: C,
               beta: 0, w.dLn, ldc: C)
         if let headIndex {
@@ -463,22 +454,24 @@ public final class GPT: Model {
             let nc = l * Ncap * C, n = l * Ncap
             let input = l == 0 ? UnsafePointer(w.encoded) : UnsafePointer(w.residual3 + (l - 1) * Ncap * C)
             // The product-only activations: their bf16 copies in bf16 (all layers kept), fp32 buffers otherwise.
-            let ln1 = operand(w, w.ln1 + nc, w.ln1H + nc), qkv = operand(w, w.qkv + 3 * nc, w.qkvH + 3 * nc)
-            let atty = operand(w, w.atty + nc, w.attyH + nc), ln2 = operand(w, w.ln2 + nc, w.ln2H + nc)
-            let fchGelu = operand(w, w.fchGelu + 4 * nc, w.fchGeluH + 4 * nc)
+            let ln1 = GEMMOperand.stored(w.ln1 + nc, w.ln1H + nc, in: precision)
+            let qkv = GEMMOperand.stored(w.qkv + 3 * nc, w.qkvH + 3 * nc, in: precision)
+            let atty = GEMMOperand.stored(w.atty + nc, w.attyH + nc, in: precision)
+            let ln2 = GEMMOperand.stored(w.ln2 + nc, w.ln2H + nc, in: precision)
+            let fchGelu = GEMMOperand.stored(w.fchGelu + 4 * nc, w.fchGeluH + 4 * nc, in: precision)
             let residual2 = w.residual2 + nc, fch = w.fch + 4 * nc
             let att = w.att + l * w.rows * NH * T * T
             params.acquire(l + 1, pass: .backward)
 
             // MLP: residual3 = residual2 + c_proj(gelu(c_fc(ln_2(residual2)))); d(c_proj output) = dResidual.
-            dy = rounded(w, w.dResidual, into: w.dyH, count: N * C)
+            dy = GEMMOperand.rounding(w.dResidual, into: w.dyH, count: N * C, in: precision)
             gemm(precision, transposeA: false, transposeB: false, m: N, n: 4 * C, k: C, alpha: 1, dy, lda: C,
                   weight(w, t.fcProjWeight, params), ldb: 4 * C, beta: 0, w.dFchGelu, ldc: 4 * C)
             emitLinear(sink, weight: t.fcProjWeight, bias: t.fcProjBias, dy: w.dResidual, dyOperand: dy, x: fchGelu,
                        rows: N, inFeatures: 4 * C, outFeatures: C)
             w.dFch.update(repeating: 0, count: N * 4 * C)
             geluFastBackward(w.dFch, w.dFchGelu, fch, count: N * 4 * C)
-            dy = rounded(w, w.dFch, into: w.dyH, count: N * 4 * C)
+            dy = GEMMOperand.rounding(w.dFch, into: w.dyH, count: N * 4 * C, in: precision)
             gemm(precision, transposeA: false, transposeB: false, m: N, n: C, k: 4 * C, alpha: 1, dy, lda: 4 * C,
                   weight(w, t.fcWeight, params), ldb: C, beta: 0, w.dLn, ldc: C)
             emitLinear(sink, weight: t.fcWeight, bias: t.fcBias, dy: w.dFch, dyOperand: dy, x: ln2, rows: N,
@@ -487,16 +480,16 @@ public final class GPT: Model {
                                       x: residual2, mean: w.ln2Mean + n, rstd: w.ln2Rstd + n, rows: N, params: params)
 
             // Attention: residual2 = input + c_proj(attn(c_attn(ln_1(input)))); dResidual is now d(residual2).
-            dy = rounded(w, w.dResidual, into: w.dyH, count: N * C)
+            dy = GEMMOperand.rounding(w.dResidual, into: w.dyH, count: N * C, in: precision)
             gemm(precision, transposeA: false, transposeB: false, m: N, n: C, k: C, alpha: 1, dy, lda: C,
                   weight(w, t.projWeight, params), ldb: C, beta: 0, w.dAtty, ldc: C)
             emitLinear(sink, weight: t.projWeight, bias: t.projBias, dy: w.dResidual, dyOperand: dy, x: atty, rows: N,
                        inFeatures: C, outFeatures: C)
             w.dqkv.update(repeating: 0, count: N * 3 * C)
-            let dAtty = rounded(w, w.dAtty, into: w.dyH, count: N * C)
+            let dAtty = GEMMOperand.rounding(w.dAtty, into: w.dyH, count: N * C, in: precision)
             attentionBackward(w.dqkv, dAtty, qkv, att, scratch: w.dAtt, batch: B, time: T, channels: C, heads: NH,
                               precision: precision)
-            dy = rounded(w, w.dqkv, into: w.dyH, count: N * 3 * C)
+            dy = GEMMOperand.rounding(w.dqkv, into: w.dyH, count: N * 3 * C, in: precision)
             gemm(precision, transposeA: false, transposeB: false, m: N, n: C, k: 3 * C, alpha: 1, dy, lda: 3 * C,
                   weight(w, t.attnWeight, params), ldb: C, beta: 0, w.dLn, ldc: C)
             emitLinear(sink, weight: t.attnWeight, bias: t.attnBias, dy: w.dqkv, dyOperand: dy, x: ln1, rows: N,
