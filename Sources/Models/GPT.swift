@@ -166,8 +166,9 @@ public final class GPT: Model {
     /// A call with fewer rows or positions uses the leading part of each slice.
     ///
     /// In bf16 the activations that only feed products — ln1, qkv, atty, ln2, fchGelu, lnf — are kept for backward
-    /// in bf16 only (`*H`, rounded once as they are produced); their fp32 buffers hold one layer, the kernels'
-    /// output before rounding. Each matrix weight is rounded once per forward into `weightsH` and read again by
+    /// in bf16 only (`*H`, rounded once as they are produced). The LayerNorm and GELU kernels write theirs straight
+    /// in bf16 (fused rounding), so ln1, ln2, fchGelu and lnf have no fp32 buffer (size 0: never touched in bf16);
+    /// qkv and atty, GEMM outputs, keep one fp32 layer, the product's output before rounding. Each matrix weight is rounded once per forward into `weightsH` and read again by
     /// backward, and each gradient a product reads twice (input and weight gradient) is rounded once into `dyH`.
     private struct Workspace {
         let rows: Int
@@ -175,7 +176,7 @@ public final class GPT: Model {
         let activations: FloatBuffer
         let scratch: FloatBuffer
         let halves: BF16Buffer
-        /// Layers held by the fp32 buffers of product-only activations: L in fp32, 1 in bf16.
+        /// Layers held by the fp32 buffers of qkv and atty: L in fp32, 1 in bf16.
         let gemmOnlyLayers: Int
         var ln1H, qkvH, attyH, ln2H, fchGeluH, lnfH: UnsafeMutablePointer<UInt16>  // as their fp32 twins, all layers
         var dyH: UnsafeMutablePointer<UInt16>      // (Ncap, max(4C, V)) the gradient being multiplied
@@ -221,11 +222,12 @@ public final class GPT: Model {
             self.precision = precision
             let L = config.layers, C = config.width, V = config.vocabulary, T = config.context, NH = config.heads
             let N = rows * T
-            let bf = precision == .bf16, G = bf ? 1 : L
+            // G: layers of fp32 qkv and atty; F: of fp32 ln1, ln2, fchGelu (and lnf's one), none in bf16.
+            let bf = precision == .bf16, G = bf ? 1 : L, F = bf ? 0 : L
             gemmOnlyLayers = G
-            let a = Workspace.layout([N * C, G * N * C, L * N, L * N, G * N * 3 * C, G * N * C, L * rows * NH * T * T,
-                            L * N * C, L * N * C, G * N * C, L * N, L * N, L * N * 4 * C, G * N * 4 * C, L * N * C,
-                            L * N * C, N * C, N, N, N * V, N * V])
+            let a = Workspace.layout([N * C, F * N * C, L * N, L * N, G * N * 3 * C, G * N * C, L * rows * NH * T * T,
+                            L * N * C, L * N * C, F * N * C, L * N, L * N, L * N * 4 * C, F * N * 4 * C, L * N * C,
+                            L * N * C, (bf ? 0 : N) * C, N, N, N * V, N * V])
             let act = FloatBuffer(count: a.total)
             activations = act
             var p = a.offsets.map { act.pointer + $0 }.makeIterator()
@@ -300,6 +302,45 @@ public final class GPT: Model {
         w.precision == .bf16 ? w.weightsH + weightOffsets.offset[i]! : nil
     }
 
+    /// LayerNorm of x's rows as a product's operand, written in bf16 straight into its copy (no fp32 output: the
+    /// backward recomputes x̂ from x, mean and rstd), in fp32 into `out`.
+    private func normalized(_ out: UnsafeMutablePointer<Float>, into copy: UnsafeMutablePointer<UInt16>,
+                            _ mean: UnsafeMutablePointer<Float>, _ rstd: UnsafeMutablePointer<Float>,
+                            _ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>,
+                            rows: Int) -> GEMMOperand {
+        guard precision == .bf16 else {
+            layerNormForward(out, mean, rstd, x, weight, bias, rows: rows, channels: config.width)
+            return .fp32(out)
+        }
+        layerNormForwardBF16(copy, mean, rstd, x, weight, bias, rows: rows, channels: config.width)
+        return .bf16(copy)
+    }
+
+    /// GELU of c_fc's output as c_proj's operand, written in bf16 straight into its copy (no fp32 output: the
+    /// backward reads the pre-activation), in fp32 into `out`.
+    private func gelu(_ out: UnsafeMutablePointer<Float>, into copy: UnsafeMutablePointer<UInt16>,
+                      _ x: UnsafePointer<Float>, count: Int) -> GEMMOperand {
+        guard precision == .bf16 else {
+            geluFastForward(out, x, count: count)
+            return .fp32(out)
+        }
+        geluFastForwardBF16(copy, x, count: count)
+        return .bf16(copy)
+    }
+
+    /// dx = dy · GELU'(x) (overwriting dx; its fp32 values feed the bias sums) as the next products' operand: in
+    /// bf16 rounded into `copy` in the same pass.
+    private func geluGradient(_ dx: UnsafeMutablePointer<Float>, into copy: UnsafeMutablePointer<UInt16>,
+                              _ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, count: Int) -> GEMMOperand {
+        guard precision == .bf16 else {
+            dx.update(repeating: 0, count: count)
+            geluFastBackward(dx, dy, x, count: count)
+            return .fp32(dx)
+        }
+        geluFastBackwardBF16(dx, copy, dy, x, count: count)
+        return .bf16(copy)
+    }
+
     // MARK: Forward
 
     /// Layers (the units ZeRO stage 3 gathers): 0 the embeddings, 1…L the blocks, L+1 the final LayerNorm (and
@@ -339,8 +380,8 @@ public final class GPT: Model {
             let residual2 = w.residual2 + nc, ln2 = w.ln2 + gc, fch = w.fch + 4 * nc, fchGelu = w.fchGelu + 4 * gc
             let fcProj = w.fcProj + nc, residual3 = w.residual3 + nc
             let att = w.att + l * w.rows * NH * config.context * config.context
-            layerNormForward(ln1, w.ln1Mean + n, w.ln1Rstd + n, residual, p(t.ln1Weight), p(t.ln1Bias), rows: N, channels: C)
-            let ln1x = GEMMOperand.rounding(ln1, into: w.ln1H + nc, count: N * C, in: precision)
+            let ln1x = normalized(ln1, into: w.ln1H + nc, w.ln1Mean + n, w.ln1Rstd + n, residual, p(t.ln1Weight),
+                                  p(t.ln1Bias), rows: N)
             linearForward(qkv, ln1x, roundedWeight(w, t.attnWeight, params), p(t.attnBias), batch: N, inFeatures: C,
                           outFeatures: 3 * C, precision: precision)
             let qkvx = GEMMOperand.rounding(qkv, into: w.qkvH + 3 * nc, count: N * 3 * C, in: precision)
@@ -349,13 +390,11 @@ public final class GPT: Model {
             linearForward(attProj, attyx, roundedWeight(w, t.projWeight, params), p(t.projBias), batch: N, inFeatures: C,
                           outFeatures: C, precision: precision)
             residualForward(residual2, residual, attProj, count: N * C)
-            layerNormForward(ln2, w.ln2Mean + n, w.ln2Rstd + n, residual2, p(t.ln2Weight), p(t.ln2Bias), rows: N, channels: C)
-            let ln2x = GEMMOperand.rounding(ln2, into: w.ln2H + nc, count: N * C, in: precision)
+            let ln2x = normalized(ln2, into: w.ln2H + nc, w.ln2Mean + n, w.ln2Rstd + n, residual2, p(t.ln2Weight),
+                                  p(t.ln2Bias), rows: N)
             linearForward(fch, ln2x, roundedWeight(w, t.fcWeight, params), p(t.fcBias), batch: N, inFeatures: C,
                           outFeatures: 4 * C, precision: precision)
-            geluFastForward(fchGelu, fch, count: N * 4 * C)
-            let fchGelux = GEMMOperand.rounding(fchGelu, into: w.fchGeluH + 4 * nc, count: N * 4 * C,
-                                                in: precision)
+            let fchGelux = gelu(fchGelu, into: w.fchGeluH + 4 * nc, fch, count: N * 4 * C)
             linearForward(fcProj, fchGelux, roundedWeight(w, t.fcProjWeight, params), p(t.fcProjBias), batch: N,
                           inFeatures: 4 * C, outFeatures: C, precision: precision)
             residualForward(residual3, residual2, fcProj, count: N * C)
@@ -363,8 +402,7 @@ public final class GPT: Model {
             params.release(l + 1, pass: .forward)
         }
         params.acquire(finalLayer, pass: .forward)
-        layerNormForward(w.lnf, w.lnfMean, w.lnfRstd, residual, p(lnfWeight), p(lnfBias), rows: N, channels: C)
-        let lnfx = GEMMOperand.rounding(w.lnf, into: w.lnfH, count: N * C, in: precision)
+        let lnfx = normalized(w.lnf, into: w.lnfH, w.lnfMean, w.lnfRstd, residual, p(lnfWeight), p(lnfBias), rows: N)
         linearForward(w.logits, lnfx, roundedWeight(w, headIndex ?? wteIndex, params), nil, batch: N, inFeatures: C,
                       outFeatures: V, precision: precision)
         if !keepHead {
@@ -469,9 +507,7 @@ public final class GPT: Model {
                   weight(w, t.fcProjWeight, params), ldb: 4 * C, beta: 0, w.dFchGelu, ldc: 4 * C)
             emitLinear(sink, weight: t.fcProjWeight, bias: t.fcProjBias, dy: w.dResidual, dyOperand: dy, x: fchGelu,
                        rows: N, inFeatures: 4 * C, outFeatures: C)
-            w.dFch.update(repeating: 0, count: N * 4 * C)
-            geluFastBackward(w.dFch, w.dFchGelu, fch, count: N * 4 * C)
-            dy = GEMMOperand.rounding(w.dFch, into: w.dyH, count: N * 4 * C, in: precision)
+            dy = geluGradient(w.dFch, into: w.dyH, w.dFchGelu, fch, count: N * 4 * C)
             gemm(precision, transposeA: false, transposeB: false, m: N, n: C, k: 4 * C, alpha: 1, dy, lda: 4 * C,
                   weight(w, t.fcWeight, params), ldb: C, beta: 0, w.dLn, ldc: C)
             emitLinear(sink, weight: t.fcWeight, bias: t.fcBias, dy: w.dFch, dyOperand: dy, x: ln2, rows: N,

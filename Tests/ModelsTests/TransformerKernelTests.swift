@@ -176,6 +176,44 @@ final class TransformerKernelTests: XCTestCase {
         XCTAssertEqual(dx.map(\.bitPattern), dxSwift.map(\.bitPattern))
     }
 
+    /// The fused bf16 kernels against their naive twins (the fp32 kernel over the whole buffer, then `BF16.round`):
+    /// both round the same fp32 values to nearest even with the same code, so the bits must be exactly equal — no
+    /// tolerance. Sizes cross the C kernels' 1024-element blocks and their vector tails; values include ±0, NaN,
+    /// ±inf, saturated tails and results that are subnormal (|GELU(x)| < 2⁻¹²⁶, rounded apart on AVX512-BF16).
+    func testFusedBF16KernelsAreBitIdenticalToUnfused() {
+        let special: [Float] = [0, -0.0, 1e-8, -1e-8, 1e-40, -1e-40, 3e-38, -3e-38, 10, -10, 50, -50, 200, -200, 1e6,
+                                -1e6, .nan, .infinity, -.infinity]
+        for n in [0, 1, 5, 17, 1024, 1025, 3 * 1024 + 77] {
+            var x = random(n, seed: UInt64(30 + n), scale: 4)
+            let spread = max(1, n / special.count)
+            for (j, v) in special.enumerated() where j * spread < n { x[j * spread] = v }
+            let dy = random(n, seed: UInt64(31 + n))
+            var yh = [UInt16](repeating: 0xFFFF, count: n), yhNaive = yh
+            geluFastForwardBF16(&yh, x, count: n)
+            geluFastForwardBF16Naive(&yhNaive, x, count: n)
+            XCTAssertEqual(yh, yhNaive, "GELU forward, n = \(n)")
+            var dx = random(n, seed: UInt64(32 + n)), dxNaive = random(n, seed: UInt64(33 + n))  // overwritten
+            var dxh = [UInt16](repeating: 0xFFFF, count: n), dxhNaive = dxh
+            geluFastBackwardBF16(&dx, &dxh, dy, x, count: n)
+            geluFastBackwardBF16Naive(&dxNaive, &dxhNaive, dy, x, count: n)
+            XCTAssertEqual(dx.map(\.bitPattern), dxNaive.map(\.bitPattern), "GELU backward fp32, n = \(n)")
+            XCTAssertEqual(dxh, dxhNaive, "GELU backward bf16, n = \(n)")
+        }
+        for (rows, channels) in [(1, 1), (3, 7), (37, 96), (19, 256), (5, 50)] {
+            // Offsets and scales per row, so the means and variances differ; weight and bias arbitrary.
+            var x = random(rows * channels, seed: UInt64(40 + rows), scale: 3)
+            for r in 0..<rows { for c in 0..<channels { x[r * channels + c] += Float(r) - 2 } }
+            let weight = random(channels, seed: 41), bias = random(channels, seed: 42, scale: 0.1)
+            var outH = [UInt16](repeating: 0xFFFF, count: rows * channels), outHNaive = outH
+            var mean = [Float](repeating: 9, count: rows), rstd = mean, meanNaive = mean, rstdNaive = mean
+            layerNormForwardBF16(&outH, &mean, &rstd, x, weight, bias, rows: rows, channels: channels)
+            layerNormForwardBF16Naive(&outHNaive, &meanNaive, &rstdNaive, x, weight, bias, rows: rows, channels: channels)
+            XCTAssertEqual(outH, outHNaive, "LayerNorm \(rows)×\(channels)")
+            XCTAssertEqual(mean.map(\.bitPattern), meanNaive.map(\.bitPattern))
+            XCTAssertEqual(rstd.map(\.bitPattern), rstdNaive.map(\.bitPattern))
+        }
+    }
+
     func testResidual() {
         let a = random(10, seed: 13), b = random(10, seed: 14), d = random(10, seed: 15)
         var out = [Float](repeating: 0, count: 10)
