@@ -168,7 +168,8 @@ public final class GPT: Model {
     /// In bf16 the activations that only feed products — ln1, qkv, atty, ln2, fchGelu, lnf — are kept for backward
     /// in bf16 only (`*H`, rounded once as they are produced). The LayerNorm and GELU kernels write theirs straight
     /// in bf16 (fused rounding), so ln1, ln2, fchGelu and lnf have no fp32 buffer (size 0: never touched in bf16);
-    /// qkv and atty, GEMM outputs, keep one fp32 layer, the product's output before rounding. Each matrix weight is rounded once per forward into `weightsH` and read again by
+    /// qkv and atty, GEMM outputs, keep one fp32 layer, the product's output before rounding. Attention's P is
+    /// kept rounded too (`attH`, beside its fp32 `att` that the softmax backward reads), for P·V and dV. Each matrix weight is rounded once per forward into `weightsH` and read again by
     /// backward, and each gradient a product reads twice (input and weight gradient) is rounded once into `dyH`.
     private struct Workspace {
         let rows: Int
@@ -181,6 +182,7 @@ public final class GPT: Model {
         var ln1H, qkvH, attyH, ln2H, fchGeluH, lnfH: UnsafeMutablePointer<UInt16>  // as their fp32 twins, all layers
         var dyH: UnsafeMutablePointer<UInt16>      // (Ncap, max(4C, V)) the gradient being multiplied
         var weightsH: UnsafeMutablePointer<UInt16> // every matrix weight, at `weightOffsets`
+        var attH: UnsafeMutablePointer<UInt16>     // (L, B, NH, Tmax, Tmax) att rounded, for P·V and backward's dV
         // Activations (kept from forward for backward).
         var encoded: UnsafeMutablePointer<Float>   // (Ncap, C)
         var ln1: UnsafeMutablePointer<Float>       // (L, Ncap, C)
@@ -245,12 +247,13 @@ public final class GPT: Model {
             dFchGelu = q.next()!; dLogits = q.next()!; dAtt = q.next()!; dWte = q.next()!; dWpe = q.next()!
             dVector = q.next()!; dVector2 = q.next()!
             let h = bf ? Workspace.layout([L * N * C, L * N * 3 * C, L * N * C, L * N * C, L * N * 4 * C, N * C,
-                                           N * Swift.max(4 * C, V), matrixElements]) : (offsets: [], total: 0)
+                                           N * Swift.max(4 * C, V), matrixElements, L * rows * NH * T * T])
+                       : (offsets: [], total: 0)
             let hb = BF16Buffer(count: h.total)
             halves = hb
-            var r = (bf ? h.offsets : Array(repeating: 0, count: 8)).map { hb.pointer + $0 }.makeIterator()
+            var r = (bf ? h.offsets : Array(repeating: 0, count: 9)).map { hb.pointer + $0 }.makeIterator()
             ln1H = r.next()!; qkvH = r.next()!; attyH = r.next()!; ln2H = r.next()!; fchGeluH = r.next()!
-            lnfH = r.next()!; dyH = r.next()!; weightsH = r.next()!
+            lnfH = r.next()!; dyH = r.next()!; weightsH = r.next()!; attH = r.next()!
         }
 
         /// Offsets of buffers of `sizes` floats carved back to back, each at a 16-float (64-byte) boundary.
@@ -379,13 +382,14 @@ public final class GPT: Model {
             let ln1 = w.ln1 + gc, qkv = w.qkv + 3 * gc, atty = w.atty + gc, attProj = w.attProj + nc
             let residual2 = w.residual2 + nc, ln2 = w.ln2 + gc, fch = w.fch + 4 * nc, fchGelu = w.fchGelu + 4 * gc
             let fcProj = w.fcProj + nc, residual3 = w.residual3 + nc
-            let att = w.att + l * w.rows * NH * config.context * config.context
+            let attSlice = l * w.rows * NH * config.context * config.context, att = w.att + attSlice
             let ln1x = normalized(ln1, into: w.ln1H + nc, w.ln1Mean + n, w.ln1Rstd + n, residual, p(t.ln1Weight),
                                   p(t.ln1Bias), rows: N)
             linearForward(qkv, ln1x, roundedWeight(w, t.attnWeight, params), p(t.attnBias), batch: N, inFeatures: C,
                           outFeatures: 3 * C, precision: precision)
             let qkvx = GEMMOperand.rounding(qkv, into: w.qkvH + 3 * nc, count: N * 3 * C, in: precision)
-            attentionForward(atty, att, qkvx, batch: B, time: T, channels: C, heads: NH, precision: precision)
+            attentionForward(atty, att, qkvx, batch: B, time: T, channels: C, heads: NH, precision: precision,
+                             attH: w.attH + attSlice)
             let attyx = GEMMOperand.rounding(atty, into: w.attyH + nc, count: N * C, in: precision)
             linearForward(attProj, attyx, roundedWeight(w, t.projWeight, params), p(t.projBias), batch: N, inFeatures: C,
                           outFeatures: C, precision: precision)
@@ -498,7 +502,7 @@ public final class GPT: Model {
             let ln2 = GEMMOperand.stored(w.ln2 + nc, w.ln2H + nc, in: precision)
             let fchGelu = GEMMOperand.stored(w.fchGelu + 4 * nc, w.fchGeluH + 4 * nc, in: precision)
             let residual2 = w.residual2 + nc, fch = w.fch + 4 * nc
-            let att = w.att + l * w.rows * NH * T * T
+            let attSlice = l * w.rows * NH * T * T, att = w.att + attSlice
             params.acquire(l + 1, pass: .backward)
 
             // MLP: residual3 = residual2 + c_proj(gelu(c_fc(ln_2(residual2)))); d(c_proj output) = dResidual.
@@ -523,8 +527,8 @@ public final class GPT: Model {
                        inFeatures: C, outFeatures: C)
             w.dqkv.update(repeating: 0, count: N * 3 * C)
             let dAtty = GEMMOperand.rounding(w.dAtty, into: w.dyH, count: N * C, in: precision)
-            attentionBackward(w.dqkv, dAtty, qkv, att, scratch: w.dAtt, batch: B, time: T, channels: C, heads: NH,
-                              precision: precision)
+            attentionBackward(w.dqkv, dAtty, qkv, att, attH: w.attH + attSlice, scratch: w.dAtt, batch: B, time: T,
+                              channels: C, heads: NH, precision: precision)
             dy = GEMMOperand.rounding(w.dqkv, into: w.dyH, count: N * 3 * C, in: precision)
             gemm(precision, transposeA: false, transposeB: false, m: N, n: C, k: 3 * C, alpha: 1, dy, lda: 3 * C,
                   weight(w, t.attnWeight, params), ldb: C, beta: 0, w.dLn, ldc: C)

@@ -176,6 +176,37 @@ final class TransformerKernelTests: XCTestCase {
         XCTAssertEqual(dx.map(\.bitPattern), dxSwift.map(\.bitPattern))
     }
 
+    /// Attention in bf16 with P kept rounded (`attH`) and dS rounded once for its two products against rounding at
+    /// every product: the products read the same fp32 values rounded by the same code, so every output is
+    /// bit-identical.
+    func testAttentionKeepingRoundedOperandsIsBitIdentical() {
+        let qkv = random(B * T * 3 * C, seed: 21), dOut = random(B * T * C, seed: 22)
+        let start = random(B * T * 3 * C, seed: 23)
+        var out = [Float](repeating: 0, count: B * T * C), outKept = out
+        var att = [Float](repeating: 9, count: B * NH * T * T), attKept = att
+        var attH = [UInt16](repeating: 0xFFFF, count: B * NH * T * T)
+        var dqkv = start, dqkvKept = start, scratch = [Float](repeating: 0, count: T * T)
+        qkv.withUnsafeBufferPointer { qkv in
+            dOut.withUnsafeBufferPointer { dOut in
+                let q = GEMMOperand.fp32(qkv.baseAddress!), d = GEMMOperand.fp32(dOut.baseAddress!)
+                attentionForward(&out, &att, q, batch: B, time: T, channels: C, heads: NH, precision: .bf16)
+                attentionForward(&outKept, &attKept, q, batch: B, time: T, channels: C, heads: NH, precision: .bf16,
+                                 attH: &attH)
+                attentionBackward(&dqkv, d, q, att, scratch: &scratch, batch: B, time: T, channels: C, heads: NH,
+                                  precision: .bf16)
+                attentionBackward(&dqkvKept, d, q, attKept, attH: attH, scratch: &scratch, batch: B, time: T,
+                                  channels: C, heads: NH, precision: .bf16)
+            }
+        }
+        var rounded = [UInt16](repeating: 0, count: att.count)
+        BF16.round(att, into: &rounded, count: att.count)
+        XCTAssertEqual(attH, rounded, "attH holds P rounded")
+        XCTAssertEqual(out.map(\.bitPattern), outKept.map(\.bitPattern))
+        XCTAssertEqual(att.map(\.bitPattern), attKept.map(\.bitPattern))
+        XCTAssertEqual(dqkv.map(\.bitPattern), dqkvKept.map(\.bitPattern))
+        XCTAssertNotEqual(dqkv, start)
+    }
+
     /// The fused bf16 kernels against their naive twins (the fp32 kernel over the whole buffer, then `BF16.round`):
     /// both round the same fp32 values to nearest even with the same code, so the bits must be exactly equal — no
     /// tolerance. Sizes cross the C kernels' 1024-element blocks and their vector tails; values include ±0, NaN,
