@@ -176,6 +176,23 @@ final class TransformerKernelTests: XCTestCase {
         XCTAssertEqual(dx.map(\.bitPattern), dxSwift.map(\.bitPattern))
     }
 
+    /// LayerNorm forward runs rows in SIMD groups of 8, each lane doing one row's scalar sequence of operations:
+    /// bit-identical to one row at a time (`layerNormForwardRowByRow`), for row counts around the group size.
+    func testLayerNormRowGroupsAreBitIdenticalToRowByRow() {
+        for (rows, channels) in [(1, 1), (7, 3), (8, 12), (17, 96), (37, 256), (16, 5)] {
+            var x = random(rows * channels, seed: UInt64(50 + rows), scale: 2)
+            for r in 0..<rows { for c in 0..<channels { x[r * channels + c] += Float(r % 5) - 1 } }
+            let weight = random(channels, seed: 51), bias = random(channels, seed: 52)
+            var out = [Float](repeating: 9, count: rows * channels), outRef = out
+            var mean = [Float](repeating: 9, count: rows), rstd = mean, meanRef = mean, rstdRef = mean
+            layerNormForward(&out, &mean, &rstd, x, weight, bias, rows: rows, channels: channels)
+            layerNormForwardRowByRow(&outRef, &meanRef, &rstdRef, x, weight, bias, rows: rows, channels: channels)
+            XCTAssertEqual(out.map(\.bitPattern), outRef.map(\.bitPattern), "forward \(rows)×\(channels)")
+            XCTAssertEqual(mean.map(\.bitPattern), meanRef.map(\.bitPattern))
+            XCTAssertEqual(rstd.map(\.bitPattern), rstdRef.map(\.bitPattern))
+        }
+    }
+
     /// Attention in bf16 with P kept rounded (`attH`) and dS rounded once for its two products against rounding at
     /// every product: the products read the same fp32 values rounded by the same code, so every output is
     /// bit-identical.
