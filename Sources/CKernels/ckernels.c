@@ -364,6 +364,32 @@ void swt_bf16_to_f32(float *restrict dst, const uint16_t *restrict src, size_t n
     }
 }
 
+// ---- Fused element-wise kernels with bf16 outputs (the GPT's bf16 workspace, Sources/Models/GPT.swift) ----
+// Each runs the fp32 kernel above on a block that stays in L1 and rounds the block with swt_f32_to_bf16, so the bf16
+// bits are exactly those of the unfused sequence (fp32 kernel over the whole buffer, then BF16.round): the same fp32
+// values, rounded to nearest even by the same code. What goes is a pass over memory: the fp32 output is never
+// written out (GELU forward) or is written once while hot (GELU backward), and no separate zeroing or rounding pass
+// reads it back.
+#define SWT_FUSED_BLOCK 1024
+
+void swt_gelu_forward_bf16(uint16_t *yh, const float *x, size_t n) {
+    float block[SWT_FUSED_BLOCK];
+    for (size_t i = 0; i < n; i += SWT_FUSED_BLOCK) {
+        size_t m = n - i < SWT_FUSED_BLOCK ? n - i : SWT_FUSED_BLOCK;
+        swt_gelu_forward(block, x + i, m);
+        swt_f32_to_bf16(yh + i, block, m);
+    }
+}
+
+void swt_gelu_backward_bf16(float *dx, uint16_t *dxh, const float *dy, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i += SWT_FUSED_BLOCK) {
+        size_t m = n - i < SWT_FUSED_BLOCK ? n - i : SWT_FUSED_BLOCK;
+        memset(dx + i, 0, m * sizeof(float));  // +0, then +=: the same bits as the zeroed buffer (−0 becomes +0)
+        swt_gelu_backward_add(dx + i, dy + i, x + i, m);
+        swt_f32_to_bf16(dxh + i, dx + i, m);
+    }
+}
+
 unsigned swt_cpu_features(void) {
     unsigned features = 0;
 #if defined(__x86_64__)

@@ -166,8 +166,10 @@ public final class GPT: Model {
     /// A call with fewer rows or positions uses the leading part of each slice.
     ///
     /// In bf16 the activations that only feed products — ln1, qkv, atty, ln2, fchGelu, lnf — are kept for backward
-    /// in bf16 only (`*H`, rounded once as they are produced); their fp32 buffers hold one layer, the kernels'
-    /// output before rounding. Each matrix weight is rounded once per forward into `weightsH` and read again by
+    /// in bf16 only (`*H`, rounded once as they are produced). The LayerNorm and GELU kernels write theirs straight
+    /// in bf16 (fused rounding), so ln1, ln2, fchGelu and lnf have no fp32 buffer (size 0: never touched in bf16);
+    /// qkv and atty, GEMM outputs, keep one fp32 layer, the product's output before rounding. Attention's P is
+    /// kept rounded too (`attH`, beside its fp32 `att` that the softmax backward reads), for P·V and dV. Each matrix weight is rounded once per forward into `weightsH` and read again by
     /// backward, and each gradient a product reads twice (input and weight gradient) is rounded once into `dyH`.
     private struct Workspace {
         let rows: Int
@@ -175,11 +177,12 @@ public final class GPT: Model {
         let activations: FloatBuffer
         let scratch: FloatBuffer
         let halves: BF16Buffer
-        /// Layers held by the fp32 buffers of product-only activations: L in fp32, 1 in bf16.
+        /// Layers held by the fp32 buffers of qkv and atty: L in fp32, 1 in bf16.
         let gemmOnlyLayers: Int
         var ln1H, qkvH, attyH, ln2H, fchGeluH, lnfH: UnsafeMutablePointer<UInt16>  // as their fp32 twins, all layers
         var dyH: UnsafeMutablePointer<UInt16>      // (Ncap, max(4C, V)) the gradient being multiplied
         var weightsH: UnsafeMutablePointer<UInt16> // every matrix weight, at `weightOffsets`
+        var attH: UnsafeMutablePointer<UInt16>     // (L, B, NH, Tmax, Tmax) att rounded, for P·V and backward's dV
         // Activations (kept from forward for backward).
         var encoded: UnsafeMutablePointer<Float>   // (Ncap, C)
         var ln1: UnsafeMutablePointer<Float>       // (L, Ncap, C)
@@ -221,11 +224,12 @@ public final class GPT: Model {
             self.precision = precision
             let L = config.layers, C = config.width, V = config.vocabulary, T = config.context, NH = config.heads
             let N = rows * T
-            let bf = precision == .bf16, G = bf ? 1 : L
+            // G: layers of fp32 qkv and atty; F: of fp32 ln1, ln2, fchGelu (and lnf's one), none in bf16.
+            let bf = precision == .bf16, G = bf ? 1 : L, F = bf ? 0 : L
             gemmOnlyLayers = G
-            let a = Workspace.layout([N * C, G * N * C, L * N, L * N, G * N * 3 * C, G * N * C, L * rows * NH * T * T,
-                            L * N * C, L * N * C, G * N * C, L * N, L * N, L * N * 4 * C, G * N * 4 * C, L * N * C,
-                            L * N * C, N * C, N, N, N * V, N * V])
+            let a = Workspace.layout([N * C, F * N * C, L * N, L * N, G * N * 3 * C, G * N * C, L * rows * NH * T * T,
+                            L * N * C, L * N * C, F * N * C, L * N, L * N, L * N * 4 * C, F * N * 4 * C, L * N * C,
+                            L * N * C, (bf ? 0 : N) * C, N, N, N * V, N * V])
             let act = FloatBuffer(count: a.total)
             activations = act
             var p = a.offsets.map { act.pointer + $0 }.makeIterator()
@@ -243,12 +247,13 @@ public final class GPT: Model {
             dFchGelu = q.next()!; dLogits = q.next()!; dAtt = q.next()!; dWte = q.next()!; dWpe = q.next()!
             dVector = q.next()!; dVector2 = q.next()!
             let h = bf ? Workspace.layout([L * N * C, L * N * 3 * C, L * N * C, L * N * C, L * N * 4 * C, N * C,
-                                           N * Swift.max(4 * C, V), matrixElements]) : (offsets: [], total: 0)
+                                           N * Swift.max(4 * C, V), matrixElements, L * rows * NH * T * T])
+                       : (offsets: [], total: 0)
             let hb = BF16Buffer(count: h.total)
             halves = hb
-            var r = (bf ? h.offsets : Array(repeating: 0, count: 8)).map { hb.pointer + $0 }.makeIterator()
+            var r = (bf ? h.offsets : Array(repeating: 0, count: 9)).map { hb.pointer + $0 }.makeIterator()
             ln1H = r.next()!; qkvH = r.next()!; attyH = r.next()!; ln2H = r.next()!; fchGeluH = r.next()!
-            lnfH = r.next()!; dyH = r.next()!; weightsH = r.next()!
+            lnfH = r.next()!; dyH = r.next()!; weightsH = r.next()!; attH = r.next()!
         }
 
         /// Offsets of buffers of `sizes` floats carved back to back, each at a 16-float (64-byte) boundary.
@@ -287,28 +292,56 @@ public final class GPT: Model {
     /// A matrix weight as a product's operand in forward: rounded now into `weightsH` in bf16 (where backward
     /// reads it again), the fp32 tensor otherwise.
     private func roundedWeight(_ w: Workspace, _ i: Int, _ params: ParameterSource) -> GEMMOperand {
-        guard w.precision == .bf16 else { return .fp32(params.tensor(i)) }
-        let target = w.weightsH + weightOffsets.offset[i]!
-        BF16.round(params.tensor(i), into: target, count: table.entries[i].count)
-        return .bf16(target)
+        GEMMOperand.rounding(params.tensor(i), into: weightCopy(w, i), count: table.entries[i].count, in: precision)
     }
 
     /// The same weight in backward: its copy rounded in this batch's forward, or the fp32 tensor.
     private func weight(_ w: Workspace, _ i: Int, _ params: ParameterSource) -> GEMMOperand {
-        w.precision == .bf16 ? .bf16(w.weightsH + weightOffsets.offset[i]!) : .fp32(params.tensor(i))
+        GEMMOperand.stored(params.tensor(i), weightCopy(w, i), in: precision)
     }
 
-    /// A product's operand from an activation: its bf16 copy in bf16, the fp32 values otherwise.
-    private func operand(_ w: Workspace, _ fp32: UnsafePointer<Float>, _ bf16: UnsafePointer<UInt16>) -> GEMMOperand {
-        w.precision == .bf16 ? .bf16(bf16) : .fp32(fp32)
+    /// Where matrix weight i's bf16 copy lives (nil in fp32, which keeps none).
+    private func weightCopy(_ w: Workspace, _ i: Int) -> UnsafeMutablePointer<UInt16>? {
+        w.precision == .bf16 ? w.weightsH + weightOffsets.offset[i]! : nil
     }
 
-    /// Rounds `count` values just produced into their bf16 copy (bf16 only) and returns the operand to multiply.
-    private func rounded(_ w: Workspace, _ fp32: UnsafePointer<Float>, into bf16: UnsafeMutablePointer<UInt16>,
-                         count: Int) -> GEMMOperand {
-        guard w.precision == .bf16 else { return .fp32(fp32) }
-        BF16.round(fp32, into: bf16, count: count)
-        return .bf16(bf16)
+    /// LayerNorm of x's rows as a product's operand, written in bf16 straight into its copy (no fp32 output: the
+    /// backward recomputes x̂ from x, mean and rstd), in fp32 into `out`.
+    private func normalized(_ out: UnsafeMutablePointer<Float>, into copy: UnsafeMutablePointer<UInt16>,
+                            _ mean: UnsafeMutablePointer<Float>, _ rstd: UnsafeMutablePointer<Float>,
+                            _ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>,
+                            rows: Int) -> GEMMOperand {
+        guard precision == .bf16 else {
+            layerNormForward(out, mean, rstd, x, weight, bias, rows: rows, channels: config.width)
+            return .fp32(out)
+        }
+        layerNormForwardBF16(copy, mean, rstd, x, weight, bias, rows: rows, channels: config.width)
+        return .bf16(copy)
+    }
+
+    /// GELU of c_fc's output as c_proj's operand, written in bf16 straight into its copy (no fp32 output: the
+    /// backward reads the pre-activation), in fp32 into `out`.
+    private func gelu(_ out: UnsafeMutablePointer<Float>, into copy: UnsafeMutablePointer<UInt16>,
+                      _ x: UnsafePointer<Float>, count: Int) -> GEMMOperand {
+        guard precision == .bf16 else {
+            geluFastForward(out, x, count: count)
+            return .fp32(out)
+        }
+        geluFastForwardBF16(copy, x, count: count)
+        return .bf16(copy)
+    }
+
+    /// dx = dy · GELU'(x) (overwriting dx; its fp32 values feed the bias sums) as the next products' operand: in
+    /// bf16 rounded into `copy` in the same pass.
+    private func geluGradient(_ dx: UnsafeMutablePointer<Float>, into copy: UnsafeMutablePointer<UInt16>,
+                              _ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, count: Int) -> GEMMOperand {
+        guard precision == .bf16 else {
+            dx.update(repeating: 0, count: count)
+            geluFastBackward(dx, dy, x, count: count)
+            return .fp32(dx)
+        }
+        geluFastBackwardBF16(dx, copy, dy, x, count: count)
+        return .bf16(copy)
     }
 
     // MARK: Forward
@@ -349,23 +382,23 @@ public final class GPT: Model {
             let ln1 = w.ln1 + gc, qkv = w.qkv + 3 * gc, atty = w.atty + gc, attProj = w.attProj + nc
             let residual2 = w.residual2 + nc, ln2 = w.ln2 + gc, fch = w.fch + 4 * nc, fchGelu = w.fchGelu + 4 * gc
             let fcProj = w.fcProj + nc, residual3 = w.residual3 + nc
-            let att = w.att + l * w.rows * NH * config.context * config.context
-            layerNormForward(ln1, w.ln1Mean + n, w.ln1Rstd + n, residual, p(t.ln1Weight), p(t.ln1Bias), rows: N, channels: C)
-            let ln1x = rounded(w, ln1, into: w.ln1H + nc, count: N * C)
+            let attSlice = l * w.rows * NH * config.context * config.context, att = w.att + attSlice
+            let ln1x = normalized(ln1, into: w.ln1H + nc, w.ln1Mean + n, w.ln1Rstd + n, residual, p(t.ln1Weight),
+                                  p(t.ln1Bias), rows: N)
             linearForward(qkv, ln1x, roundedWeight(w, t.attnWeight, params), p(t.attnBias), batch: N, inFeatures: C,
                           outFeatures: 3 * C, precision: precision)
-            let qkvx = rounded(w, qkv, into: w.qkvH + 3 * nc, count: N * 3 * C)
-            attentionForward(atty, att, qkvx, batch: B, time: T, channels: C, heads: NH, precision: precision)
-            let attyx = rounded(w, atty, into: w.attyH + nc, count: N * C)
+            let qkvx = GEMMOperand.rounding(qkv, into: w.qkvH + 3 * nc, count: N * 3 * C, in: precision)
+            attentionForward(atty, att, qkvx, batch: B, time: T, channels: C, heads: NH, precision: precision,
+                             attH: w.attH + attSlice)
+            let attyx = GEMMOperand.rounding(atty, into: w.attyH + nc, count: N * C, in: precision)
             linearForward(attProj, attyx, roundedWeight(w, t.projWeight, params), p(t.projBias), batch: N, inFeatures: C,
                           outFeatures: C, precision: precision)
             residualForward(residual2, residual, attProj, count: N * C)
-            layerNormForward(ln2, w.ln2Mean + n, w.ln2Rstd + n, residual2, p(t.ln2Weight), p(t.ln2Bias), rows: N, channels: C)
-            let ln2x = rounded(w, ln2, into: w.ln2H + nc, count: N * C)
+            let ln2x = normalized(ln2, into: w.ln2H + nc, w.ln2Mean + n, w.ln2Rstd + n, residual2, p(t.ln2Weight),
+                                  p(t.ln2Bias), rows: N)
             linearForward(fch, ln2x, roundedWeight(w, t.fcWeight, params), p(t.fcBias), batch: N, inFeatures: C,
                           outFeatures: 4 * C, precision: precision)
-            geluFastForward(fchGelu, fch, count: N * 4 * C)
-            let fchGelux = rounded(w, fchGelu, into: w.fchGeluH + 4 * nc, count: N * 4 * C)
+            let fchGelux = gelu(fchGelu, into: w.fchGeluH + 4 * nc, fch, count: N * 4 * C)
             linearForward(fcProj, fchGelux, roundedWeight(w, t.fcProjWeight, params), p(t.fcProjBias), batch: N,
                           inFeatures: 4 * C, outFeatures: C, precision: precision)
             residualForward(residual3, residual2, fcProj, count: N * C)
@@ -373,8 +406,7 @@ public final class GPT: Model {
             params.release(l + 1, pass: .forward)
         }
         params.acquire(finalLayer, pass: .forward)
-        layerNormForward(w.lnf, w.lnfMean, w.lnfRstd, residual, p(lnfWeight), p(lnfBias), rows: N, channels: C)
-        let lnfx = rounded(w, w.lnf, into: w.lnfH, count: N * C)
+        let lnfx = normalized(w.lnf, into: w.lnfH, w.lnfMean, w.lnfRstd, residual, p(lnfWeight), p(lnfBias), rows: N)
         linearForward(w.logits, lnfx, roundedWeight(w, headIndex ?? wteIndex, params), nil, batch: N, inFeatures: C,
                       outFeatures: V, precision: precision)
         if !keepHead {
@@ -434,9 +466,10 @@ public final class GPT: Model {
         // Phase 1: loss and head. dLogits = lossScale · (probs − onehot).
         w.dLogits.update(repeating: 0, count: N * V)
         softmaxCrossEntropyBackward(w.dLogits, w.probs, targets: batch.targets, batch: N, classes: V, scale: lossScale)
-        let head = weight(w, headIndex ?? wteIndex, params), lnfx = operand(w, w.lnf, w.lnfH)
+        let head = weight(w, headIndex ?? wteIndex, params)
+        let lnfx = GEMMOperand.stored(w.lnf, w.lnfH, in: precision)
         // dLn[N, C] = dLogits[N, V] · Whead[V, C]
-        var dy = rounded(w, w.dLogits, into: w.dyH, count: N * V)
+        var dy = GEMMOperand.rounding(w.dLogits, into: w.dyH, count: N * V, in: precision)
         gemm(precision, transposeA: false, transposeB: false, m: N, n: C, k: V, alpha: 1, dy, lda: V, head, ldb: C,
               beta: 0, w.dLn, ldc: C)
         if let headIndex {
@@ -463,22 +496,22 @@ public final class GPT: Model {
             let nc = l * Ncap * C, n = l * Ncap
             let input = l == 0 ? UnsafePointer(w.encoded) : UnsafePointer(w.residual3 + (l - 1) * Ncap * C)
             // The product-only activations: their bf16 copies in bf16 (all layers kept), fp32 buffers otherwise.
-            let ln1 = operand(w, w.ln1 + nc, w.ln1H + nc), qkv = operand(w, w.qkv + 3 * nc, w.qkvH + 3 * nc)
-            let atty = operand(w, w.atty + nc, w.attyH + nc), ln2 = operand(w, w.ln2 + nc, w.ln2H + nc)
-            let fchGelu = operand(w, w.fchGelu + 4 * nc, w.fchGeluH + 4 * nc)
+            let ln1 = GEMMOperand.stored(w.ln1 + nc, w.ln1H + nc, in: precision)
+            let qkv = GEMMOperand.stored(w.qkv + 3 * nc, w.qkvH + 3 * nc, in: precision)
+            let atty = GEMMOperand.stored(w.atty + nc, w.attyH + nc, in: precision)
+            let ln2 = GEMMOperand.stored(w.ln2 + nc, w.ln2H + nc, in: precision)
+            let fchGelu = GEMMOperand.stored(w.fchGelu + 4 * nc, w.fchGeluH + 4 * nc, in: precision)
             let residual2 = w.residual2 + nc, fch = w.fch + 4 * nc
-            let att = w.att + l * w.rows * NH * T * T
+            let attSlice = l * w.rows * NH * T * T, att = w.att + attSlice
             params.acquire(l + 1, pass: .backward)
 
             // MLP: residual3 = residual2 + c_proj(gelu(c_fc(ln_2(residual2)))); d(c_proj output) = dResidual.
-            dy = rounded(w, w.dResidual, into: w.dyH, count: N * C)
+            dy = GEMMOperand.rounding(w.dResidual, into: w.dyH, count: N * C, in: precision)
             gemm(precision, transposeA: false, transposeB: false, m: N, n: 4 * C, k: C, alpha: 1, dy, lda: C,
                   weight(w, t.fcProjWeight, params), ldb: 4 * C, beta: 0, w.dFchGelu, ldc: 4 * C)
             emitLinear(sink, weight: t.fcProjWeight, bias: t.fcProjBias, dy: w.dResidual, dyOperand: dy, x: fchGelu,
                        rows: N, inFeatures: 4 * C, outFeatures: C)
-            w.dFch.update(repeating: 0, count: N * 4 * C)
-            geluFastBackward(w.dFch, w.dFchGelu, fch, count: N * 4 * C)
-            dy = rounded(w, w.dFch, into: w.dyH, count: N * 4 * C)
+            dy = geluGradient(w.dFch, into: w.dyH, w.dFchGelu, fch, count: N * 4 * C)
             gemm(precision, transposeA: false, transposeB: false, m: N, n: C, k: 4 * C, alpha: 1, dy, lda: 4 * C,
                   weight(w, t.fcWeight, params), ldb: C, beta: 0, w.dLn, ldc: C)
             emitLinear(sink, weight: t.fcWeight, bias: t.fcBias, dy: w.dFch, dyOperand: dy, x: ln2, rows: N,
@@ -487,16 +520,16 @@ public final class GPT: Model {
                                       x: residual2, mean: w.ln2Mean + n, rstd: w.ln2Rstd + n, rows: N, params: params)
 
             // Attention: residual2 = input + c_proj(attn(c_attn(ln_1(input)))); dResidual is now d(residual2).
-            dy = rounded(w, w.dResidual, into: w.dyH, count: N * C)
+            dy = GEMMOperand.rounding(w.dResidual, into: w.dyH, count: N * C, in: precision)
             gemm(precision, transposeA: false, transposeB: false, m: N, n: C, k: C, alpha: 1, dy, lda: C,
                   weight(w, t.projWeight, params), ldb: C, beta: 0, w.dAtty, ldc: C)
             emitLinear(sink, weight: t.projWeight, bias: t.projBias, dy: w.dResidual, dyOperand: dy, x: atty, rows: N,
                        inFeatures: C, outFeatures: C)
             w.dqkv.update(repeating: 0, count: N * 3 * C)
-            let dAtty = rounded(w, w.dAtty, into: w.dyH, count: N * C)
-            attentionBackward(w.dqkv, dAtty, qkv, att, scratch: w.dAtt, batch: B, time: T, channels: C, heads: NH,
-                              precision: precision)
-            dy = rounded(w, w.dqkv, into: w.dyH, count: N * 3 * C)
+            let dAtty = GEMMOperand.rounding(w.dAtty, into: w.dyH, count: N * C, in: precision)
+            attentionBackward(w.dqkv, dAtty, qkv, att, attH: w.attH + attSlice, scratch: w.dAtt, batch: B, time: T,
+                              channels: C, heads: NH, precision: precision)
+            dy = GEMMOperand.rounding(w.dqkv, into: w.dyH, count: N * 3 * C, in: precision)
             gemm(precision, transposeA: false, transposeB: false, m: N, n: C, k: 3 * C, alpha: 1, dy, lda: 3 * C,
                   weight(w, t.attnWeight, params), ldb: C, beta: 0, w.dLn, ldc: C)
             emitLinear(sink, weight: t.attnWeight, bias: t.attnBias, dy: w.dqkv, dyOperand: dy, x: ln1, rows: N,

@@ -120,9 +120,10 @@ public final class MLP: Model {
         for l in 0..<layerCount {
             let z = preActivations[l].pointer
             params.acquire(l, pass: .forward)
-            let x = rounded(input, into: l == 0 ? inputH : outputsH[l - 1], count: rows * widths[l])
-            let weight = rounded(params.tensor(weightIndex[l]), into: weightsH.isEmpty ? nil : weightsH[l],
-                                 count: weights[l].count)
+            let x = GEMMOperand.rounding(input, into: (l == 0 ? inputH : outputsH[l - 1]).pointer,
+                                         count: rows * widths[l], in: precision)
+            let weight = GEMMOperand.rounding(params.tensor(weightIndex[l]), into: weightCopy(l),
+                                              count: weights[l].count, in: precision)
             linearForwardFeatureMajor(z, x, inputIsBatchMajor: l == 0, weight, params.tensor(biasIndex[l]),
                                       batch: rows, inFeatures: widths[l], outFeatures: widths[l + 1], precision: precision)
             if l < layerCount - 1 || !keepLastLayer { params.release(l, pass: .forward) }
@@ -185,20 +186,20 @@ public final class MLP: Model {
         for l in stride(from: layerCount - 1, through: 0, by: -1) {
             // The first layer reads the batch as it arrives, [B, I]; the others their input feature-major, [I, B].
             let input: UnsafePointer<Float> = l == 0 ? batch.features! : UnsafePointer(outputs[l - 1].pointer)
-            let inputOperand = operand(input, l == 0 ? inputH : outputsH[l - 1])
+            let inputOperand = GEMMOperand.stored(input, (l == 0 ? inputH : outputsH[l - 1]).pointer, in: precision)
             // d(output of layer l−1) goes to a scratch buffer the GEMM overwrites (β = 0: no zeroing pass); the
             // input layer's gradient is formed only when asked for, batch-major and accumulated.
             let n = rows * widths[l]
             let dInput: UnsafeMutablePointer<Float>? = l > 0 ? scratch(n) : nil
             let w = weightIndex[l], b = biasIndex[l]
             let dy = UnsafePointer(dOutputs[l].pointer), inF = widths[l], outF = widths[l + 1]
-            let dyOperand = rounded(dy, into: dyH, count: rows * outF)
+            let dyOperand = GEMMOperand.rounding(dy, into: dyH.pointer, count: rows * outF, in: precision)
             // Only the input gradient reads the weights (the parameter gradients read activations alone), so training
             // never reads layer 0 in backward (`layersReadInBackward`).
             let readsWeights = dInput != nil || dFeatures != nil
             if readsWeights { params.acquire(l, pass: .backward) }
             if let dInput {
-                let weight = precision == .bf16 ? GEMMOperand.bf16(weightsH[l].pointer) : .fp32(params.tensor(w))
+                let weight = GEMMOperand.stored(params.tensor(w), weightCopy(l), in: precision)
                 linearBackwardInputFeatureMajor(dInput, dyOperand, weight, batch: rows, inFeatures: inF,
                                                 outFeatures: outF, precision: precision)
             } else if let dFeatures {
@@ -234,17 +235,8 @@ public final class MLP: Model {
         return result
     }
 
-    /// Rounds `count` values into their bf16 copy in bf16 (returning it as the operand); the fp32 values otherwise.
-    private func rounded(_ values: UnsafePointer<Float>, into copy: BF16Buffer?, count: Int) -> GEMMOperand {
-        guard precision == .bf16, let copy else { return .fp32(values) }
-        BF16.round(values, into: copy.pointer, count: count)
-        return .bf16(copy.pointer)
-    }
-
-    /// An operand rounded earlier in this batch (bf16), or the fp32 values.
-    private func operand(_ values: UnsafePointer<Float>, _ copy: BF16Buffer) -> GEMMOperand {
-        precision == .bf16 ? .bf16(copy.pointer) : .fp32(values)
-    }
+    /// Layer l's bf16 weight copy (nil until a bf16 batch has made them).
+    private func weightCopy(_ l: Int) -> UnsafeMutablePointer<UInt16>? { weightsH.isEmpty ? nil : weightsH[l].pointer }
 
     // One scratch buffer for d(activation output), grown to the widest hidden layer × batch.
     private var scratchBuffer = FloatBuffer(count: 0)

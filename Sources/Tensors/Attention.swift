@@ -24,10 +24,12 @@ public func attentionForward(_ out: UnsafeMutablePointer<Float>, _ att: UnsafeMu
 }
 
 /// `attentionForward` with qkv as a GEMM operand: Q, K and V are read only by products, so a qkv rounded to bf16
-/// once (with `precision` bf16) serves every head's products without rounding per head.
+/// once (with `precision` bf16) serves every head's products without rounding per head. With `attH`
+/// ([B, NH, T, T], bf16 only) each P is rounded once into it as it is produced, for P·V here and for backward's
+/// dV (`attentionBackward(…, attH:)`); without, P is rounded at the product.
 public func attentionForward(_ out: UnsafeMutablePointer<Float>, _ att: UnsafeMutablePointer<Float>,
                              _ qkv: GEMMOperand, batch: Int, time: Int, channels: Int, heads: Int,
-                             precision: GEMMPrecision) {
+                             precision: GEMMPrecision, attH: UnsafeMutablePointer<UInt16>? = nil) {
     let T = time, C = channels, C3 = 3 * channels
     precondition(C % heads == 0, "channels \(C) not divisible by heads \(heads)")
     let HS = C / heads
@@ -36,13 +38,14 @@ public func attentionForward(_ out: UnsafeMutablePointer<Float>, _ att: UnsafeMu
         let base = qkv.advanced(by: b * T * C3)
         for h in 0..<heads {
             let q = base.advanced(by: h * HS), k = base.advanced(by: C + h * HS), v = base.advanced(by: 2 * C + h * HS)
-            let p = att + (b * heads + h) * T * T
+            let head = (b * heads + h) * T * T, p = att + head
             // S[T, T] = scale · Q[T, HS] · K[T, HS]ᵀ
             gemm(precision, transposeA: false, transposeB: true, m: T, n: T, k: HS, alpha: scale, q, lda: C3, k, ldb: C3,
              beta: 0, p, ldc: T)
             causalSoftmaxRows(p, time: T)
             // out_h[T, HS] = P[T, T] · V[T, HS]
-            gemm(precision, transposeA: false, transposeB: false, m: T, n: HS, k: T, alpha: 1, .fp32(p), lda: T, v, ldb: C3,
+            let pOperand = GEMMOperand.rounding(p, into: attH.map { $0 + head }, count: T * T, in: precision)
+            gemm(precision, transposeA: false, transposeB: false, m: T, n: HS, k: T, alpha: 1, pOperand, lda: T, v, ldb: C3,
              beta: 0, out + b * T * C + h * HS, ldc: C)
         }
     }
@@ -78,10 +81,25 @@ public func attentionBackward(_ dqkv: UnsafeMutablePointer<Float>, _ dOut: Unsaf
                       channels: channels, heads: heads, precision: precision)
 }
 
-/// `attentionBackward` with dOut and qkv as GEMM operands (read only by products; see the forward).
+/// `attentionBackward` with dOut and qkv as GEMM operands (read only by products; see the forward). In bf16, P
+/// comes from `attH` when forward kept it rounded there (else it is rounded at the dV product), and each dS is
+/// rounded once for both the dQ and the dK product.
 public func attentionBackward(_ dqkv: UnsafeMutablePointer<Float>, _ dOut: GEMMOperand, _ qkv: GEMMOperand,
-                              _ att: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>,
+                              _ att: UnsafePointer<Float>, attH: UnsafePointer<UInt16>? = nil,
+                              scratch: UnsafeMutablePointer<Float>,
                               batch: Int, time: Int, channels: Int, heads: Int, precision: GEMMPrecision) {
+    let T = time
+    withUnsafeTemporaryAllocation(of: UInt16.self, capacity: precision == .bf16 ? T * T : 0) { dSH in
+        attentionBackwardHeads(dqkv, dOut, qkv, att, attH: attH, scratch: scratch, dSH: dSH.baseAddress, batch: batch,
+                               time: time, channels: channels, heads: heads, precision: precision)
+    }
+}
+
+/// The per-head loop of `attentionBackward`; `dSH` (T·T, bf16 only) receives each dS rounded.
+private func attentionBackwardHeads(_ dqkv: UnsafeMutablePointer<Float>, _ dOut: GEMMOperand, _ qkv: GEMMOperand,
+                                    _ att: UnsafePointer<Float>, attH: UnsafePointer<UInt16>?,
+                                    scratch: UnsafeMutablePointer<Float>, dSH: UnsafeMutablePointer<UInt16>?,
+                                    batch: Int, time: Int, channels: Int, heads: Int, precision: GEMMPrecision) {
     let T = time, C = channels, C3 = 3 * channels
     let HS = C / heads
     let scale = 1 / Float(HS).squareRoot()
@@ -91,13 +109,14 @@ public func attentionBackward(_ dqkv: UnsafeMutablePointer<Float>, _ dOut: GEMMO
         for h in 0..<heads {
             let q = base.advanced(by: h * HS), k = base.advanced(by: C + h * HS), v = base.advanced(by: 2 * C + h * HS)
             let dq = dBase + h * HS, dk = dBase + C + h * HS, dv = dBase + 2 * C + h * HS
-            let p = att + (b * heads + h) * T * T
+            let head = (b * heads + h) * T * T, p = att + head
+            let pOperand = GEMMOperand.stored(p, attH.map { $0 + head }, in: precision)
             let dOutH = dOut.advanced(by: b * T * C + h * HS)
             // dP[T, T] = dOut_h[T, HS] · V[T, HS]ᵀ
             gemm(precision, transposeA: false, transposeB: true, m: T, n: T, k: HS, alpha: 1, dOutH, lda: C, v, ldb: C3,
              beta: 0, dS, ldc: T)
             // dV[T, HS] += P[T, T]ᵀ · dOut_h[T, HS]
-            gemm(precision, transposeA: true, transposeB: false, m: T, n: HS, k: T, alpha: 1, .fp32(p), lda: T, dOutH, ldb: C,
+            gemm(precision, transposeA: true, transposeB: false, m: T, n: HS, k: T, alpha: 1, pOperand, lda: T, dOutH, ldb: C,
              beta: 1, dv, ldc: C3)
             // Softmax backward, row by row; the scale of S folds in here.
             for t in 0..<T {
@@ -108,9 +127,10 @@ public func attentionBackward(_ dqkv: UnsafeMutablePointer<Float>, _ dOut: GEMMO
                 for j in (t + 1)..<T { dr[j] = 0 }
             }
             // dQ[T, HS] += dS[T, T] · K[T, HS];  dK[T, HS] += dS[T, T]ᵀ · Q[T, HS]
-            gemm(precision, transposeA: false, transposeB: false, m: T, n: HS, k: T, alpha: 1, .fp32(dS), lda: T, k, ldb: C3,
+            let dSOperand = GEMMOperand.rounding(dS, into: dSH, count: T * T, in: precision)
+            gemm(precision, transposeA: false, transposeB: false, m: T, n: HS, k: T, alpha: 1, dSOperand, lda: T, k, ldb: C3,
              beta: 1, dq, ldc: C3)
-            gemm(precision, transposeA: true, transposeB: false, m: T, n: HS, k: T, alpha: 1, .fp32(dS), lda: T, q, ldb: C3,
+            gemm(precision, transposeA: true, transposeB: false, m: T, n: HS, k: T, alpha: 1, dSOperand, lda: T, q, ldb: C3,
              beta: 1, dk, ldc: C3)
         }
     }

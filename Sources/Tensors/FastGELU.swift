@@ -70,3 +70,36 @@ public func geluFastBackwardSwift(_ dx: UnsafeMutablePointer<Float>, _ dy: Unsaf
         dx[i] += dy[i] * (r + 2 * v * du * (q * r) * r)
     }
 }
+
+// Fused with the bf16 rounding, for an output read only by matrix products (the GPT's GELU output in bf16) and a
+// gradient the products read as bf16 while its fp32 values feed the bias sums. Both are bit-identical to their
+// naive twins, the unfused sequence: the same fp32 values (the kernels above), rounded by the same `BF16.round`.
+
+/// yh[n] = bf16(GELU(x[n])) with no fp32 output: `geluFastForward` then `BF16.round` in one pass.
+public func geluFastForwardBF16(_ yh: UnsafeMutablePointer<UInt16>, _ x: UnsafePointer<Float>, count n: Int) {
+    swt_gelu_forward_bf16(yh, x, n)
+}
+
+/// dx[n] = dy · GELU'(x) (overwritten: what `geluFastBackward` adds to a zeroed dx) and dxh[n] = bf16(dx[n]).
+public func geluFastBackwardBF16(_ dx: UnsafeMutablePointer<Float>, _ dxh: UnsafeMutablePointer<UInt16>,
+                                 _ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, count n: Int) {
+    swt_gelu_backward_bf16(dx, dxh, dy, x, n)
+}
+
+/// Naive twin of `geluFastForwardBF16` (tests): the fp32 kernel over the whole buffer, then `BF16.round`.
+public func geluFastForwardBF16Naive(_ yh: UnsafeMutablePointer<UInt16>, _ x: UnsafePointer<Float>, count n: Int) {
+    guard n > 0 else { return }
+    var y = [Float](repeating: 0, count: n)
+    y.withUnsafeMutableBufferPointer { y in
+        geluFastForward(y.baseAddress!, x, count: n)
+        BF16.round(y.baseAddress!, into: yh, count: n)
+    }
+}
+
+/// Naive twin of `geluFastBackwardBF16` (tests): zero dx, accumulate `geluFastBackward` into it, `BF16.round`.
+public func geluFastBackwardBF16Naive(_ dx: UnsafeMutablePointer<Float>, _ dxh: UnsafeMutablePointer<UInt16>,
+                                      _ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, count n: Int) {
+    dx.update(repeating: 0, count: n)
+    geluFastBackward(dx, dy, x, count: n)
+    BF16.round(dx, into: dxh, count: n)
+}

@@ -63,6 +63,23 @@ public enum GEMMOperand {
         case .bf16(let p): return .bf16(p + elements)
         }
     }
+
+    /// The models' "round once" step: in bf16 rounds `count` values into their bf16 copy and returns the copy as
+    /// the operand (read again later with `stored`); in fp32 (or without a copy) the fp32 values themselves.
+    @inline(__always) public static func rounding(_ values: UnsafePointer<Float>, into copy: UnsafeMutablePointer<UInt16>?,
+                                                  count: Int, in precision: GEMMPrecision) -> GEMMOperand {
+        guard precision == .bf16, let copy else { return .fp32(values) }
+        BF16.round(values, into: copy, count: count)
+        return .bf16(UnsafePointer(copy))
+    }
+
+    /// A value rounded earlier by `rounding` (or written as bf16 by a fused kernel): its bf16 copy in bf16, the
+    /// fp32 values otherwise (or without a copy).
+    @inline(__always) public static func stored(_ values: UnsafePointer<Float>, _ copy: UnsafePointer<UInt16>?,
+                                                in precision: GEMMPrecision) -> GEMMOperand {
+        guard precision == .bf16, let copy else { return .fp32(values) }
+        return .bf16(copy)
+    }
 }
 
 /// The library that multiplies fp32 operands (and bf16 operands widened to fp32 where oneDNN has no bf16 kernel).

@@ -176,6 +176,92 @@ final class TransformerKernelTests: XCTestCase {
         XCTAssertEqual(dx.map(\.bitPattern), dxSwift.map(\.bitPattern))
     }
 
+    /// LayerNorm forward runs rows in SIMD groups of 8, each lane doing one row's scalar sequence of operations:
+    /// bit-identical to one row at a time (`layerNormForwardRowByRow`), for row counts around the group size.
+    func testLayerNormRowGroupsAreBitIdenticalToRowByRow() {
+        for (rows, channels) in [(1, 1), (7, 3), (8, 12), (17, 96), (37, 256), (16, 5)] {
+            var x = random(rows * channels, seed: UInt64(50 + rows), scale: 2)
+            for r in 0..<rows { for c in 0..<channels { x[r * channels + c] += Float(r % 5) - 1 } }
+            let weight = random(channels, seed: 51), bias = random(channels, seed: 52)
+            var out = [Float](repeating: 9, count: rows * channels), outRef = out
+            var mean = [Float](repeating: 9, count: rows), rstd = mean, meanRef = mean, rstdRef = mean
+            layerNormForward(&out, &mean, &rstd, x, weight, bias, rows: rows, channels: channels)
+            layerNormForwardRowByRow(&outRef, &meanRef, &rstdRef, x, weight, bias, rows: rows, channels: channels)
+            XCTAssertEqual(out.map(\.bitPattern), outRef.map(\.bitPattern), "forward \(rows)×\(channels)")
+            XCTAssertEqual(mean.map(\.bitPattern), meanRef.map(\.bitPattern))
+            XCTAssertEqual(rstd.map(\.bitPattern), rstdRef.map(\.bitPattern))
+        }
+    }
+
+    /// Attention in bf16 with P kept rounded (`attH`) and dS rounded once for its two products against rounding at
+    /// every product: the products read the same fp32 values rounded by the same code, so every output is
+    /// bit-identical.
+    func testAttentionKeepingRoundedOperandsIsBitIdentical() {
+        let qkv = random(B * T * 3 * C, seed: 21), dOut = random(B * T * C, seed: 22)
+        let start = random(B * T * 3 * C, seed: 23)
+        var out = [Float](repeating: 0, count: B * T * C), outKept = out
+        var att = [Float](repeating: 9, count: B * NH * T * T), attKept = att
+        var attH = [UInt16](repeating: 0xFFFF, count: B * NH * T * T)
+        var dqkv = start, dqkvKept = start, scratch = [Float](repeating: 0, count: T * T)
+        qkv.withUnsafeBufferPointer { qkv in
+            dOut.withUnsafeBufferPointer { dOut in
+                let q = GEMMOperand.fp32(qkv.baseAddress!), d = GEMMOperand.fp32(dOut.baseAddress!)
+                attentionForward(&out, &att, q, batch: B, time: T, channels: C, heads: NH, precision: .bf16)
+                attentionForward(&outKept, &attKept, q, batch: B, time: T, channels: C, heads: NH, precision: .bf16,
+                                 attH: &attH)
+                attentionBackward(&dqkv, d, q, att, scratch: &scratch, batch: B, time: T, channels: C, heads: NH,
+                                  precision: .bf16)
+                attentionBackward(&dqkvKept, d, q, attKept, attH: attH, scratch: &scratch, batch: B, time: T,
+                                  channels: C, heads: NH, precision: .bf16)
+            }
+        }
+        var rounded = [UInt16](repeating: 0, count: att.count)
+        BF16.round(att, into: &rounded, count: att.count)
+        XCTAssertEqual(attH, rounded, "attH holds P rounded")
+        XCTAssertEqual(out.map(\.bitPattern), outKept.map(\.bitPattern))
+        XCTAssertEqual(att.map(\.bitPattern), attKept.map(\.bitPattern))
+        XCTAssertEqual(dqkv.map(\.bitPattern), dqkvKept.map(\.bitPattern))
+        XCTAssertNotEqual(dqkv, start)
+    }
+
+    /// The fused bf16 kernels against their naive twins (the fp32 kernel over the whole buffer, then `BF16.round`):
+    /// both round the same fp32 values to nearest even with the same code, so the bits must be exactly equal — no
+    /// tolerance. Sizes cross the C kernels' 1024-element blocks and their vector tails; values include ±0, NaN,
+    /// ±inf, saturated tails and results that are subnormal (|GELU(x)| < 2⁻¹²⁶, rounded apart on AVX512-BF16).
+    func testFusedBF16KernelsAreBitIdenticalToUnfused() {
+        let special: [Float] = [0, -0.0, 1e-8, -1e-8, 1e-40, -1e-40, 3e-38, -3e-38, 10, -10, 50, -50, 200, -200, 1e6,
+                                -1e6, .nan, .infinity, -.infinity]
+        for n in [0, 1, 5, 17, 1024, 1025, 3 * 1024 + 77] {
+            var x = random(n, seed: UInt64(30 + n), scale: 4)
+            let spread = max(1, n / special.count)
+            for (j, v) in special.enumerated() where j * spread < n { x[j * spread] = v }
+            let dy = random(n, seed: UInt64(31 + n))
+            var yh = [UInt16](repeating: 0xFFFF, count: n), yhNaive = yh
+            geluFastForwardBF16(&yh, x, count: n)
+            geluFastForwardBF16Naive(&yhNaive, x, count: n)
+            XCTAssertEqual(yh, yhNaive, "GELU forward, n = \(n)")
+            var dx = random(n, seed: UInt64(32 + n)), dxNaive = random(n, seed: UInt64(33 + n))  // overwritten
+            var dxh = [UInt16](repeating: 0xFFFF, count: n), dxhNaive = dxh
+            geluFastBackwardBF16(&dx, &dxh, dy, x, count: n)
+            geluFastBackwardBF16Naive(&dxNaive, &dxhNaive, dy, x, count: n)
+            XCTAssertEqual(dx.map(\.bitPattern), dxNaive.map(\.bitPattern), "GELU backward fp32, n = \(n)")
+            XCTAssertEqual(dxh, dxhNaive, "GELU backward bf16, n = \(n)")
+        }
+        for (rows, channels) in [(1, 1), (3, 7), (37, 96), (19, 256), (5, 50)] {
+            // Offsets and scales per row, so the means and variances differ; weight and bias arbitrary.
+            var x = random(rows * channels, seed: UInt64(40 + rows), scale: 3)
+            for r in 0..<rows { for c in 0..<channels { x[r * channels + c] += Float(r) - 2 } }
+            let weight = random(channels, seed: 41), bias = random(channels, seed: 42, scale: 0.1)
+            var outH = [UInt16](repeating: 0xFFFF, count: rows * channels), outHNaive = outH
+            var mean = [Float](repeating: 9, count: rows), rstd = mean, meanNaive = mean, rstdNaive = mean
+            layerNormForwardBF16(&outH, &mean, &rstd, x, weight, bias, rows: rows, channels: channels)
+            layerNormForwardBF16Naive(&outHNaive, &meanNaive, &rstdNaive, x, weight, bias, rows: rows, channels: channels)
+            XCTAssertEqual(outH, outHNaive, "LayerNorm \(rows)×\(channels)")
+            XCTAssertEqual(mean.map(\.bitPattern), meanNaive.map(\.bitPattern))
+            XCTAssertEqual(rstd.map(\.bitPattern), rstdNaive.map(\.bitPattern))
+        }
+    }
+
     func testResidual() {
         let a = random(10, seed: 13), b = random(10, seed: 14), d = random(10, seed: 15)
         var out = [Float](repeating: 0, count: 10)

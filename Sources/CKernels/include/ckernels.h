@@ -63,6 +63,12 @@ void swt_f32_to_bf16(uint16_t *dst, const float *src, size_t n);
 /// dst[i] = float(src[i]) (exact).
 void swt_bf16_to_f32(float *dst, const uint16_t *src, size_t n);
 
+/// Fused GELU kernels with a bf16 output, bit-identical to the unfused sequence (the fp32 kernel, then
+/// swt_f32_to_bf16): yh = bf16(gelu(x)) with no fp32 output; dx = 0 + dy·GELU'(x) (swt_gelu_backward_add into a
+/// zeroed dx) and dxh = bf16(dx). Processed in L1-sized blocks.
+void swt_gelu_forward_bf16(uint16_t *yh, const float *x, size_t n);
+void swt_gelu_backward_bf16(float *dx, uint16_t *dxh, const float *dy, const float *x, size_t n);
+
 /// CPU features from cpuid, each counted only when the OS has enabled its register state (XCR0).
 #define SWT_CPU_AVX512F     1u
 #define SWT_CPU_AVX512_BF16 2u
