@@ -45,27 +45,43 @@ public struct ConvShape: Equatable, Sendable {
     public var weightShape: [Int] { [outChannels, patch] }
 }
 
+/// The output columns q whose input column q·S − pad + kx lies inside [0, W): one contiguous range [lo, hi), so the
+/// copy loops below run without a bounds test per element (the test made im2col half of a ResNet step).
+@inline(__always)
+func validColumns(_ s: ConvShape, kx: Int) -> (lo: Int, hi: Int) {
+    let first = s.padding - kx                        // q·S ≥ pad − kx
+    let last = s.width - 1 + s.padding - kx           // q·S ≤ W − 1 + pad − kx
+    let lo = first <= 0 ? 0 : (first + s.stride - 1) / s.stride
+    let hi = last < 0 ? 0 : min(s.outWidth, last / s.stride + 1)
+    return (min(lo, hi), hi)
+}
+
 /// cols[C·K·K, P·Q] = the patches of one image x[C, H, W] (zeros where a patch reaches into the padding).
 public func im2col(_ cols: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ s: ConvShape) {
-    let P = s.outHeight, Q = s.outWidth, K = s.kernel
+    let P = s.outHeight, Q = s.outWidth, K = s.kernel, S = s.stride
     var row = 0
     for c in 0..<s.inChannels {
         let plane = x + c * s.height * s.width
         for ky in 0..<K {
             for kx in 0..<K {
                 let out = cols + row * P * Q
+                let (lo, hi) = validColumns(s, kx: kx)
+                let shift = kx - s.padding            // input column of output column q is q·S + shift
                 for p in 0..<P {
-                    let iy = p * s.stride - s.padding + ky
+                    let iy = p * S - s.padding + ky
                     let line = out + p * Q
                     if iy < 0 || iy >= s.height {
                         line.update(repeating: 0, count: Q)
                         continue
                     }
-                    let src = plane + iy * s.width
-                    for q in 0..<Q {
-                        let ix = q * s.stride - s.padding + kx
-                        line[q] = ix >= 0 && ix < s.width ? src[ix] : 0
+                    let src = plane + iy * s.width + shift
+                    if lo > 0 { line.update(repeating: 0, count: lo) }
+                    if S == 1 {
+                        (line + lo).update(from: src + lo, count: hi - lo)
+                    } else {
+                        for q in lo..<hi { line[q] = src[q * S] }
                     }
+                    if hi < Q { (line + hi).update(repeating: 0, count: Q - hi) }
                 }
                 row += 1
             }
@@ -75,20 +91,23 @@ public func im2col(_ cols: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float
 
 /// dx[C, H, W] += col2im(dcols[C·K·K, P·Q]): each column entry added back to the pixel it was copied from.
 public func col2imAdd(_ dx: UnsafeMutablePointer<Float>, _ dcols: UnsafePointer<Float>, _ s: ConvShape) {
-    let P = s.outHeight, Q = s.outWidth, K = s.kernel
+    let P = s.outHeight, Q = s.outWidth, K = s.kernel, S = s.stride
     var row = 0
     for c in 0..<s.inChannels {
         let plane = dx + c * s.height * s.width
         for ky in 0..<K {
             for kx in 0..<K {
                 let src = dcols + row * P * Q
+                let (lo, hi) = validColumns(s, kx: kx)
+                let shift = kx - s.padding
                 for p in 0..<P {
-                    let iy = p * s.stride - s.padding + ky
+                    let iy = p * S - s.padding + ky
                     guard iy >= 0 && iy < s.height else { continue }
-                    let dst = plane + iy * s.width, line = src + p * Q
-                    for q in 0..<Q {
-                        let ix = q * s.stride - s.padding + kx
-                        if ix >= 0 && ix < s.width { dst[ix] += line[q] }
+                    let dst = plane + iy * s.width + shift, line = src + p * Q
+                    if S == 1 {
+                        for q in lo..<hi { dst[q] += line[q] }
+                    } else {
+                        for q in lo..<hi { dst[q * S] += line[q] }
                     }
                 }
                 row += 1

@@ -12,6 +12,11 @@ final class ConvolutionTests: XCTestCase {
         ConvShape(inChannels: 3, height: 7, width: 6, outChannels: 4, kernel: 3, stride: 1, padding: 1),
         ConvShape(inChannels: 2, height: 8, width: 8, outChannels: 5, kernel: 3, stride: 2, padding: 1),
         ConvShape(inChannels: 4, height: 5, width: 5, outChannels: 3, kernel: 1, stride: 2, padding: 0),
+        // Edges of im2col's valid-column ranges: padding wider than the kernel's reach on one side, stride 3,
+        // an odd width with no padding, a kernel as wide as the padded input.
+        ConvShape(inChannels: 2, height: 6, width: 4, outChannels: 3, kernel: 5, stride: 3, padding: 2),
+        ConvShape(inChannels: 1, height: 5, width: 7, outChannels: 2, kernel: 3, stride: 2, padding: 0),
+        ConvShape(inChannels: 1, height: 3, width: 3, outChannels: 2, kernel: 5, stride: 1, padding: 1),
     ]
 
     /// fp32 GEMM against double accumulation over at most C·K·K = 36 terms of size ≤ 1: error ≲ 36 · 6e-8, so 1e-5.
