@@ -80,7 +80,7 @@ struct BatchReport: ParsableCommand {
             }
             var best: [(optimizer: String, points: [(batch: Int, lr: Double)])] = []
             for (opt, byBatch) in table.sorted(by: { $0.key < $1.key }) {
-                print("\n\(opt): final test loss per lr (best in bold)\n\n| B | " +
+                print("\n\(opt): final evaluation loss (summary.json eval_loss) per lr (best in bold)\n\n| B | " +
                       (byBatch.values.first ?? []).map(\.lr).sorted().map { "lr \($0)" }.joined(separator: " | ") + " |")
                 print("|---:|" + String(repeating: "---:|", count: byBatch.values.first?.count ?? 0))
                 var points: [(batch: Int, lr: Double)] = []
