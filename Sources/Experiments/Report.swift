@@ -174,6 +174,11 @@ public enum SweepReport {
         let diverged = entries.filter { $0.status == "diverged" }.count
         var md = "# Batch-size sweep report\n\n"
         md += "Sweep directories: \(sources.map { "`\($0)`" }.joined(separator: ", ")). "
+        if !entries.isEmpty && entries.allSatisfy({ $0.target.isEmpty }) {
+            md += "No target: \(entries.count) points each trained their whole budget, \(diverged) diverged.\n\n"
+            md += try budgetSection(groups, folder: folder, stem: stem)
+            return md + (try lossCurveSection(groups, folder: folder, stem: stem))
+        }
         md += "Target: \(targets.map { "`\($0)`" }.joined(separator: ", ")). "
         md += "\(entries.count) points: \(reachedCount) reached the target, \(entries.count - reachedCount - diverged) " +
             "ran out of budget, \(diverged) diverged.\n\n"
@@ -273,22 +278,7 @@ public enum SweepReport {
             }
         }
 
-        // Loss curves, one plot per optimizer: the best (or, if none reached, lowest-loss) setting per batch.
-        md += "\n## Training loss against examples\n\n"
-        md += "One curve per batch size: its best learning rate (or, where none reached the target, the setting with the " +
-            "lowest final training loss), first seed.\n\n"
-        for (i, group) in groups.enumerated() {
-            var plot = SVGPlot(title: "Training loss · \(group.optimizer)", xLabel: "training examples",
-                               yLabel: "training loss", logX: true, logY: true)
-            plot.legend = .outsideRight
-            for (batch, entry) in representatives(group.cells) {
-                plot.add("B=\(batch) lr \(entry.lrSetting)", points: SweepResults.curve(entry, field: "loss"))
-            }
-            let file = "\(stem)-loss-\(fileSafe(group.optimizer)).svg"
-            try plot.write(to: "\(folder)/\(file)")
-            md += "![loss \(group.optimizer)](\(file))\n"
-            _ = i
-        }
+        md += try lossCurveSection(groups, folder: folder, stem: stem)
 
         // Gradient noise scale, when the runs measured it.
         md += "\n## Gradient noise scale\n\n"
@@ -340,6 +330,53 @@ public enum SweepReport {
     }
 
     /// Per batch, one entry to draw: the best reached cell's first seed, else the lowest final training loss.
+    /// Loss curves, one plot per optimizer: the best (or, if none reached, lowest-loss) setting per batch.
+    static func lossCurveSection(_ groups: [(optimizer: String, cells: [Cell])], folder: String, stem: String) throws -> String {
+        var md = "\n## Training loss against examples\n\n"
+        md += "One curve per batch size: its best learning rate (or, where none reached the target, the setting with the " +
+            "lowest final training loss), first seed.\n\n"
+        for group in groups {
+            var plot = SVGPlot(title: "Training loss · \(group.optimizer)", xLabel: "training examples",
+                               yLabel: "training loss", logX: true, logY: true)
+            plot.legend = .outsideRight
+            for (batch, entry) in representatives(group.cells) {
+                plot.add("B=\(batch) lr \(entry.lrSetting)", points: SweepResults.curve(entry, field: "loss"))
+            }
+            let file = "\(stem)-loss-\(fileSafe(group.optimizer)).svg"
+            try plot.write(to: "\(folder)/\(file)")
+            md += "![loss \(group.optimizer)](\(file))\n"
+        }
+        return md
+    }
+
+    /// A sweep without a target (every point trains its whole budget): final test accuracy against the batch, the
+    /// best learning rate per batch by that accuracy — the fixed-epoch view of large-batch training (You et al. 2017).
+    static func budgetSection(_ groups: [(optimizer: String, cells: [Cell])], folder: String, stem: String) throws -> String {
+        var md = "## Final test accuracy against global batch size\n\n"
+        md += "No target: every point trained its whole budget. Per batch size, the learning rate with the highest final " +
+            "test accuracy (mean over seeds); a diverged point counts as accuracy 0.\n\n"
+        var plot = SVGPlot(title: "Final test accuracy after the budget", xLabel: "global batch size B",
+                           yLabel: "test accuracy", logX: true, logY: false)
+        plot.legend = .outsideRight
+        md += "![final accuracy](\(stem)-accuracy.svg)\n\n"
+        md += "| optimizer | global batch | best lr | final test accuracy | final test loss | final training loss | steps |\n"
+        md += "|---|---:|---|---:|---:|---:|---:|\n"
+        for (i, group) in groups.enumerated() {
+            func accuracy(_ c: Cell) -> Double { mean(c.entries.map { $0.status == "diverged" ? 0 : $0.evalAccuracy }) }
+            var points: [(x: Double, y: Double)] = []
+            for batch in Array(Set(group.cells.map(\.batch))).sorted() {
+                guard let best = group.cells.filter({ $0.batch == batch }).max(by: { accuracy($0) < accuracy($1) }) else { continue }
+                points.append((Double(batch), accuracy(best)))
+                let e = best.entries
+                md += "| \(group.optimizer) | \(batch) | \(best.lrSetting) | \(fmt4(accuracy(best))) | " +
+                    "\(fmt4(mean(e.map(\.evalLoss)))) | \(fmt4(mean(e.map(\.finalTrainLoss)))) | \(e[0].steps) |\n"
+            }
+            plot.add(group.optimizer, points: points, color: SVGPlot.palette[i % SVGPlot.palette.count], markers: true)
+        }
+        try plot.write(to: "\(folder)/\(stem)-accuracy.svg")
+        return md + "\n"
+    }
+
     static func representatives(_ cells: [Cell]) -> [(batch: Int, entry: SweepEntry)] {
         best(cells).compactMap { b in
             if let cell = b.cell { return (b.batch, cell.entries[0]) }

@@ -126,4 +126,32 @@ final class ReportTests: XCTestCase {
         XCTAssertTrue(md.contains("| sgd | 64 | 0.05 | 410 |"), md)
         XCTAssertTrue(md.contains("No `noise_scale` values"), md)
     }
+    /// A sweep without a target: the best lr per batch by final test accuracy (a diverged point counts as 0), the
+    /// accuracy plot, no steps-to-target sections.
+    func testFixedBudgetSweepReportsFinalAccuracy() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("report-budget-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        var lines = [SweepRow.header(keys: ["variant", "train.global_batch", "lr_factor"])]
+        func add(_ variant: String, _ b: Int, _ lr: String, accuracy: String, status: String = "budget") {
+            var r = row(point: "\(variant)_b\(b)_lr\(lr)", variant: variant, batch: b, steps: nil, status: status)
+            r.insert(lr, at: 3)
+            for (column, value) in [("lr", lr), ("target", ""), ("final_eval_accuracy", accuracy)] {
+                r[4 + SweepRow.columns.firstIndex(of: column)!] = value
+            }
+            lines.append(r)
+        }
+        add("sgd", 512, "0.1", accuracy: "0.83"); add("sgd", 512, "0.2", accuracy: "0.85")
+        add("sgd", 8192, "0.1", accuracy: "0.62"); add("sgd", 8192, "0.2", accuracy: "0.9", status: "diverged")
+        add("lars", 512, "1", accuracy: "0.84"); add("lars", 8192, "1", accuracy: "0.78")
+        try (lines.map(CSV.line).joined(separator: "\n") + "\n").write(toFile: "\(dir)/results.csv", atomically: true, encoding: .utf8)
+        let md = try SweepReport.write(directories: [dir], out: "\(dir)/r.md")
+        XCTAssertTrue(md.contains("No target: 6 points each trained their whole budget, 1 diverged."), md)
+        XCTAssertTrue(md.contains("| sgd | 512 | 0.2 | 0.8500 |"), md)
+        XCTAssertTrue(md.contains("| sgd | 8192 | 0.1 | 0.6200 |"), md)      // the diverged 0.2 does not win
+        XCTAssertTrue(md.contains("| lars | 8192 | 1 | 0.7800 |"), md)
+        XCTAssertFalse(md.contains("Steps to target"), md)
+        let plot = try String(contentsOfFile: "\(dir)/r-accuracy.svg", encoding: .utf8)
+        XCTAssertTrue(plot.contains(">sgd<") && plot.contains(">lars<") && plot.contains("<polyline"), plot)
+    }
 }
