@@ -84,8 +84,9 @@ struct Sweep: ParsableCommand {
             if world.size > comm.size { runner.world = world }
             let rows = try runner.run()
             if let console {
-                let reached = rows.filter(\.reached).count
-                console.line("done: \(rows.count) points, \(reached) reached the target · \(path)/results.csv · " +
+                let outcome = plan.spec.target == nil ? "trained to their budget"
+                    : "\(rows.filter(\.reached).count) reached the target"
+                console.line("done: \(rows.count) points, \(outcome) · \(path)/results.csv · " +
                              "report: swift-train report \(path)")
             }
         }
