@@ -54,6 +54,50 @@ public enum BatchPlots {
         return (batch, steps, examples)
     }
 
+    /// An lr grid read back from a folder of runs named `<optimizer>-b<batch>-lr<lr>`: the final evaluation loss of
+    /// each (summary.json's eval_loss; +∞ where it is not finite, i.e. diverged). A run without summary.json is
+    /// unfinished (running, or killed) and left out rather than counted as diverged.
+    public static func learningRateGrid(_ folder: String) throws -> [String: [Int: [(lr: Double, loss: Double)]]] {
+        var table: [String: [Int: [(lr: Double, loss: Double)]]] = [:]
+        for name in try FileManager.default.contentsOfDirectory(atPath: folder).sorted() {
+            let parts = name.split(separator: "-")
+            guard parts.count == 3, parts[1].first == "b", let b = Int(parts[1].dropFirst()),
+                  parts[2].hasPrefix("lr"), let lr = Double(parts[2].dropFirst(2)) else { continue }
+            guard let summary = FileManager.default.contents(atPath: "\(folder)/\(name)/summary.json")
+                .flatMap({ try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }) else { continue }
+            let loss = (summary["eval_loss"] as? NSNumber)?.doubleValue ?? .nan
+            table[String(parts[0]), default: [:]][b, default: []].append((lr, loss.isFinite ? loss : .infinity))
+        }
+        return table
+    }
+
+    /// Per optimizer (alphabetical): a markdown table of loss per batch × lr (every lr any batch tried as a column,
+    /// "—" where a batch lacks it, the best per batch in bold), and the best lr per batch for `learningRatePlot`.
+    public static func learningRateTables(_ table: [String: [Int: [(lr: Double, loss: Double)]]])
+        -> (markdown: String, best: [(optimizer: String, points: [(batch: Int, lr: Double)])]) {
+        var md = ""
+        var best: [(optimizer: String, points: [(batch: Int, lr: Double)])] = []
+        for (opt, byBatch) in table.sorted(by: { $0.key < $1.key }) {
+            let lrs = Array(Set(byBatch.values.flatMap { $0.map(\.lr) })).sorted()
+            md += "\n\(opt): final evaluation loss (summary.json eval_loss) per lr (best in bold)\n\n| B | " +
+                lrs.map { "lr \($0)" }.joined(separator: " | ") + " |\n"
+            md += "|---:|" + String(repeating: "---:|", count: lrs.count) + "\n"
+            var points: [(batch: Int, lr: Double)] = []
+            for (b, grid) in byBatch.sorted(by: { $0.key < $1.key }) {
+                let winner = grid.min { $0.loss < $1.loss }!
+                if winner.loss.isFinite { points.append((b, winner.lr)) }
+                let cells = lrs.map { lr -> String in
+                    guard let run = grid.first(where: { $0.lr == lr }) else { return "—" }
+                    guard run.loss.isFinite else { return "diverged" }
+                    return run.lr == winner.lr ? String(format: "**%.4f**", run.loss) : String(format: "%.4f", run.loss)
+                }
+                md += "| \(b) | " + cells.joined(separator: " | ") + " |\n"
+            }
+            best.append((opt, points))
+        }
+        return (md, best)
+    }
+
     /// Best lr per batch for each optimizer (log-log), with a vertical line at B_noise.
     public static func learningRatePlot(best: [(optimizer: String, points: [(batch: Int, lr: Double)])], noiseScale: Double?) -> SVGPlot {
         var plot = SVGPlot(title: "Best learning rate vs batch size", xLabel: "global batch size B", yLabel: "best lr (grid)",

@@ -69,29 +69,8 @@ struct BatchReport: ParsableCommand {
             try plots.lossExamples.write(to: "\(out)/schedule-loss-examples.svg")
         }
         if let lrGrid {
-            var table: [String: [Int: [(lr: Double, loss: Double)]]] = [:]
-            for name in try FileManager.default.contentsOfDirectory(atPath: lrGrid).sorted() {
-                let parts = name.split(separator: "-")
-                guard parts.count == 3, let b = Int(parts[1].dropFirst()), let lr = Double(parts[2].dropFirst(2)) else { continue }
-                let summary = (FileManager.default.contents(atPath: "\(lrGrid)/\(name)/summary.json"))
-                    .flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
-                let loss = (summary?["eval_loss"] as? NSNumber)?.doubleValue ?? .nan
-                table[String(parts[0]), default: [:]][b, default: []].append((lr, loss.isFinite ? loss : .infinity))
-            }
-            var best: [(optimizer: String, points: [(batch: Int, lr: Double)])] = []
-            for (opt, byBatch) in table.sorted(by: { $0.key < $1.key }) {
-                print("\n\(opt): final evaluation loss (summary.json eval_loss) per lr (best in bold)\n\n| B | " +
-                      (byBatch.values.first ?? []).map(\.lr).sorted().map { "lr \($0)" }.joined(separator: " | ") + " |")
-                print("|---:|" + String(repeating: "---:|", count: byBatch.values.first?.count ?? 0))
-                var points: [(batch: Int, lr: Double)] = []
-                for (b, grid) in byBatch.sorted(by: { $0.key < $1.key }) {
-                    let sorted = grid.sorted { $0.lr < $1.lr }, winner = sorted.min { $0.loss < $1.loss }!
-                    points.append((b, winner.lr))
-                    print("| \(b) | " + sorted.map { $0.loss.isFinite ? ($0.lr == winner.lr ? String(format: "**%.4f**", $0.loss) : String(format: "%.4f", $0.loss)) : "diverged" }
-                        .joined(separator: " | ") + " |")
-                }
-                best.append((opt, points))
-            }
+            let (markdown, best) = BatchPlots.learningRateTables(try BatchPlots.learningRateGrid(lrGrid))
+            print(markdown, terminator: "")
             try BatchPlots.learningRatePlot(best: best, noiseScale: bnoise).write(to: "\(out)/lr-vs-batch.svg")
         }
     }

@@ -92,4 +92,28 @@ final class BranchingTests: XCTestCase {
         XCTAssertEqual(again.map(\.cbs), cbs.map(\.cbs))
         XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: "\(out)/branches/step-00000004_b16/summary.json")[.modificationDate] as? Date, modified)
     }
+    /// The lr-grid table of `batch-report --lr-grid`: best per batch, a diverged run (non-finite loss) shown as such
+    /// and never best, a missing lr as "—", an unfinished run (no summary.json) and foreign folders left out.
+    func testLearningRateGridTables() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lr-grid-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        func run(_ name: String, _ summary: String?) throws {
+            try FileManager.default.createDirectory(atPath: "\(dir)/\(name)", withIntermediateDirectories: true)
+            try summary?.write(toFile: "\(dir)/\(name)/summary.json", atomically: true, encoding: .utf8)
+        }
+        try run("adamw-b8-lr0.001", #"{"eval_loss": 2.0}"#)
+        try run("adamw-b8-lr0.003", #"{"eval_loss": 2.1}"#)
+        try run("adamw-b32-lr0.003", #"{"eval_loss": 2.2}"#)
+        try run("adamw-b32-lr0.01", #"{"eval_loss": null}"#)
+        try run("sgd-b8-lr0.1", nil)
+        try run("notes", #"{"eval_loss": 1.0}"#)
+        let (md, best) = BatchPlots.learningRateTables(try BatchPlots.learningRateGrid(dir))
+        XCTAssertTrue(md.contains("| B | lr 0.001 | lr 0.003 | lr 0.01 |"), md)
+        XCTAssertTrue(md.contains("| 8 | **2.0000** | 2.1000 | — |"), md)
+        XCTAssertTrue(md.contains("| 32 | — | **2.2000** | diverged |"), md)
+        XCTAssertFalse(md.contains("sgd"), md)
+        XCTAssertEqual(best.count, 1)
+        XCTAssertEqual(best[0].points.map(\.batch), [8, 32])
+        XCTAssertEqual(best[0].points.map(\.lr), [0.001, 0.003])
+    }
 }

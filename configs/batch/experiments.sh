@@ -50,7 +50,8 @@ if [[ $part == gpt-lr ]]; then
   # (c) on the byte GPT: lr grid at 8, 32 and 128 sequences, a fixed budget of 8,192 sequences (1.05 M tokens), warmup
   # over the first 400 sequences then constant, final validation loss on 512 sequences. Single-process runs, JOBS at
   # a time (default 2: one per core; a 1-rank run differs from a 2-rank one only in summation order). A run whose
-  # summary.json exists is skipped, so the part can be stopped and rerun. OPTS picks the optimizers (default all).
+  # summary.json exists is skipped, so the part can be stopped and rerun. OPTS picks the optimizers (default all),
+  # LRS replaces their grids (the docs' table adds OPTS=adamw LRS="0.0005 0.002").
   out=runs/batch/gpt-lr
   mkdir -p $out
   jobs=()
@@ -58,6 +59,7 @@ if [[ $part == gpt-lr ]]; then
     if [[ $opt == adamw ]]; then lrs="0.0003 0.001 0.003 0.01"
     elif [[ $opt == sgd ]]; then lrs="0.03 0.1 0.3 1.0"
     else lrs="0.003 0.01 0.03 0.1"; fi
+    lrs=${LRS:-$lrs}
     for b in 8 32 128; do
       for lr in $lrs; do
         dir=$out/$opt-b$b-lr$lr
