@@ -329,7 +329,6 @@ public enum SweepReport {
         return md
     }
 
-    /// Per batch, one entry to draw: the best reached cell's first seed, else the lowest final training loss.
     /// Loss curves, one plot per optimizer: the best (or, if none reached, lowest-loss) setting per batch.
     static func lossCurveSection(_ groups: [(optimizer: String, cells: [Cell])], folder: String, stem: String) throws -> String {
         var md = "\n## Training loss against examples\n\n"
@@ -377,6 +376,7 @@ public enum SweepReport {
         return md + "\n"
     }
 
+    /// Per batch, one entry to draw: the best reached cell's first seed, else the lowest final training loss.
     static func representatives(_ cells: [Cell]) -> [(batch: Int, entry: SweepEntry)] {
         best(cells).compactMap { b in
             if let cell = b.cell { return (b.batch, cell.entries[0]) }
